@@ -1,0 +1,36 @@
+"""The event contract between mailgate's stages: one Avro schema per event (`*.avsc` here) and one codec.
+
+Stage code imports the record classes from here and never builds dicts by hand:
+`from schemas import MessageReceived, encode, decode`.
+"""
+from schemas.codec import REGISTRY, UndecodableRecord, decode, encode, event_name, to_json_dict
+
+_c = REGISTRY.classes
+MessageReceived = _c["MessageReceived"]
+RecipientRejected = _c["RecipientRejected"]
+RecipientVerified = _c["RecipientVerified"]
+MessageRouted = _c["MessageRouted"]
+Route = _c["Route"]
+DeliveryAttempted = _c["DeliveryAttempted"]
+RecipientResult = _c["RecipientResult"]
+SmtpReply = _c["SmtpReply"]
+MessageDelivered = _c["MessageDelivered"]
+DeliveryDeferred = _c["DeliveryDeferred"]
+MessageBounced = _c["MessageBounced"]
+MessageExpired = _c["MessageExpired"]
+DuplicateSuppressed = _c["DuplicateSuppressed"]
+MessageClassified = _c["MessageClassified"]
+ScorerScore = _c["ScorerScore"]
+MessageQuarantined = _c["MessageQuarantined"]
+MessageDiscarded = _c["MessageDiscarded"]
+QuarantineReleased = _c["QuarantineReleased"]
+DeadLettered = _c["DeadLettered"]
+GatewayConfigured = _c["GatewayConfigured"]
+GatewayRemoved = _c["GatewayRemoved"]
+ReplayRequested = _c["ReplayRequested"]
+
+TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
+"""Events after which nothing more happens to the recipients they name."""
+
+__all__ = [n for n in dir() if n[0].isupper()] + ["UndecodableRecord", "decode", "encode", "event_name",
+                                                  "to_json_dict"]

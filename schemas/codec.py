@@ -1,0 +1,183 @@
+"""The one codec every stage uses: typed event records <-> Avro single-object encoding.
+
+Reads: the `*.avsc` files beside this module (one schema per event, the only contract between stages).
+Emits: a frozen dataclass per event (nested records too), and bytes in Avro single-object encoding
+(`C3 01`, the schema's 8-byte CRC-64-AVRO fingerprint little-endian, then the Avro binary body), so every record
+names its own schema. `decode` of bytes that are not such a record raises `UndecodableRecord`, never anything else.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+MAGIC = b"\xc3\x01"
+SCHEMA_DIR = Path(__file__).parent
+_EMPTY64 = 0xC15D213AA4D7A795
+
+
+class UndecodableRecord(Exception):
+    """Bytes that are not a mailgate event this codec knows (reason in the message)."""
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY64 & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_TABLE = _crc64_table()
+
+
+def fingerprint64(canonical: str) -> int:
+    """CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form, as the Avro spec defines it."""
+    fp = _EMPTY64
+    for b in canonical.encode():
+        fp = (fp >> 8) ^ _TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+
+def _strip_logical(node: Any) -> Any:
+    """The schema as the wire sees it: logical types are left to the application (timestamps stay int ms)."""
+    if isinstance(node, dict):
+        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical(v) for v in node]
+    return node
+
+
+@dataclasses.dataclass(frozen=True)
+class EventType:
+    """One event schema: its record class, parsed schema and fingerprint."""
+
+    name: str
+    cls: type
+    parsed: Any
+    header: bytes
+    raw: dict
+
+
+class _Registry:
+    def __init__(self, directory: Path) -> None:
+        self.by_name: dict[str, EventType] = {}
+        self.by_header: dict[bytes, EventType] = {}
+        self.classes: dict[str, type] = {}
+        for path in sorted(directory.glob("*.avsc")):
+            raw = json.loads(path.read_text())
+            parsed = fastavro.parse_schema(_strip_logical(copy.deepcopy(raw)), _write_hint=False)
+            canonical = fastavro.schema.to_parsing_canonical_form(raw)
+            header = MAGIC + struct.pack("<Q", fingerprint64(canonical))
+            cls = self._record_class(raw)
+            et = EventType(raw["name"], cls, parsed, header, raw)
+            self.by_name[et.name] = et
+            self.by_header[header] = et
+
+    def _record_class(self, schema: dict) -> type:
+        name = schema["name"]
+        if name in self.classes:
+            return self.classes[name]
+        fields = []
+        for fld in schema["fields"]:
+            self._visit_nested(fld["type"])
+            if "default" not in fld:
+                fields.append((fld["name"], Any))
+            elif isinstance(fld["default"], (list, dict)):
+                fields.append((fld["name"], Any, dataclasses.field(
+                    default_factory=lambda d=fld["default"]: copy.copy(d))))
+            else:
+                fields.append((fld["name"], Any, dataclasses.field(default=fld["default"])))
+        # Fields without defaults must precede those with: Avro order is kept otherwise.
+        required = [f for f in fields if len(f) == 2]
+        optional = [f for f in fields if len(f) == 3]
+        cls = dataclasses.make_dataclass(name, required + optional, frozen=True, slots=True,
+                                         namespace={"__doc__": schema.get("doc", name), "SCHEMA_NAME": name})
+        cls.__module__ = "schemas"
+        self.classes[name] = cls
+        return cls
+
+    def _visit_nested(self, t: Any) -> None:
+        if isinstance(t, list):
+            for u in t:
+                self._visit_nested(u)
+        elif isinstance(t, dict):
+            if t.get("type") == "record":
+                self._record_class(t)
+            elif t.get("type") == "array":
+                self._visit_nested(t["items"])
+
+
+REGISTRY = _Registry(SCHEMA_DIR)
+
+
+def _to_avro(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_avro(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_avro(v) for v in value]
+    return value
+
+
+def _from_avro(schema: Any, value: Any) -> Any:
+    if isinstance(schema, dict):
+        t = schema.get("type")
+        if t == "record":
+            cls = REGISTRY.classes[schema["name"].rsplit(".", 1)[-1]]
+            by_name = {f["name"]: f["type"] for f in schema["fields"]}
+            return cls(**{k: _from_avro(by_name[k], v) for k, v in value.items()})
+        if t == "array":
+            return [_from_avro(schema["items"], v) for v in value]
+    elif isinstance(schema, list) and value is not None:
+        records = [s for s in schema if isinstance(s, dict) and s.get("type") in ("record", "array")]
+        if records and isinstance(value, (dict, list)):
+            return _from_avro(records[0], value)
+    return value
+
+
+def encode(record: Any) -> bytes:
+    """A typed event record → single-object-encoded bytes."""
+    et = REGISTRY.by_name[type(record).__name__]
+    buf = io.BytesIO()
+    buf.write(et.header)
+    fastavro.schemaless_writer(buf, et.parsed, _to_avro(record))
+    return buf.getvalue()
+
+
+def decode(data: bytes | None) -> Any:
+    """Single-object-encoded bytes → the typed event record; UndecodableRecord for anything else."""
+    if not data or len(data) < 10 or data[:2] != MAGIC:
+        raise UndecodableRecord("not an Avro single-object record (no C3 01 marker)")
+    et = REGISTRY.by_header.get(bytes(data[:10]))
+    if et is None:
+        raise UndecodableRecord(f"unknown schema fingerprint {data[2:10][::-1].hex()}")
+    try:
+        value = fastavro.schemaless_reader(io.BytesIO(data[10:]), et.parsed, None)
+    except Exception as err:  # fastavro raises many types on corrupt input
+        raise UndecodableRecord(f"corrupt {et.name} record: {type(err).__name__}") from None
+    return _from_avro(et.parsed, value)
+
+
+def event_name(record: Any) -> str:
+    return type(record).__name__
+
+
+def to_json_dict(record: Any) -> dict:
+    """A record as JSON-ready data (bytes shown by size, for people and tools)."""
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, (bytes, bytearray)):
+            return f"<{len(v)} bytes>"
+        return v
+    return {"type": event_name(record), **conv(record)}
