@@ -21,6 +21,8 @@ from mailgate.config import Config, LocalBrokerConfig
 
 POM = Path(__file__).resolve().parent.parent / "broker" / "pom.xml"
 READY_LINE = "Kafka Server started"
+_children: dict[int, subprocess.Popen] = {}
+"""Brokers this process started, kept so that stop() can reap them (and Python does not warn about them)."""
 
 
 class BrokerError(Exception):
@@ -143,14 +145,16 @@ def start(cfg: Config) -> BrokerStatus:
                                           str(p["props"]), "-g"], lb, p), capture_output=True, text=True)
         if fmt.returncode != 0:
             raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
-    log = open(p["log"], "ab")
-    offset = p["log"].stat().st_size
-    proc = subprocess.Popen(_java(libs, ["kafka.Kafka", str(p["props"])], lb, p), stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(p["log"], "ab") as log:
+        offset = log.tell()
+        proc = subprocess.Popen(_java(libs, ["kafka.Kafka", str(p["props"])], lb, p), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     p["pid"].write_text(str(proc.pid))
+    _children[proc.pid] = proc
     deadline = time.monotonic() + lb.start_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            _children.pop(proc.pid, None)
             raise BrokerError(f"the broker exited with code {proc.returncode}; see {p['log']}")
         with open(p["log"], "rb") as f:
             f.seek(offset)
@@ -158,6 +162,7 @@ def start(cfg: Config) -> BrokerStatus:
                 return BrokerStatus(True, proc.pid, lb.port)
         time.sleep(0.2)
     proc.kill()
+    proc.wait()
     raise BrokerError(f"the broker did not print '{READY_LINE}' within {lb.start_timeout_s}s; see {p['log']}")
 
 
@@ -181,6 +186,11 @@ def stop(cfg: Config, timeout_s: float = 30) -> bool:
 
 
 def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _children.pop(pid, None)
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

@@ -194,6 +194,42 @@ class SpamActions(Strict):
     none: list[SpamAction] = Field(default_factory=list, description="Actions for mail not marked as spam.")
 
 
+class SpamScorer(Strict):
+    kind: Literal["spamd", "rspamd", "trusted_header"] = Field(description="Which scanner.")
+    name: str = Field("", description="Name in events; defaults to the kind.")
+    host: str = Field("127.0.0.1", description="spamd host.")
+    port: int = Field(783, ge=1, le=65535, description="spamd port.")
+    url: str = Field("http://127.0.0.1:11333", description="rspamd controller base URL (/checkv2 is appended).")
+    trusted_ips: list[str] = Field(default_factory=list,
+                                   description="trusted_header: clients whose X-Spam-Score/X-Spam-Status is believed.")
+    weight: float = Field(1.0, ge=0, description="Multiplier of this scorer's score in the total.")
+    timeout_s: float = Field(15, gt=0, description="Longest wait for the scanner.")
+
+    @field_validator("trusted_ips")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        AddressSet.parse(v)
+        return v
+
+
+class SpamConfig(Strict):
+    enabled: bool = Field(False, description="Score inbound mail and apply the gateway's spam actions.")
+    scorers: list[SpamScorer] = Field(default_factory=list, description="Scanners whose weighted scores are summed.")
+    low_threshold: float = Field(3.0, description="Total score from which mail is spam Low.")
+    medium_threshold: float = Field(5.0, description="Total score from which mail is spam Medium.")
+    high_threshold: float = Field(10.0, description="Total score from which mail is spam High.")
+    on_scanner_failure: Literal["retry", "pass"] = Field(
+        "retry", description="retry: the message waits in Kafka until scanners answer; pass: deliver unscored.")
+    standard_headers: bool = Field(True, description="Add X-Spam-Level and X-Spam-Score to scored mail.")
+    max_scan_bytes: int = Field(512 * 1024, ge=1024, description="Larger messages are scanned by their head only.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SpamConfig":
+        if not self.low_threshold <= self.medium_threshold <= self.high_threshold:
+            raise ValueError("thresholds must satisfy low <= medium <= high")
+        return self
+
+
 class InboundGateway(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name.")
     mode: Literal["domain_forward", "backup_mx"] = Field(description="Domain Forward or Backup MX.")
@@ -255,6 +291,7 @@ class Config(Strict):
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="SMTP listener.")
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Spool settings.")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Egress delivery engine.")
+    spam: SpamConfig = Field(default_factory=SpamConfig, description="Spam scoring of inbound mail.")
     inbound_gateways: list[InboundGateway] = Field(default_factory=list, description="Backup MX / Domain Forward.")
     outbound_gateways: list[OutboundGateway] = Field(default_factory=list, description="Outbound relays.")
 

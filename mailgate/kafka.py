@@ -83,3 +83,19 @@ async def ensure_topics(cfg: Config, attempts: int = 30) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def assign_whole_topic(c: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> list:
+    """Assign every partition of `topic` to a group-less consumer (after fetching metadata) and seek."""
+    from aiokafka import TopicPartition
+    cluster = await c._client.fetch_all_metadata()  # aiokafka has no public "metadata of topic X" call
+    parts = cluster.partitions_for_topic(topic) or set()
+    if not parts:
+        raise RuntimeError(f"topic {topic} does not exist: run `mailgate topics`")
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    c.assign(tps)
+    if from_beginning:
+        await c.seek_to_beginning(*tps)
+    else:
+        await c.seek_to_end(*tps)
+    return tps

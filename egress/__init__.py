@@ -1,0 +1,1 @@
+"""Egress: delivers routed mail to outbound gateways and reports each outcome as an event."""

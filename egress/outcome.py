@@ -1,0 +1,109 @@
+"""Turns one delivery attempt's per-recipient replies into the message's next facts.
+
+Reads: the MessageRouted that was attempted, the replies (or the session error), the clock and the retry schedule.
+Emits: Outputs — MessageDelivered, DeliveryDeferred plus the record for its retry tier, MessageBounced or
+MessageExpired plus a DSN (as a new MessageReceived from the null sender, which flows through the pipeline like any
+other mail), and the delivered-index records egress reads to suppress duplicates. Pure: no I/O here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime, timezone
+
+from egress.dsn import build_dsn, header_block, should_send_dsn
+from egress.reply import Reply
+from mailgate import topics
+from mailgate.config import Config
+from mailgate.ids import new_message_id
+from processors.outputs import Output, audit
+from schemas import (DeliveryDeferred, MessageBounced, MessageDelivered, MessageExpired, MessageReceived)
+
+
+DELIVERED_MARK = b"1"
+"""Value of a mail.delivered index record (the key says what was delivered; the value only must not be empty)."""
+
+
+def delivered_key(message_id: str, rcpt: str) -> str:
+    return f"{message_id}|{rcpt.lower()}"
+
+
+class OutcomePolicy:
+    def __init__(self, cfg: Config, node: str) -> None:
+        self.cfg = cfg
+        self.node = node
+
+    def _retry_delay_s(self, tier: int) -> tuple[int, int]:
+        schedule = self.cfg.delivery.retry_schedule_s
+        tier = min(tier, len(schedule) - 1)
+        return tier, schedule[tier]
+
+    def outcome(self, routed, results: list[tuple[str, Reply]], *, gateway: str, host: str, attempt: int,
+                now: int, error: str | None = None) -> list[Output]:
+        delivered = [(r, rep) for r, rep in results if rep.is_success()]
+        permanent = [(r, rep) for r, rep in results if rep.is_permanent()]
+        transient = [(r, rep) for r, rep in results if not rep.is_success() and not rep.is_permanent()]
+        out: list[Output] = []
+        mid = routed.message_id
+        if delivered:
+            out.append(audit(MessageDelivered(
+                message_id=mid, occurred_at=now, node=self.node, recipients=[r for r, _ in delivered],
+                gateway=gateway, host=host, reply_text=delivered[0][1].one_line(), attempt=attempt,
+                received_at=routed.received_at, forced=routed.force_redeliver)))
+            out += [Output(topics.DELIVERED, delivered_key(mid, r), DELIVERED_MARK) for r, _ in delivered]
+        if permanent:
+            out += self._bounce(routed, permanent, now, expired=False)
+        if transient:
+            reason = error or transient[0][1].one_line()
+            if now >= routed.expires_at:
+                out += self._bounce(routed, transient, now, expired=True, reason=reason)
+            else:
+                out += self._defer(routed, [r for r, _ in transient], reason, attempt, now)
+        return out
+
+    def _defer(self, routed, rcpts: list[str], reason: str, attempt: int, now: int) -> list[Output]:
+        tier, delay_s = self._retry_delay_s(routed.retry_tier + 1)
+        next_at = min(now + delay_s * 1000, max(routed.expires_at, now))
+        topic = topics.retry_topic(delay_s)
+        again = dataclasses.replace(routed, occurred_at=now, node=self.node, recipients=rcpts, attempt=attempt,
+                                    retry_tier=tier, not_before=next_at, force_redeliver=False)
+        return [audit(DeliveryDeferred(message_id=routed.message_id, occurred_at=now, node=self.node,
+                                       recipients=rcpts, reason=reason, attempt=attempt,
+                                       next_attempt_at=next_at, retry_topic=topic)),
+                Output(topic, routed.route.destination or "unrouted", again)]
+
+    def _bounce(self, routed, failed: list[tuple[str, Reply]], now: int, *, expired: bool,
+                reason: str | None = None) -> list[Output]:
+        out: list[Output] = []
+        body = routed.body or b""
+        dsn_id = None
+        rcpts = [r for r, _ in failed]
+        why = reason or failed[0][1].one_line()
+        if should_send_dsn(routed.mail_from, header_block(body)):
+            dsn_id = new_message_id(now)
+            dsn = build_dsn(reporting_mta=self.cfg.delivery.helo_name, original_message_id=routed.message_id,
+                            original_mail_from=routed.mail_from, failed=failed,
+                            original_headers=header_block(body),
+                            arrival_date=datetime.fromtimestamp(routed.received_at / 1000, timezone.utc),
+                            reason=why, expired=expired)
+            dsn_record = self._dsn_record(routed, dsn_id, dsn, now)
+            out += [Output(topics.RECEIVED, dsn_id, dsn_record), audit(dsn_record)]
+        if expired:
+            out.append(audit(MessageExpired(message_id=routed.message_id, occurred_at=now, node=self.node,
+                                            recipients=rcpts, last_reason=why, received_at=routed.received_at,
+                                            dsn_message_id=dsn_id)))
+        else:
+            out.append(audit(MessageBounced(message_id=routed.message_id, occurred_at=now, node=self.node,
+                                            recipients=rcpts, reason=why, dsn_message_id=dsn_id)))
+        return out
+
+    def _dsn_record(self, routed, dsn_id: str, dsn: bytes, now: int):
+        """The DSN enters the pipeline as mail received from <> for the original sender."""
+        sender_domain = routed.mail_from.rsplit("@", 1)[-1].lower()
+        gw = self.cfg.inbound_gateway_for(sender_domain)
+        return MessageReceived(
+            message_id=dsn_id, occurred_at=now, node=self.node,
+            direction="inbound" if gw else "outbound", inbound_gateway=gw.name if gw else None,
+            client_address="127.0.0.1", client_helo=self.cfg.delivery.helo_name, client_auth=None, tls=None,
+            mail_from="", rcpt_to=[routed.mail_from], size_bytes=len(dsn),
+            body_sha256=hashlib.sha256(dsn).hexdigest(), body=dsn)

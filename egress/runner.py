@@ -1,0 +1,223 @@
+"""The egress process: consumes routed mail, delivers it over SMTP, appends the outcome, then commits.
+
+Reads: `mail.outbound` and every `mail.retry.<delay>s` tier (consumer group `mailgate-egress`; replicas share the
+partitions), and the delivered index. Writes: DeliveryAttempted and the outcome's facts to `mail.events`, retry
+records to their tier, DSNs to `mail.received`, index records to `mail.delivered`, undecodable records to
+`mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
+acknowledged what was written; a record not yet due pauses its partition until it is.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from egress.delivered_index import DeliveredIndex
+from egress.errors import ConnectionLostAfterData, DeliveryError
+from egress.health import GatewayHealth
+from egress.outcome import OutcomePolicy, delivered_key
+from egress.pool import SessionPool
+from egress.reply import Reply
+from egress.targets import TargetResolver
+from mailgate import kafka, topics
+from mailgate.config import Config
+from mailgate.ids import now_ms
+from processors.outputs import Output, audit
+from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
+                     UndecodableRecord, decode, encode)
+
+log = logging.getLogger("mailgate.egress")
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, egress: "Egress") -> None:
+        self.egress = egress
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.egress.needs_catch_up = True
+
+
+class Egress:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.node = cfg.node_name
+        self.health = GatewayHealth()
+        self.targets = TargetResolver(cfg, self.health)
+        self.pool = SessionPool(cfg.delivery)
+        self.outcome = OutcomePolicy(cfg, self.node)
+        self.index = DeliveredIndex(cfg)
+        self.needs_catch_up = True
+        self.in_topics = [topics.OUTBOUND] + [topics.retry_topic(d) for d in sorted(set(cfg.delivery.retry_schedule_s))]
+        self.consumer = kafka.consumer(cfg, f"mailgate-egress-{self.node}", "mailgate-egress",
+                                       max_poll_interval_ms=600_000)
+        self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
+        self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        await self.index.start()
+        self.consumer.subscribe(self.in_topics, listener=_Rebalance(self))
+        await self.consumer.start()
+        log.info("egress consuming %s", ", ".join(self.in_topics))
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=300, max_records=500)
+                if not batch:
+                    continue
+                if self.needs_catch_up:
+                    await self.index.catch_up()
+                    self.needs_catch_up = False
+                results = await asyncio.gather(*(self._partition(tp, recs) for tp, recs in batch.items()))
+                commits = {tp: off for tp, off in results if off is not None}
+                if commits:
+                    await self.consumer.commit(commits)
+        finally:
+            for h in self._resume.values():
+                h.cancel()
+            await self.consumer.stop()
+            await self.pool.close()
+            await self.index.close()
+            await self.producer.stop()
+
+    async def _partition(self, tp: TopicPartition, records) -> tuple[TopicPartition, int | None]:
+        """Deliver the due records of one partition's batch; the offset to commit (first one not handled)."""
+        now = now_ms()
+        due, wait_for = [], None
+        for rec in records:
+            try:
+                routed = decode(rec.value)
+            except UndecodableRecord as err:
+                due.append((rec, None, str(err)))
+                continue
+            if routed.not_before > now:
+                wait_for = (rec, routed.not_before - now)
+                break
+            due.append((rec, routed, None))
+        await asyncio.gather(*(self._one(tp, rec, routed, err) for rec, routed, err in due))
+        if wait_for is not None:
+            rec, delay_ms = wait_for
+            self.consumer.seek(tp, rec.offset)
+            self.consumer.pause(tp)
+            loop = asyncio.get_running_loop()
+            self._resume[tp] = loop.call_later(delay_ms / 1000, self._unpause, tp)
+            return tp, (rec.offset if due else None)
+        return tp, records[-1].offset + 1
+
+    def _unpause(self, tp: TopicPartition) -> None:
+        self._resume.pop(tp, None)
+        if tp in self.consumer.assignment():
+            self.consumer.resume(tp)
+
+    async def _one(self, tp: TopicPartition, rec, routed, error: str | None) -> None:
+        if routed is None or type(routed).__name__ != "MessageRouted":
+            reason = error or f"unexpected {type(routed).__name__} on {tp.topic}"
+            log.error("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, reason)
+            await self._emit([Output(topics.DLQ, "", DeadLettered(
+                occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
+                offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
+            return
+        await self._emit(await self.deliver(routed))
+
+    async def deliver(self, routed) -> list[Output]:
+        """One attempt for one routed message: the Outputs to append."""
+        out: list[Output] = []
+        mid = routed.message_id
+        todo = routed.recipients
+        if not routed.force_redeliver:
+            todo = [r for r in routed.recipients if delivered_key(mid, r) not in self.index]
+            done = [r for r in routed.recipients if r not in todo]
+            if done:
+                log.info("duplicate suppressed id=%s rcpts=%s", mid, ",".join(done))
+                out.append(audit(DuplicateSuppressed(message_id=mid, occurred_at=now_ms(), node=self.node,
+                                                     recipients=done, reason="already delivered")))
+            if not todo:
+                return out
+        attempt = routed.attempt + 1
+        now = now_ms()
+        if now >= routed.expires_at:
+            expired = [(r, Reply(451, "4.4.7", "queue lifetime exceeded")) for r in todo]
+            return out + self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
+                                              now=now, error="queue lifetime exceeded")
+        targets = self.targets.targets(routed.route)
+        if not targets:
+            none = [(r, Reply(451, "4.4.1", "no usable gateway")) for r in todo]
+            return out + self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
+                                              error="no usable gateway for this route")
+        last_error = "no target tried"
+        for target in targets:
+            started = time.monotonic()
+            key = self.targets.health_key(target)
+            try:
+                results, session = await self._send(target, routed, todo)
+            except DeliveryError as err:
+                last_error = str(err)
+                self.health.record_failure(key)
+                out.append(self._attempted(routed, attempt, target, todo, [], last_error, started))
+                log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err)
+                if isinstance(err, ConnectionLostAfterData):
+                    break  # the server may have the message: wait for the retry rather than send it elsewhere now
+                continue
+            if any(rep.is_transient() for _, rep in results):
+                self.health.record_failure(key)
+            else:
+                self.health.record_success(key)
+            out.append(self._attempted(routed, attempt, target, todo, results, None, started, session))
+            for r, rep in results:
+                if rep.is_success():
+                    self.index.add(delivered_key(mid, r))
+            log.info("attempt id=%s gateway=%s host=%s results=%s", mid, target.gateway, target.label,
+                     ";".join(f"{r}={rep.code}" for r, rep in results))
+            return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
+                                              attempt=attempt, now=now_ms())
+        failed = [(r, Reply(451, "4.4.1", last_error)) for r in todo]
+        return out + self.outcome.outcome(routed, failed, gateway="", host="", attempt=attempt, now=now_ms(),
+                                          error=last_error)
+
+    async def _send(self, target, routed, rcpts):
+        for fresh_try in (False, True):
+            try:
+                async with self.pool.session(target) as session:
+                    reused = session.sent > 0
+                    results = await session.send(routed.mail_from, rcpts, routed.body or b"")
+                    return results, session
+            except DeliveryError as err:
+                # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.
+                if fresh_try or not reused or getattr(err, "step", None) not in ("mail", "rset"):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _attempted(self, routed, attempt, target, rcpts, results, error, started, session=None) -> Output:
+        return audit(DeliveryAttempted(
+            message_id=routed.message_id, occurred_at=now_ms(), node=self.node, attempt=attempt,
+            gateway=target.gateway, host=target.host, port=target.port,
+            tls_version=session.tls_version if session else None, tls_cipher=session.tls_cipher if session else None,
+            recipients=list(rcpts),
+            results=[RecipientResult(recipient=r, reply=SmtpReply(code=rep.code, enhanced_code=rep.enhanced_code,
+                                                                  text=rep.text)) for r, rep in results],
+            error=error, duration_ms=int((time.monotonic() - started) * 1000)))
+
+    async def _emit(self, outputs: list[Output]) -> None:
+        """Append every output and wait until Kafka acknowledged all of them."""
+        futures = []
+        for o in outputs:
+            value = o.record if isinstance(o.record, bytes) else encode(o.record)
+            futures.append(await self.producer.send(o.topic, value, key=o.key.encode() if o.key else None))
+        await asyncio.gather(*futures)
+
+
+def run(cfg: Config) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await kafka.ensure_topics(cfg)
+        await Egress(cfg).run(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,166 @@
+"""One SMTP client session to a delivery target, with the target's encryption and AUTH, sending many messages.
+
+Reads: a Target (gateway or primary address) and DeliveryConfig timeouts. Emits: per-recipient Replies for each
+message, or a DeliveryError naming the step that failed. Encryption `tls` is STARTTLS *required*: a server that
+does not offer it, or a failed handshake, fails the session before any mail command — never a plain-text fallback.
+Passwords are revealed only to aiosmtplib's login and scrubbed from every error.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
+                           ServerReplied, TlsFailed)
+from egress.reply import Reply
+from mailgate.config import DeliveryConfig, Secret
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: an outbound gateway, or one address of an inbound gateway's primary."""
+
+    gateway: str
+    host: str
+    port: int
+    encryption: str = "none"
+    tls_verify: bool = True
+    ca_file: str | None = None
+    auth_username: str | None = None
+    auth_password: Secret | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _tls_context(t: Target) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=t.ca_file)
+    if not t.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class SmtpSession:
+    def __init__(self, target: Target, cfg: DeliveryConfig) -> None:
+        self.target = target
+        self.cfg = cfg
+        self.sent = 0
+        self.tls_version: str | None = None
+        self.tls_cipher: str | None = None
+        self._secrets = (target.auth_password.reveal(),) if target.auth_password else ()
+        self._smtp = aiosmtplib.SMTP(
+            hostname=target.host, port=target.port, use_tls=target.encryption == "ssl", start_tls=False,
+            tls_context=_tls_context(target) if target.encryption != "none" else None,
+            local_hostname=cfg.helo_name, timeout=cfg.command_timeout_s)
+
+    async def open(self) -> None:
+        """Connect, EHLO, STARTTLS (if `tls`), AUTH (if configured); DeliveryError names the failing step."""
+        t, s = self.target, self._smtp
+        try:
+            await asyncio.wait_for(s.connect(timeout=self.cfg.connect_timeout_s), self.cfg.connect_timeout_s
+                                   + self.cfg.greeting_timeout_s)
+        except (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError):
+            raise ProtocolTimeout(f"no greeting from {t.label}", step="connect") from None
+        except ssl.SSLError as err:
+            raise TlsFailed.handshake(f"{t.label}: {err.reason or err}", step="connect") from None
+        except aiosmtplib.SMTPConnectError as err:
+            if isinstance(err.__cause__, ssl.SSLError) or "SSL" in str(err):
+                raise TlsFailed.handshake(f"{t.label}: TLS handshake failed", step="connect") from None
+            raise ConnectFailed(f"{t.label}: {err}", step="connect") from None
+        except aiosmtplib.SMTPResponseException as err:
+            raise ServerReplied(Reply.parse(err.code, err.message), step="greeting") from None
+        except OSError as err:
+            raise ConnectFailed(f"{t.label}: {err.strerror or err}", step="connect") from None
+        try:
+            await s.ehlo()
+            if t.encryption == "tls":
+                if not s.supports_extension("starttls"):
+                    raise TlsFailed.not_offered()
+                try:
+                    await s.starttls(tls_context=_tls_context(t))
+                except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as err:
+                    raise TlsFailed.handshake(f"{t.label}: {err}") from None
+                await s.ehlo()
+            if t.encryption != "none":
+                self._record_tls()
+            if t.auth_username and t.auth_password:
+                try:
+                    await s.login(t.auth_username, t.auth_password.reveal())
+                except aiosmtplib.SMTPAuthenticationError as err:
+                    raise AuthFailed(f"{t.label} refused AUTH for {t.auth_username}",
+                                     reply=Reply.parse(err.code, err.message), secrets=self._secrets) from None
+                except aiosmtplib.SMTPException as err:
+                    raise AuthFailed(f"{t.label}: {type(err).__name__}", secrets=self._secrets) from None
+        except DeliveryError:
+            await self.close()
+            raise
+        except aiosmtplib.SMTPResponseException as err:
+            await self.close()
+            raise ServerReplied(Reply.parse(err.code, err.message), step="ehlo") from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
+            await self.close()
+            raise ConnectFailed(f"{t.label}: {type(err).__name__}", step="ehlo") from None
+
+    def _record_tls(self) -> None:
+        transport = self._smtp.transport
+        obj = transport.get_extra_info("ssl_object") if transport else None
+        if obj is not None:
+            self.tls_version = obj.version()
+            cipher = obj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
+
+    async def send(self, mail_from: str, rcpts: list[str], body: bytes) -> list[tuple[str, Reply]]:
+        """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed."""
+        s = self._smtp
+        self.sent += 1
+        try:
+            if self.sent > 1:
+                await s.rset()
+            await s.mail(mail_from)
+        except aiosmtplib.SMTPResponseException as err:
+            reply = Reply.parse(err.code, err.message)
+            return [(r, reply) for r in rcpts]
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
+            raise ConnectFailed(f"{self.target.label}: lost at MAIL ({type(err).__name__})", step="mail") from None
+        results: dict[str, Reply] = {}
+        accepted = []
+        for r in rcpts:
+            try:
+                await s.rcpt(r)
+                accepted.append(r)
+            except aiosmtplib.SMTPRecipientRefused as err:
+                results[r] = Reply.parse(err.code, err.message)
+            except aiosmtplib.SMTPResponseException as err:
+                results[r] = Reply.parse(err.code, err.message)
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
+                raise ConnectFailed(f"{self.target.label}: lost at RCPT ({type(err).__name__})",
+                                    step="rcpt") from None
+        if accepted:
+            try:
+                resp = await s.data(body, timeout=self.cfg.data_timeout_s)
+                reply = Reply.parse(resp.code, resp.message)
+            except aiosmtplib.SMTPResponseException as err:
+                reply = Reply.parse(err.code, err.message)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError,
+                    asyncio.TimeoutError) as err:
+                raise ConnectionLostAfterData(f"{self.target.label}: {type(err).__name__} during DATA",
+                                              step="data") from None
+            for r in accepted:
+                results[r] = reply
+        return [(r, results[r]) for r in rcpts]
+
+    @property
+    def usable(self) -> bool:
+        return self._smtp.is_connected and self.sent < self.cfg.messages_per_connection
+
+    async def close(self) -> None:
+        if self._smtp.is_connected:
+            try:
+                await asyncio.wait_for(self._smtp.quit(), 5)
+            except Exception:
+                self._smtp.close()

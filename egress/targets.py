@@ -1,0 +1,38 @@
+"""Where a routed message may be sent, in order: the route's candidates resolved against the live configuration.
+
+Reads: a Route and the configuration. Emits: Targets — for a primary, each of its addresses; for outbound, each
+enabled candidate gateway (a gateway disabled since routing is skipped, so its queued mail moves to the others).
+Gateways the health tracker has marked down are left out until their probe time.
+"""
+from __future__ import annotations
+
+from egress.health import GatewayHealth
+from egress.smtp_session import Target
+from mailgate.config import Config
+
+
+class TargetResolver:
+    def __init__(self, cfg: Config, health: GatewayHealth) -> None:
+        self.outbound = {g.name: g for g in cfg.outbound_gateways}
+        self.health = health
+
+    def targets(self, route) -> list[Target]:
+        if route.kind == "primary":
+            out = []
+            for hp in route.hosts:
+                host, _, port = hp.rpartition(":")
+                out.append(Target(gateway=route.destination, host=host.strip("[]"), port=int(port)))
+            return [t for t in out if self.health.is_usable(t.label)] or out
+        out = []
+        for name in route.candidates:
+            g = self.outbound.get(name)
+            if g is None or g.status != "enabled" or not self.health.is_usable(name):
+                continue
+            out.append(Target(gateway=g.name, host=g.address, port=g.port, encryption=g.encryption,
+                              tls_verify=g.tls_verify, ca_file=str(g.ca_file) if g.ca_file else None,
+                              auth_username=g.auth_username, auth_password=g.auth_password))
+        return out
+
+    def health_key(self, target: Target) -> str:
+        """Primaries are tracked per address, gateways per name."""
+        return target.gateway if target.gateway in self.outbound else target.label

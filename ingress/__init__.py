@@ -1,0 +1,1 @@
+"""ingress: SMTP listeners. Decides at the protocol level and publishes accepted mail as MessageReceived. Never delivers."""

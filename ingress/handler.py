@@ -1,0 +1,120 @@
+"""The aiosmtpd handler: SMTP hooks that ask the policy, and DATA that publishes before it answers 250.
+
+Reads: SMTP commands of one session. Emits: MessageReceived (via the Publisher) for accepted mail and
+RecipientRejected audit events for refused recipients. Replies come only from ingress.replies.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ingress.policy import RecipientPolicy
+from ingress.publisher import PublishFailed, Publisher
+from ingress.replies import Verdict
+from ingress.verification import RecipientVerifier
+from mailgate.addresses import BadAddress, parse_mailbox
+from mailgate.config import Config
+from mailgate.ids import new_message_id, now_ms
+from schemas import MessageReceived, RecipientRejected
+
+log = logging.getLogger("mailgate.ingress")
+_BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+
+
+def received_header(*, helo: str, client: str, hostname: str, protocol: str, message_id: str,
+                    rcpts: list[str], when: datetime) -> bytes:
+    """The trace header ingress prepends (RFC 5321 section 4.4), folded, CRLF-terminated."""
+    rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    helo_clean = re.sub(r"[^\x21-\x7e]", "?", helo)[:255] or "unknown"
+    return (f"Received: from {helo_clean} ([{client}])\r\n\tby {hostname} (mailgate) with {protocol}"
+            f" id {message_id}{rcpt};\r\n\t{format_datetime(when)}\r\n").encode()
+
+
+class IngressHandler:
+    def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None) -> None:
+        self.cfg = cfg
+        self.publisher = publisher
+        self.policy = RecipientPolicy(cfg)
+        self.verifier = verifier
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if address not in ("", "<>"):
+            try:
+                parse_mailbox(address)
+            except BadAddress as err:
+                return Verdict.BAD_SENDER.reply(addr=address, why=str(err))
+        envelope.mail_from = "" if address == "<>" else address
+        envelope.mail_options.extend(mail_options)
+        envelope.mg_id = new_message_id()
+        envelope.mg_direction = None
+        envelope.mg_gateway = None
+        return Verdict.SENDER_OK.reply()
+
+    def _reject(self, session: Session, envelope: Envelope, address: str, verdict: Verdict, reason: str) -> str:
+        client = session.peer[0] if session.peer else "?"
+        log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client,
+                 getattr(envelope, "mg_id", "-"), reason, verdict.code)
+        self.publisher.note(RecipientRejected(
+            message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=self.cfg.node_name,
+            recipient=address, stage="ingress", reason=reason, reply_code=verdict.code,
+            enhanced_code=verdict.enhanced, client_address=client, mail_from=envelope.mail_from or ""))
+        return verdict.reply(addr=address, why=reason)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.cfg.ingress.max_recipients:
+            return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
+        decision = self.policy.decide(session.peer[0], address)
+        if not decision.accepted:
+            return self._reject(session, envelope, address, decision.verdict, decision.reason)
+        gw_name = decision.gateway.name if decision.gateway else None
+        if envelope.mg_direction is not None and (envelope.mg_direction, envelope.mg_gateway) != (
+                decision.direction, gw_name):
+            return self._reject(session, envelope, address, Verdict.MIXED_DIRECTION, "mixed_destinations")
+        if self.verifier is not None and decision.gateway is not None:
+            verdict, reason = await self.verifier.check(decision.gateway, str(decision.mailbox), envelope.mg_id)
+            if verdict is not Verdict.OK:
+                return self._reject(session, envelope, address, verdict, reason)
+        envelope.mg_direction, envelope.mg_gateway = decision.direction, gw_name
+        envelope.rcpt_tos.append(str(decision.mailbox))
+        envelope.rcpt_options.extend(rcpt_options)
+        return Verdict.OK.reply()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data: bytes = envelope.original_content or b""
+        if _BARE_LF.search(data):
+            if self.cfg.ingress.bare_lf == "reject":
+                log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0])
+                return Verdict.BARE_LF.reply()
+            data = _BARE_LF.sub(b"\r\n", data)
+        if len(data) > self.cfg.ingress.max_message_bytes:
+            return Verdict.MESSAGE_TOO_BIG.reply()
+        # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
+        mid = envelope.mg_id
+        when = datetime.now(timezone.utc)
+        tls = session.ssl.get("cipher") if session.ssl else None
+        protocol = ("ESMTPS" if tls else "ESMTP") if session.extended_smtp else "SMTP"
+        body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=self.cfg.ingress.hostname,
+                               protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when) + data
+        record = MessageReceived(
+            message_id=mid, occurred_at=int(when.timestamp() * 1000), node=self.cfg.node_name,
+            direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
+            client_address=session.peer[0], client_helo=session.host_name or "",
+            client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
+            mail_from=envelope.mail_from or "", rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest(), body=body)
+        try:
+            await self.publisher.publish(record)
+        except PublishFailed as err:
+            log.warning("not queued id=%s client=%s: Kafka did not acknowledge (%s); replied 451 4.3.0",
+                        mid, session.peer[0], err)
+            return Verdict.QUEUE_UNAVAILABLE.reply()
+        log.info("queued id=%s from=<%s> rcpts=%d size=%d client=%s direction=%s", mid, record.mail_from,
+                 len(record.rcpt_to), record.size_bytes, record.client_address, record.direction)
+        return Verdict.QUEUED.reply(id=mid)

@@ -1,0 +1,65 @@
+"""The ingress process: binds the SMTP listener and runs until SIGTERM/SIGINT.
+
+Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the port answers 451 while Kafka is
+down), the user-verification directories, and aiosmtpd's SMTP protocol on `listen_host:listen_port`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiosmtpd.smtp import SMTP
+
+from ingress.handler import IngressHandler
+from ingress.publisher import Publisher
+from ingress.verification import RecipientVerifier, build_directories
+from mailgate.config import Config
+
+log = logging.getLogger("mailgate.ingress")
+
+
+def _tls_context(cfg: Config) -> ssl.SSLContext | None:
+    t = cfg.ingress.tls
+    if t is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
+    return ctx
+
+
+async def serve(cfg: Config, stop: asyncio.Event) -> None:
+    publisher = Publisher(cfg)
+    await publisher.start()
+    verifier = RecipientVerifier(build_directories(cfg.inbound_gateways), cfg.node_name, publisher.note)
+    handler = IngressHandler(cfg, publisher, verifier)
+    tls = _tls_context(cfg)
+    ic = cfg.ingress
+
+    def factory() -> SMTP:
+        return SMTP(handler, data_size_limit=ic.max_message_bytes, hostname=ic.hostname, ident="mailgate",
+                    tls_context=tls, timeout=ic.idle_timeout_s, enable_SMTPUTF8=True, decode_data=False)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)
+    log.info("ingress listening on %s:%d", ic.listen_host, ic.listen_port)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await verifier.aclose()
+        await publisher.close()
+        log.info("ingress stopped")
+
+
+def run(cfg: Config) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,41 @@
+"""What a recipient directory is: the `UserDirectory` protocol and the errors a directory raises.
+
+Reads: nothing. Emits: nothing. Inbound gateways ask a directory whether an address exists before answering RCPT;
+the answer is yes, no, or `DirectoryUnavailable` (cannot tell now: the caller defers with a 4xx, never a 5xx).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class DirectoryError(Exception):
+    """Base of every directory failure. `retriable` says whether asking again later may succeed."""
+
+    retriable: bool = False
+
+
+class DirectoryUnavailable(DirectoryError):
+    """The directory cannot answer now (unreachable, timed out, 5xx, unexpected reply); ask again later."""
+
+    retriable = True
+
+
+class DirectoryLoginFailed(DirectoryUnavailable):
+    """The directory refused our credentials. Still retriable (an operator may fix them), but worth an alert."""
+
+
+@runtime_checkable
+class UserDirectory(Protocol):
+    """A source of truth for which mailboxes exist."""
+
+    async def user_exists(self, address: str) -> bool:
+        """True if `address` is a mailbox; raises `DirectoryUnavailable` when it cannot answer."""
+        ...
+
+    async def domain_names(self) -> set[str]:
+        """The lower-case domain names the directory hosts; raises `DirectoryUnavailable` when it cannot answer."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the directory is not used afterwards."""
+        ...

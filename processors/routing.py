@@ -1,0 +1,52 @@
+"""Routing policy: MessageReceived → MessageRouted on mail.outbound (and its audit copy).
+
+Inbound mail goes to the primary server of its inbound gateway (its addresses in order, for failover), outbound
+mail to the outbound gateways chosen for the sender's domain (specific domain, else weighted round robin). The
+spool's delivery delay sets `not_before`; the queue lifetime (longer for Backup MX) sets `expires_at`.
+"""
+from __future__ import annotations
+
+from mailgate import topics
+from mailgate.addresses import domain_of
+from mailgate.config import Config
+from mailgate.ids import now_ms
+from processors.gateway_selection import GatewaySelector
+from processors.outputs import Output, audit
+from schemas import MessageRouted, Route
+
+
+class RoutingPolicy:
+    def __init__(self, cfg: Config, node: str) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.selector = GatewaySelector(list(cfg.outbound_gateways))
+        self.inbound = {gw.name: gw for gw in cfg.inbound_gateways}
+
+    def route_for(self, received) -> tuple[Route, int]:
+        """The route and queue lifetime (s) of a received message."""
+        d = self.cfg.delivery
+        if received.direction == "inbound":
+            gw = self.inbound.get(received.inbound_gateway or "")
+            if gw is None:  # gateway removed since the message was accepted: find it by domain again
+                gw = self.cfg.inbound_gateway_for(domain_of(received.rcpt_to[0]))
+            if gw is not None:
+                hosts = [f"{h}:{gw.primary_port}" for h in gw.primary_hosts()]
+                lifetime = d.backup_mx_queue_lifetime_s if gw.mode == "backup_mx" else d.max_queue_lifetime_s
+                return Route(kind="primary", destination=gw.name, candidates=[], hosts=hosts), lifetime
+            return Route(kind="primary", destination="", candidates=[], hosts=[]), d.max_queue_lifetime_s
+        candidates = self.selector.candidates(domain_of(received.mail_from))
+        dest = candidates[0] if candidates else ""
+        return Route(kind="gateway", destination=dest, candidates=candidates, hosts=[]), d.max_queue_lifetime_s
+
+    def __call__(self, received, recipients: list[str] | None = None, body: bytes | None = None) -> list[Output]:
+        route, lifetime_s = self.route_for(received)
+        now = now_ms()
+        routed = MessageRouted(
+            message_id=received.message_id, occurred_at=now, node=self.node, direction=received.direction,
+            route=route, mail_from=received.mail_from,
+            recipients=list(received.rcpt_to if recipients is None else recipients),
+            received_at=received.occurred_at,
+            not_before=max(now, received.occurred_at + self.cfg.spool.delivery_delay_s * 1000),
+            expires_at=received.occurred_at + lifetime_s * 1000,
+            body=received.body if body is None else body)
+        return [Output(topics.OUTBOUND, route.destination or "unrouted", routed), audit(routed)]

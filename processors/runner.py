@@ -1,0 +1,78 @@
+"""The processor process: a faust-streaming worker whose one agent feeds mail.received through the pipeline.
+
+Reads: `mail.received` (consumer group `mailgate-processor`; replicas share its partitions). Writes: the pipeline's
+Outputs, and `DeadLettered` to `mail.dlq` for a record that does not decode or whose processing fails permanently.
+faust commits an offset only after the agent finished the event and its producer was flushed (at least once);
+egress suppresses the duplicates a crash can cause.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from mailgate import topics
+from mailgate.config import Config
+from mailgate.ids import now_ms
+from processors.pipeline import Pipeline
+from schemas import DeadLettered, UndecodableRecord, decode, encode
+
+log = logging.getLogger("mailgate.processor")
+
+
+def build_app(cfg: Config) -> faust.App:
+    k = cfg.kafka
+    app = faust.App(
+        "mailgate-processor",
+        broker=[f"kafka://{s}" for s in k.bootstrap_servers],
+        key_serializer="raw", value_serializer="raw",
+        topic_allow_declare=False, topic_disable_leader=True,
+        web_enabled=False, processing_guarantee="at_least_once",
+        producer_acks=-1, producer_max_request_size=cfg.ingress.max_message_bytes + 1024 * 1024,
+        producer_compression_type=None if k.compression == "none" else k.compression,
+        consumer_max_fetch_size=cfg.ingress.max_message_bytes + 1024 * 1024,
+        broker_commit_every=100, broker_commit_interval=1.0,
+        # A replica killed without leaving the group holds up a rebalance until its session expires.
+        broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
+        consumer_auto_offset_reset="earliest", stream_wait_empty=False,
+        datadir=str(cfg.local_broker.home / "faust"),
+    )
+    received = app.topic(topics.RECEIVED, key_type=bytes, value_type=bytes, internal=False)
+    pipeline = Pipeline(cfg, cfg.node_name)
+    out_topics: dict[str, faust.TopicT] = {}
+
+    def topic(name: str) -> faust.TopicT:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, internal=False)
+        return out_topics[name]
+
+    async def dead_letter(event, reason: str) -> None:
+        msg = event.message
+        log.error("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+        await topic(topics.DLQ).send(value=encode(DeadLettered(
+            occurred_at=now_ms(), node=cfg.node_name, source_topic=msg.topic, partition=msg.partition,
+            offset=msg.offset, reason=reason, key=msg.key, value=msg.value)))
+
+    @app.agent(received)
+    async def process(stream):
+        async for event in stream.events():
+            try:
+                record = decode(event.value)
+            except UndecodableRecord as err:
+                await dead_letter(event, str(err))
+                continue
+            if type(record).__name__ != "MessageReceived":
+                await dead_letter(event, f"unexpected {type(record).__name__} on {topics.RECEIVED}")
+                continue
+            for out in await pipeline.handle(record):
+                await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
+
+    app.mailgate_pipeline = pipeline
+    return app
+
+
+def run(cfg: Config) -> None:
+    app = build_app(cfg)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False,
+                          override_logging=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,201 @@
+"""Scenario-test harness: a real Kafka broker, mailgate stages as real processes, and a recording SMTP primary.
+
+Nothing here is mocked: the broker is Apache Kafka started by `mailgate.broker`, each stage is
+`python -m mailgate.cli <stage>` in its own process, and the downstream server is aiosmtpd on a loopback port.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from aiosmtpd.controller import Controller
+
+from mailgate import broker, kafka
+from mailgate.audit import read_events
+from mailgate.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBS = ROOT / ".mailgate" / "kafka-libs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class RecordingHandler:
+    """Accepts every message (or answers as `script` says) and records what arrived."""
+
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.lock = threading.Lock()
+        self.script: Callable[[list[str]], str | None] | None = None
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if self.script is not None:
+            reply = self.script(list(envelope.rcpt_tos))
+            if reply is not None:
+                return reply
+        with self.lock:
+            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          bytes(envelope.original_content)))
+        return "250 2.0.0 Ok: stored"
+
+
+class SmtpPrimary:
+    """A real SMTP server on loopback that records the mail it receives (the 'primary' or a gateway)."""
+
+    def __init__(self, port: int | None = None, **controller_kw) -> None:
+        self.port = port or free_port()
+        self.handler = RecordingHandler()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **controller_kw)
+
+    def start(self) -> "SmtpPrimary":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def wait_for(self, count: int, timeout_s: float = 60) -> list[Received]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(self.messages) >= count:
+                return self.messages
+            time.sleep(0.1)
+        raise AssertionError(f"primary got {len(self.messages)} messages, expected {count} within {timeout_s}s")
+
+
+@dataclass
+class Gateway:
+    """One test's whole mailgate: its own broker, config file and stage processes."""
+
+    workdir: Path
+    overrides: dict = field(default_factory=dict)
+    procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+    cfg: Config | None = None
+    config_path: Path | None = None
+
+    def configure(self, data: dict) -> Config:
+        base = {
+            "node_name": "test",
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 2},
+            "local_broker": {"home": str(self.workdir / "broker"), "libs": str(LIBS),
+                             "port": self.kafka_port, "controller_port": self.controller_port},
+            "ingress": {"listen_port": self.smtp_port, "hostname": "gw.test"},
+            "delivery": {"retry_schedule_s": [1, 2], "helo_name": "gw.test"},
+        }
+        merged = _merge(base, data)
+        self.cfg = parse_config(merged)
+        self.config_path = self.workdir / "mailgate.yaml"
+        self.config_path.write_text(yaml.safe_dump(merged))
+        return self.cfg
+
+    def __post_init__(self) -> None:
+        self.kafka_port = free_port()
+        self.controller_port = free_port()
+        self.smtp_port = free_port()
+
+    def start_broker(self) -> None:
+        broker.start(self.cfg)
+        asyncio.run(kafka.ensure_topics(self.cfg))
+
+    def stop_broker(self) -> None:
+        broker.stop(self.cfg)
+
+    def start(self, stage: str, wait: bool = True) -> subprocess.Popen:
+        path = self.workdir / f"{stage}-{len(self.procs.get(stage, []))}.log"
+        with open(path, "ab") as log:
+            p = subprocess.Popen([sys.executable, "-m", "mailgate.cli", stage, "--config", str(self.config_path)],
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
+        self.procs.setdefault(stage, []).append(p)
+        if wait and stage in READY_LINES:
+            _wait_line(path, READY_LINES[stage], p)
+        return p
+
+    def start_all(self) -> None:
+        for stage in ("processor", "egress", "ingress"):
+            self.start(stage)
+
+    def kill(self, p: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        if p.poll() is None:
+            os.killpg(p.pid, sig)
+        p.wait(30)
+
+    def stop_all(self) -> None:
+        for procs in self.procs.values():
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+        for procs in self.procs.values():
+            for p in procs:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+        self.procs.clear()
+
+    def events(self, message_id: str | None = None) -> list:
+        return asyncio.run(read_events(self.cfg, message_id))
+
+    def event_types(self, message_id: str) -> list[str]:
+        return [type(e).__name__ for e in self.events(message_id)]
+
+    def wait_events(self, message_id: str, until: str, timeout_s: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        types: list[str] = []
+        while time.monotonic() < deadline:
+            types = self.event_types(message_id)
+            if until in types:
+                return types
+            time.sleep(0.5)
+        raise AssertionError(f"no {until} for {message_id} within {timeout_s}s; events: {types}")
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+
+
+READY_LINES = {"ingress": "connected to Kafka", "egress": "egress consuming"}
+"""The log line after which a stage does its job (the processor is ready when faust was assigned partitions)."""
+
+
+def _wait_line(path: Path, line: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if line in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"stage exited with {proc.returncode}:\n{path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"no '{line}' in {path.name} after {timeout_s}s")
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
