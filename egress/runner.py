@@ -181,6 +181,7 @@ class Egress:
 
     async def _send(self, target, routed, rcpts):
         for fresh_try in (False, True):
+            reused = False  # a connect failure raises before the session exists
             try:
                 async with self.pool.session(target) as session:
                     reused = session.sent > 0

@@ -95,7 +95,7 @@ class SmtpSession:
                     raise AuthFailed(f"{t.label} refused AUTH for {t.auth_username}",
                                      reply=Reply.parse(err.code, err.message), secrets=self._secrets) from None
                 except aiosmtplib.SMTPException as err:
-                    raise AuthFailed(f"{t.label}: {type(err).__name__}", secrets=self._secrets) from None
+                    raise AuthFailed(f"{t.label}: {err}", secrets=self._secrets) from None
         except DeliveryError:
             await self.close()
             raise
@@ -159,8 +159,17 @@ class SmtpSession:
         return self._smtp.is_connected and self.sent < self.cfg.messages_per_connection
 
     async def close(self) -> None:
+        """QUIT (or drop) the connection and wait until its socket is closed, TLS shutdown included."""
+        protocol, transport = self._smtp.protocol, self._smtp.transport
         if self._smtp.is_connected:
             try:
                 await asyncio.wait_for(self._smtp.quit(), 5)
             except Exception:
                 self._smtp.close()
+        if protocol is None or transport is None:
+            return
+        for _ in range(40):  # a TLS close needs a round trip before connection_lost; do not leak the socket
+            if protocol.transport is None:
+                return
+            await asyncio.sleep(0.05)
+        transport.abort()

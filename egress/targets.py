@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from egress.health import GatewayHealth
 from egress.smtp_session import Target
-from mailgate.config import Config
+from mailgate.config import Config, OutboundGateway
+
+
+def gateway_target(g: OutboundGateway) -> Target:
+    """The Target of an outbound gateway: its address, encryption and AUTH."""
+    return Target(gateway=g.name, host=g.address, port=g.port, encryption=g.encryption, tls_verify=g.tls_verify,
+                  ca_file=str(g.ca_file) if g.ca_file else None, auth_username=g.auth_username,
+                  auth_password=g.auth_password)
 
 
 class TargetResolver:
@@ -28,9 +35,7 @@ class TargetResolver:
             g = self.outbound.get(name)
             if g is None or g.status != "enabled" or not self.health.is_usable(name):
                 continue
-            out.append(Target(gateway=g.name, host=g.address, port=g.port, encryption=g.encryption,
-                              tls_verify=g.tls_verify, ca_file=str(g.ca_file) if g.ca_file else None,
-                              auth_username=g.auth_username, auth_password=g.auth_password))
+            out.append(gateway_target(g))
         return out
 
     def health_key(self, target: Target) -> str:

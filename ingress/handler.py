@@ -62,8 +62,9 @@ class IngressHandler:
                  getattr(envelope, "mg_id", "-"), reason, verdict.code)
         self.publisher.note(RecipientRejected(
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=self.cfg.node_name,
-            recipient=address, stage="ingress", reason=reason, reply_code=verdict.code,
-            enhanced_code=verdict.enhanced, client_address=client, mail_from=envelope.mail_from or ""))
+            recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
+            reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
+            mail_from=envelope.mail_from or ""))
         return verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -85,6 +86,11 @@ class IngressHandler:
         envelope.rcpt_tos.append(str(decision.mailbox))
         envelope.rcpt_options.extend(rcpt_options)
         return Verdict.OK.reply()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug in a hook: logged with its traceback here, a plain 451 on the wire (never the exception's name)."""
+        log.error("hook failed; replied 451 4.3.0", exc_info=error)
+        return Verdict.LOCAL_ERROR.reply()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data: bytes = envelope.original_content or b""

@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaProducer
 
 from mailgate import kafka, topics
 from mailgate.config import Config
-from schemas import encode
+from mailgate.ids import now_ms
+from schemas import TempfailedMessageStored, encode
 
 log = logging.getLogger("mailgate.ingress.publisher")
 
@@ -70,10 +71,31 @@ class Publisher:
             f2 = await p.send(topics.EVENTS, encode(audit), key=key)
             await asyncio.gather(f1, f2)
 
+        # The send goes on after a timeout (the producer keeps retrying a record it accepted), so the task is
+        # shielded and watched: if Kafka takes the record after the client was told 451, the audit log says so.
+        task = asyncio.create_task(send_both())
         try:
-            await asyncio.wait_for(send_both(), self.timeout_s)
+            await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except asyncio.TimeoutError:
+            self._watch_late(task, record)
+            raise PublishFailed("no acknowledgement within publish_timeout_s") from None
         except Exception as err:
             raise PublishFailed(type(err).__name__) from err
+
+    def _watch_late(self, task: asyncio.Task, record) -> None:
+        def done(t: asyncio.Task) -> None:
+            self._pending.discard(t)
+            if t.cancelled() or t.exception() is not None:
+                return  # not stored: the 451 was true
+            log.warning("id=%s was stored after the client got 451 4.3.0; it will be delivered, and a retry by "
+                        "the client would be a second copy", record.message_id)
+            self.note(TempfailedMessageStored(
+                message_id=record.message_id, occurred_at=now_ms(), node=self.cfg.node_name,
+                client_address=record.client_address, mail_from=record.mail_from,
+                rcpt_to=list(record.rcpt_to), body_sha256=record.body_sha256))
+
+        self._pending.add(task)
+        task.add_done_callback(done)
 
     def note(self, record) -> None:
         """Append an audit event without waiting (a RCPT reply never waits on the audit log)."""
@@ -100,6 +122,6 @@ class Publisher:
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
         if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+            await asyncio.wait(list(self._pending), timeout=self.timeout_s)
         if self._producer is not None:
             await self._producer.stop()

@@ -5,6 +5,7 @@ Hooks return a Verdict; only this module turns it into text. Nothing from an exc
 from __future__ import annotations
 
 import enum
+import re
 
 
 class Verdict(enum.Enum):
@@ -24,6 +25,9 @@ class Verdict(enum.Enum):
     MESSAGE_TOO_BIG = (552, "5.3.4", "Error: message size exceeds fixed limit")
     BARE_LF = (550, "5.5.2", "Error: bare <LF> received; lines must end with <CR><LF>")
     QUEUE_UNAVAILABLE = (451, "4.3.0", "Error: queue file write error, try again later")
+    LOCAL_ERROR = (451, "4.3.0", "Error: local error in processing, try again later")
+    IDLE_TIMEOUT = (421, "4.4.2", "{host} Error: timeout exceeded")
+    TOO_MANY_ERRORS = (421, "4.7.0", "{host} Error: too many errors")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value
@@ -36,3 +40,47 @@ class Verdict(enum.Enum):
     @property
     def enhanced(self) -> str:
         return self.value[1]
+
+
+# aiosmtpd's own replies (protocol errors it answers before a hook runs), given enhanced codes (RFC 3463) and
+# house wording. Exact lines first, then prefixes; anything else passes unchanged (EHLO lines, 220, 334, 354).
+_AIOSMTPD_EXACT = {
+    "500 Command line too long": "500 5.5.2 Error: command line too long",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Error: text line too long (limit 1000 bytes)",
+    "552 Error: Too much mail data": Verdict.MESSAGE_TOO_BIG.reply(),
+    "552 Error: message size exceeds fixed maximum message size": Verdict.MESSAGE_TOO_BIG.reply(),
+    "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
+    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
+    "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
+    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
+    "503 Error: send HELO first": "503 5.5.1 Error: send HELO/EHLO first",
+    "503 Error: send EHLO first": "503 5.5.1 Error: send EHLO first",
+    "554 Command refused due to lack of security": "554 5.7.0 Error: command refused due to lack of security",
+    "454 TLS not available": "454 4.7.0 TLS not available",
+    "220 Ready to start TLS": "220 2.0.0 Ready to start TLS",
+    "250 OK": "250 2.0.0 Ok",
+    "221 Bye": "221 2.0.0 Bye",
+    "503 Already authenticated": "503 5.5.1 Error: already authenticated",
+    "501 Not enough value": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
+    "501 Too many values": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
+}
+_AIOSMTPD_PREFIX = (  # (prefix, whole replacement) or (prefix, enhanced code to insert after the basic code)
+    ("500 Error: command ", "500 5.5.2 Error: command not recognized"),
+    ("500 Error: (", Verdict.LOCAL_ERROR.reply()),  # an exception's name must never reach the wire
+    ("501 Syntax: ", "5.5.4"),
+    ("502 ", "5.5.1"),
+    ("555 ", "555 5.5.4 Error: parameters not recognized or not implemented"),
+)
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
+
+
+def standard_reply(line: str) -> str:
+    """One reply line aiosmtpd produced → the same verdict with an enhanced status code, in house wording."""
+    if _HAS_ENHANCED.match(line):
+        return line
+    if line in _AIOSMTPD_EXACT:
+        return _AIOSMTPD_EXACT[line]
+    for prefix, replacement in _AIOSMTPD_PREFIX:
+        if line.startswith(prefix):
+            return replacement if len(replacement) > 5 else f"{line[:3]} {replacement} {line[4:]}"
+    return line

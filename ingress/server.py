@@ -1,7 +1,7 @@
 """The ingress process: binds the SMTP listener and runs until SIGTERM/SIGINT.
 
 Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the port answers 451 while Kafka is
-down), the user-verification directories, and aiosmtpd's SMTP protocol on `listen_host:listen_port`.
+down), the user-verification directories, and the SMTP protocol (ingress.smtp_server) on `listen_host:listen_port`.
 """
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import logging
 import signal
 import ssl
 
-from aiosmtpd.smtp import SMTP
-
 from ingress.handler import IngressHandler
 from ingress.publisher import Publisher
-from ingress.verification import RecipientVerifier, build_directories
+from ingress.smtp_server import GatewaySMTP
+from ingress.verification import RecipientVerifier
 from mailgate.config import Config
 
 log = logging.getLogger("mailgate.ingress")
@@ -32,14 +31,15 @@ def _tls_context(cfg: Config) -> ssl.SSLContext | None:
 async def serve(cfg: Config, stop: asyncio.Event) -> None:
     publisher = Publisher(cfg)
     await publisher.start()
-    verifier = RecipientVerifier(build_directories(cfg.inbound_gateways), cfg.node_name, publisher.note)
+    verifier = RecipientVerifier.for_config(cfg, publisher.note)
     handler = IngressHandler(cfg, publisher, verifier)
     tls = _tls_context(cfg)
     ic = cfg.ingress
 
-    def factory() -> SMTP:
-        return SMTP(handler, data_size_limit=ic.max_message_bytes, hostname=ic.hostname, ident="mailgate",
-                    tls_context=tls, timeout=ic.idle_timeout_s, enable_SMTPUTF8=True, decode_data=False)
+    def factory() -> GatewaySMTP:
+        return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
+                           hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
+                           enable_SMTPUTF8=True, decode_data=False)
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)

@@ -1,7 +1,9 @@
 """User verification at RCPT time: ask the inbound gateway's directory (through its 10-minute cache) whether the
-recipient exists, so unknown users are refused in the SMTP dialogue and never bounced later (no backscatter).
+recipient exists, so unknown users are refused in the SMTP dialogue and never bounced later (no backscatter); and,
+for a Backup MX with `defer_while_primary_up`, send the client back to the primary while the primary answers.
 
-Reads: the gateway's `smartermail` settings. Emits: a Verdict and a reason, and RecipientVerified audit events.
+Reads: the gateways' `smartermail` settings, a TCP probe of Backup MX primaries, and cache purge requests on
+`mail.config`. Emits: a Verdict and a reason, and RecipientVerified audit events.
 Directory unreachable: a cached answer is used even if stale; with none, Domain Forward tempfails (451 4.4.3) and
 Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail).
 """
@@ -10,33 +12,40 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from ingress.primary_probe import PrimaryProbe
 from ingress.replies import Verdict
-from mailgate.config import InboundGateway
+from mailgate.config import Config, InboundGateway
 from mailgate.ids import now_ms
-from processors.directory import CachedDirectory, SmarterMailDirectory
+from processors.directory import CachedDirectory, build_directories
+from processors.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")
 
-
-def build_directories(gateways: list[InboundGateway]) -> dict[str, CachedDirectory]:
-    """One cached directory per gateway that verifies users by web service."""
-    out = {}
-    for gw in gateways:
-        sm = gw.smartermail
-        if sm.enabled and sm.user_verification == "web_service":
-            out[gw.name] = CachedDirectory(SmarterMailDirectory(sm), ttl_s=sm.cache_ttl_s)
-    return out
+__all__ = ["RecipientVerifier", "build_directories"]
 
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
-                 note: Callable[[object], None] = lambda record: None) -> None:
+                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
+                 purges: PurgeFollower | None = None) -> None:
         self.directories = directories
         self.node = node
         self.note = note
+        self.probe = probe or PrimaryProbe()
+        self.purges = purges
+
+    @classmethod
+    def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
+        """The verifier of an ingress process, its purge follower started (call inside the event loop)."""
+        directories = build_directories(cfg.inbound_gateways)
+        purges = PurgeFollower(cfg, directories, "ingress")
+        purges.start()
+        return cls(directories, cfg.node_name, note, purges=purges)
 
     async def check(self, gateway: InboundGateway, address: str, message_id: str) -> tuple[Verdict, str]:
+        if gateway.mode == "backup_mx" and gateway.defer_while_primary_up and await self.probe.is_up(gateway):
+            return Verdict.PRIMARY_UP, "primary_up"
         directory = self.directories.get(gateway.name)
         if directory is None:
             return Verdict.OK, ""
@@ -45,6 +54,7 @@ class RecipientVerifier:
             if gateway.mode == "backup_mx":
                 log.info("directory unreachable; backup MX accepts <%s> id=%s", address, message_id)
                 return Verdict.OK, ""
+            log.info("directory unreachable; tempfail <%s> id=%s", address, message_id)
             return Verdict.DIRECTORY_UNAVAILABLE, "directory_unavailable"
         if not v.exists:
             return Verdict.USER_UNKNOWN, "user_unknown"
@@ -54,5 +64,8 @@ class RecipientVerifier:
         return Verdict.OK, ""
 
     async def aclose(self) -> None:
+        if self.purges is not None:
+            await self.purges.aclose()
+        await self.probe.aclose()
         for d in self.directories.values():
             await d.aclose()

@@ -32,18 +32,22 @@ class Secret(Strict):
     env: str | None = Field(None, description="Name of an environment variable holding the secret.")
     file: Path | None = Field(None, description="Path of a file whose first line is the secret.")
     value: SecretStr | None = Field(None, description="The secret inline (development only).")
+    sealed: str | None = Field(None, description="The secret sealed with MAILGATE_SECRET_KEY (as stored in Kafka).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Secret":
-        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
+        given = [k for k in ("env", "file", "value", "sealed") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of env, file, value")
+            raise ValueError("give exactly one of env, file, value, sealed")
         return self
 
     def reveal(self) -> str:
         """The clear text, read at the moment of use."""
         if self.value is not None:
             return self.value.get_secret_value()
+        if self.sealed is not None:
+            from mailgate.secrets import unseal
+            return unseal(self.sealed)
         if self.env is not None:
             if self.env not in os.environ:
                 raise ConfigError(f"secret environment variable {self.env} is not set")
@@ -52,7 +56,8 @@ class Secret(Strict):
         return self.file.read_text().splitlines()[0] if self.file.exists() else ""
 
     def __repr__(self) -> str:
-        return "Secret(env=%r, file=%r, value=%s)" % (self.env, self.file, "'**********'" if self.value else None)
+        return "Secret(env=%r, file=%r, value=%s, sealed=%s)" % (
+            self.env, self.file, "'**********'" if self.value else None, "'...'" if self.sealed else None)
 
 
 def _secret(v: object) -> object:
@@ -141,7 +146,11 @@ class DeliveryConfig(Strict):
                                         description="Delay of each retry tier; the last repeats.")
     max_queue_lifetime_s: int = Field(5 * 86400, ge=60, description="Outbound mail expires after this.")
     backup_mx_queue_lifetime_s: int = Field(7 * 86400, ge=60, description="Backup MX mail expires after this.")
-    concurrency_per_destination: int = Field(10, ge=1, le=1000, description="Parallel sessions per gateway.")
+    concurrency_per_destination: int = Field(10, ge=1, le=1000,
+                                             description="Parallel sessions per gateway, per egress replica.")
+    partitions_per_destination: int = Field(
+        4, ge=1, le=1024, description="mail.outbound partitions one destination's mail spreads over, so that "
+        "several egress replicas deliver to it at once; 1 keeps a destination on one partition.")
     messages_per_connection: int = Field(100, ge=1, description="Messages sent over one SMTP connection.")
     helo_name: str = Field(default_factory=socket.getfqdn, description="Name egress sends in EHLO.")
     bounce_from: str = Field("MAILER-DAEMON", description="Local part of the DSN sender (sent as <>).")
@@ -284,6 +293,17 @@ class OutboundGateway(Strict):
         return self
 
 
+class AdminConfig(Strict):
+    """`mailgate admin`: the administration web page and HTTP API."""
+
+    listen_host: str = Field("127.0.0.1", description="Address the admin HTTP server binds.")
+    listen_port: int = Field(8025, ge=1, le=65535, description="Port the admin HTTP server binds.")
+    username: str = Field("admin", min_length=1, description="The administrator's login name.")
+    password_hash: str = Field("", description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, from "
+                                               "`mailgate admin --hash-password`; empty: nobody can log in.")
+    session_ttl_s: int = Field(3600, ge=60, le=7 * 86400, description="A session ends this long after login.")
+
+
 class Config(Strict):
     node_name: str = Field(default_factory=socket.gethostname, description="Name of this node in events.")
     kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Kafka connection and topic settings.")
@@ -294,6 +314,7 @@ class Config(Strict):
     spam: SpamConfig = Field(default_factory=SpamConfig, description="Spam scoring of inbound mail.")
     inbound_gateways: list[InboundGateway] = Field(default_factory=list, description="Backup MX / Domain Forward.")
     outbound_gateways: list[OutboundGateway] = Field(default_factory=list, description="Outbound relays.")
+    admin: AdminConfig = Field(default_factory=AdminConfig, description="Administration web page and API.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

@@ -4,6 +4,7 @@ Usage: `python -m mailgate.configdoc > docs/configuration.md` (a unit test check
 """
 from __future__ import annotations
 
+import types
 import typing
 
 from pydantic import BaseModel
@@ -30,7 +31,16 @@ def _models(tp) -> list[type[BaseModel]]:
 
 
 def _type_name(tp) -> str:
-    return str(tp).replace("typing.", "").replace("mailgate.config.", "").replace("<class '", "").replace("'>", "")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
 def render(model: type[BaseModel] = Config, prefix: str = "", out: list[str] | None = None) -> list[str]:

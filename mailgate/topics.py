@@ -34,7 +34,8 @@ DLQ = "mail.dlq"
 """Records that could not be decoded or processed: `DeadLettered` with the original bytes and the reason."""
 
 CONFIG = "mail.config"
-"""Compacted configuration: the latest `GatewayConfigured` / `GatewayRemoved` per gateway name."""
+"""Compacted configuration: the latest `GatewayConfigured` / `GatewayRemoved` per gateway name, and
+`CachePurgeRequested` (key `cache-purge`), which every ingress and processor follows from its end."""
 
 
 def retry_topic(delay_s: int) -> str:
@@ -64,7 +65,9 @@ def declared_topics(cfg: Config) -> list[TopicSpec]:
         TopicSpec(EVENTS, k.partitions, {**common, "retention.ms": str(k.events_retention_s * 1000)}),
         TopicSpec(DELIVERED, k.partitions, {**common, "cleanup.policy": "compact"}),
         TopicSpec(DLQ, 1, {**mail, "retention.ms": str(k.events_retention_s * 1000)}),
-        TopicSpec(CONFIG, 1, {**common, "cleanup.policy": "compact"}),
+        # Compaction keeps every change for the events' retention (config history), then the latest per gateway.
+        TopicSpec(CONFIG, 1, {**common, "cleanup.policy": "compact",
+                              "min.compaction.lag.ms": str(k.events_retention_s * 1000)}),
     ]
     specs += [TopicSpec(retry_topic(d), k.partitions, mail) for d in sorted(set(cfg.delivery.retry_schedule_s))]
     return specs

@@ -1,21 +1,42 @@
 """The processor pipeline, listed explicitly: verify → classify → route.
 
 Reads: one MessageReceived. Emits: the Outputs of each step in order. A step may end the message (every recipient
-rejected, spam deleted or quarantined); the steps after it then do not run.
+rejected, spam deleted or quarantined); the steps after it then do not run, and that step emitted the terminal event.
 """
 from __future__ import annotations
 
 from mailgate.config import Config
-from processors.outputs import Output
+from mailgate.ids import now_ms
+from processors.outputs import Output, audit
 from processors.routing import RoutingPolicy
+from processors.spam_policy import SpamPolicy
+from processors.verification import VerificationPolicy
+from schemas import MessageDiscarded
 
 
 class Pipeline:
     def __init__(self, cfg: Config, node: str) -> None:
+        self.node = node
+        self.verify = VerificationPolicy(cfg, node)
         self.route = RoutingPolicy(cfg, node)
+        self.classify = SpamPolicy(cfg, node, route=self.route)
 
     async def handle(self, received) -> list[Output]:
-        return self.route(received)
+        outputs, recipients = await self.verify(received)
+        if not recipients:
+            return outputs + [audit(MessageDiscarded(
+                message_id=received.message_id, occurred_at=now_ms(), node=self.node,
+                reason="all_recipients_rejected", headers=""))]
+        spam = await self.classify(received, recipients)
+        outputs += spam.outputs
+        if spam.disposition != "deliver":
+            return outputs
+        return outputs + self.route(received, recipients=recipients, body=spam.body)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """A configuration change from mail.config: routing follows it at once."""
+        self.route.reconfigure(cfg)
 
     async def aclose(self) -> None:
-        pass
+        await self.verify.aclose()
+        await self.classify.aclose()

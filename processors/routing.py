@@ -6,6 +6,8 @@ spool's delivery delay sets `not_before`; the queue lifetime (longer for Backup 
 """
 from __future__ import annotations
 
+import zlib
+
 from mailgate import topics
 from mailgate.addresses import domain_of
 from mailgate.config import Config
@@ -17,8 +19,12 @@ from schemas import MessageRouted, Route
 
 class RoutingPolicy:
     def __init__(self, cfg: Config, node: str) -> None:
-        self.cfg = cfg
         self.node = node
+        self.reconfigure(cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Take a new configuration (gateways added, changed, disabled) for the messages routed from now on."""
+        self.cfg = cfg
         self.selector = GatewaySelector(list(cfg.outbound_gateways))
         self.inbound = {gw.name: gw for gw in cfg.inbound_gateways}
 
@@ -49,4 +55,10 @@ class RoutingPolicy:
             not_before=max(now, received.occurred_at + self.cfg.spool.delivery_delay_s * 1000),
             expires_at=received.occurred_at + lifetime_s * 1000,
             body=received.body if body is None else body)
-        return [Output(topics.OUTBOUND, route.destination or "unrouted", routed), audit(routed)]
+        return [Output(topics.OUTBOUND, self.key(route.destination, received.message_id), routed), audit(routed)]
+
+    def key(self, destination: str, message_id: str) -> str:
+        """The mail.outbound key: the destination, spread over `partitions_per_destination` partitions."""
+        spread = self.cfg.delivery.partitions_per_destination
+        dest = destination or "unrouted"
+        return dest if spread == 1 else f"{dest}#{zlib.crc32(message_id.encode()) % spread}"

@@ -14,6 +14,7 @@ import faust
 from mailgate import topics
 from mailgate.config import Config
 from mailgate.ids import now_ms
+from mailgate.live_config import LiveConfig
 from processors.pipeline import Pipeline
 from schemas import DeadLettered, UndecodableRecord, decode, encode
 
@@ -28,7 +29,7 @@ def build_app(cfg: Config) -> faust.App:
         key_serializer="raw", value_serializer="raw",
         topic_allow_declare=False, topic_disable_leader=True,
         web_enabled=False, processing_guarantee="at_least_once",
-        producer_acks=-1, producer_max_request_size=cfg.ingress.max_message_bytes + 1024 * 1024,
+        producer_acks=-1, producer_linger=0.005, producer_max_batch_size=1024 * 1024, producer_max_request_size=cfg.ingress.max_message_bytes + 1024 * 1024,
         producer_compression_type=None if k.compression == "none" else k.compression,
         consumer_max_fetch_size=cfg.ingress.max_message_bytes + 1024 * 1024,
         broker_commit_every=100, broker_commit_interval=1.0,
@@ -66,6 +67,13 @@ def build_app(cfg: Config) -> faust.App:
                 continue
             for out in await pipeline.handle(record):
                 await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
+
+    live = LiveConfig(cfg)
+
+    @app.task
+    async def follow_config() -> None:
+        pipeline.reconfigure(await live.start())
+        live.on_change(pipeline.reconfigure)
 
     app.mailgate_pipeline = pipeline
     return app

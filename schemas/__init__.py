@@ -7,6 +7,7 @@ from schemas.codec import REGISTRY, UndecodableRecord, decode, encode, event_nam
 
 _c = REGISTRY.classes
 MessageReceived = _c["MessageReceived"]
+TempfailedMessageStored = _c["TempfailedMessageStored"]
 RecipientRejected = _c["RecipientRejected"]
 RecipientVerified = _c["RecipientVerified"]
 MessageRouted = _c["MessageRouted"]
@@ -28,6 +29,7 @@ DeadLettered = _c["DeadLettered"]
 GatewayConfigured = _c["GatewayConfigured"]
 GatewayRemoved = _c["GatewayRemoved"]
 ReplayRequested = _c["ReplayRequested"]
+CachePurgeRequested = _c["CachePurgeRequested"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""

@@ -5,6 +5,7 @@ Reads: a directory service (SmarterMail web services). Emits: `Verification` ans
 from processors.directory.base import DirectoryError, DirectoryLoginFailed, DirectoryUnavailable, UserDirectory
 from processors.directory.cache import CachedDirectory, Verification
 from processors.directory.smartermail import SmarterMailDirectory
+from processors.directory.build import build_directories
 
-__all__ = ["CachedDirectory", "DirectoryError", "DirectoryLoginFailed", "DirectoryUnavailable",
+__all__ = ["CachedDirectory", "build_directories", "DirectoryError", "DirectoryLoginFailed", "DirectoryUnavailable",
            "SmarterMailDirectory", "UserDirectory", "Verification"]

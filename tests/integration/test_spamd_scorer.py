@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,11 +12,10 @@ import pytest
 from mailgate.config import SpamConfig
 from processors.spam.levels import classify
 from processors.spam.scorers import ScannerUnavailable, SpamdScorer
+from tests.support.spamd import GTUBE, SPAMD, Spamd, running_spamd
 
-SPAMD = shutil.which("spamd") or shutil.which("spamd", path="/usr/sbin:/usr/local/sbin")
 pytestmark = pytest.mark.skipif(SPAMD is None, reason="SpamAssassin's spamd is not installed")
 
-GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 HAM = (b"Date: Wed, 26 Nov 2025 14:00:00 +0000\r\n"
        b"From: Alice Example <alice@example.com>\r\n"
        b"To: Bob Example <bob@example.org>\r\n"
@@ -36,74 +28,6 @@ HAM = (b"Date: Wed, 26 Nov 2025 14:00:00 +0000\r\n"
        b"Cheers,\r\nAlice\r\n")
 SPAM = HAM.replace(b"Subject: Lunch tomorrow", b"Subject: Test") + GTUBE + b"\r\n"
 CFG = SpamConfig(enabled=True)  # thresholds 3 / 5 / 10, on_scanner_failure "retry"
-START_TIMEOUT_S = 60
-
-
-def spamd_command(port: int) -> list[str]:
-    """The spamd command line the tests (and CI, and scenario tests) use: loopback only, one child, offline."""
-    assert SPAMD is not None
-    cmd = [SPAMD, f"--listen=127.0.0.1:{port}", "--allowed-ips=127.0.0.1", "--max-children=1", "--syslog=stderr",
-           "--local", "--nouser-config", "--cf=use_bayes 0"]
-    if os.geteuid() == 0:  # spamd refuses to scan as root; as a normal user -u would fail to setuid
-        cmd.append("--username=nobody")
-    return cmd
-
-
-@dataclass
-class Spamd:
-    port: int
-    proc: subprocess.Popen
-    log: Path
-    started_in_s: float
-
-    def stop(self) -> None:
-        """SIGTERM to spamd's process group (the parent and its children), SIGKILL if it lingers; idempotent."""
-        if self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pong(port: int) -> bool:
-    """spamd binds before it has loaded its rules; it is ready when a child answers PING."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"PING SPAMC/1.5\r\n\r\n")
-            return b"PONG" in s.recv(100)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def running_spamd(workdir: Path) -> Iterator[Spamd]:
-    """Sync on purpose: fixtures run outside the event loop, so blocking waits here block nothing."""
-    port, log = _free_port(), workdir / "spamd.log"
-    began = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(spamd_command(port), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    spamd = Spamd(port, proc, log, 0.0)
-    try:
-        while not _pong(port):
-            if proc.poll() is not None or time.monotonic() - began > START_TIMEOUT_S:
-                pytest.fail(f"spamd did not start (exit {proc.returncode}):\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        spamd.started_in_s = time.monotonic() - began
-        yield spamd
-    finally:
-        spamd.stop()
 
 
 @pytest.fixture(scope="module")

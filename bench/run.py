@@ -1,0 +1,598 @@
+"""mailgate against Postfix on the same machine, same workload, same downstream sink, in one run.
+
+Usage: python bench/run.py [--quick] [--messages N] [--only 5k,100k,...] [--skip-postfix] [--py-spy STAGE]
+
+Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stopped at the end):
+  * its own Apache Kafka broker (mailgate.broker, jars from .mailgate/kafka-libs) and mailgate's topics;
+  * per workload, a downstream sink (`smtp-sink -c`, or bench/slow_sink.py for the slow-downstream workloads);
+  * per workload, mailgate's stages as processes (`python -m mailgate.cli ingress|processor|egress`) with one
+    Domain Forward gateway for example.test whose primary is the sink;
+  * once, a private Postfix instance (`postfix -c DIR`, own queue dir, relayhost = the sink, no local delivery).
+Each workload is `smtp-source -s SESSIONS -m N -l SIZE [-r RCPTS]` against mailgate, then against Postfix.
+Measured: accept rate (smtp-source wall time), end-to-end rate (until the sink counted N), mailgate latency
+accept -> downstream 250 from MessageDelivered events, peak RSS and CPU seconds per 1,000 messages per process.
+Prints a table and writes bench-results.json into the work directory (path printed at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from mailgate import broker, kafka, topics  # noqa: E402
+from mailgate.audit import read_topic  # noqa: E402
+from mailgate.config import Config, parse_config  # noqa: E402
+
+LIBS = ROOT / ".mailgate" / "kafka-libs"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SENDER, RCPT = "a@src.test", "u@example.test"
+WARMUP = 20
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    size: int
+    messages: int
+    quick_messages: int
+    rcpts: int = 1
+    sessions: int = 20
+    slow_ms: int = 0
+    egress_replicas: int = 1
+
+
+WORKLOADS = [
+    Workload("5k", 5000, 20000, 2000),
+    Workload("100k", 100_000, 3000, 500),
+    Workload("1m", 1_000_000, 300, 60),
+    Workload("5k-r10", 5000, 3000, 500, rcpts=10),
+    Workload("slow-e1", 5000, 2000, 400, slow_ms=50, egress_replicas=1),
+    Workload("slow-e2", 5000, 2000, 400, slow_ms=50, egress_replicas=2),
+    Workload("slow-e4", 5000, 2000, 400, slow_ms=50, egress_replicas=4),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- /proc sampling
+
+def cpu_s(pid: int, children_too: bool = True) -> float:
+    """utime+stime (+ reaped children's cutime+cstime) of `pid`, in seconds; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children_too:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU of a process and every live descendant; dead ones are in their parent's cutime once reaped."""
+    return cpu_s(pid) + sum(cpu_s(c) for c in descendants(pid))
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages split among the processes sharing them, so a tree's PSS adds up."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+class RssPoller(threading.Thread):
+    """Polls VmRSS of some pids (and the summed PSS of a process tree) every 0.5 s; keeps the maxima."""
+
+    def __init__(self, pids: dict[str, int], trees: dict[str, int] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.trees = pids, trees or {}
+        self.peak_kb: Counter = Counter()
+        self.stop_ev = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_ev.is_set():
+            for name, pid in self.pids.items():
+                self.peak_kb[name] = max(self.peak_kb[name], status_kb(pid, "VmRSS"))
+            for name, pid in self.trees.items():
+                total = sum(pss_kb(p) for p in [pid, *descendants(pid)])
+                self.peak_kb[name] = max(self.peak_kb[name], total)
+            self.stop_ev.wait(0.5)
+
+    def stop(self) -> Counter:
+        self.stop_ev.set()
+        self.join(5)
+        return self.peak_kb
+
+
+# ---------------------------------------------------------------- sinks and load
+
+class Sink:
+    """smtp-sink -c (or the slow Python sink), counting messages from its `mesg=N` counter."""
+
+    def __init__(self, workdir: Path, port: int, slow_ms: int) -> None:
+        self.out = workdir / f"sink-{port}-{time.monotonic_ns()}.out"
+        if slow_ms:
+            cmd = [sys.executable, str(ROOT / "bench" / "slow_sink.py"), str(port), str(slow_ms)]
+        else:
+            cmd = ["smtp-sink", "-c", "-u", "postfix", f"127.0.0.1:{port}", "256"]
+        self.fh = open(self.out, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"sink on {port} did not start: {self.out.read_text(errors='replace')[-500:]}")
+
+    def count(self) -> int:
+        with open(self.out, "rb") as f:
+            f.seek(max(0, os.path.getsize(self.out) - 200))
+            found = re.findall(rb"mesg=(\d+)", f.read())
+        return int(found[-1]) if found else 0
+
+    def wait(self, n: int, timeout_s: float) -> float | None:
+        """Monotonic time at which the count reached n, or None after timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.count() >= n:
+                return time.monotonic()
+            time.sleep(0.05)
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.fh.close()
+
+
+def smtp_source(port: int, w: Workload, n: int, sessions: int | None = None) -> tuple[float, str]:
+    cmd = ["smtp-source", "-s", str(sessions or w.sessions), "-m", str(n), "-l", str(w.size), "-f", SENDER,
+           "-t", RCPT]
+    if w.rcpts > 1:
+        cmd += ["-r", str(w.rcpts)]
+    cmd.append(f"127.0.0.1:{port}")
+    t = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - t
+    errs = (p.stdout + p.stderr).strip()
+    if p.returncode != 0:
+        errs = f"exit {p.returncode}: {errs}"
+    return wall, errs[-500:]
+
+
+# ---------------------------------------------------------------- mailgate
+
+class Mailgate:
+    def __init__(self, workdir: Path, sink_port: int) -> None:
+        self.workdir = workdir
+        self.kafka_port, self.controller_port = free_port(), free_port()
+        self.smtp_port = free_port()
+        self.sink_port = sink_port
+        self.procs: dict[str, list[subprocess.Popen]] = {}
+        self.cfg: Config | None = None
+        self.config_path = workdir / "mailgate.yaml"
+        self.write_config()
+
+    def write_config(self) -> None:
+        data = {
+            "node_name": "bench",
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 4},
+            "local_broker": {"home": str(self.workdir / "broker"), "libs": str(LIBS), "port": self.kafka_port,
+                             "controller_port": self.controller_port, "heap": "-Xms512m -Xmx1g"},
+            "ingress": {"listen_host": "127.0.0.1", "listen_port": self.smtp_port, "hostname": "gw.bench.test",
+                        "max_message_bytes": 26214400},
+            "delivery": {"retry_schedule_s": [60, 300], "helo_name": "gw.bench.test"},
+            "inbound_gateways": [{
+                "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
+                "primary_port": self.sink_port,
+                "domain_verification": {"mode": "specified_domains", "domains": ["example.test"]}}],
+        }
+        self.cfg = parse_config(data)
+        self.config_path.write_text(yaml.safe_dump(data))
+
+    def start_broker(self) -> int:
+        st = broker.start(self.cfg)
+        asyncio.run(kafka.ensure_topics(self.cfg))
+        return st.pid
+
+    def stop_broker(self) -> None:
+        broker.stop(self.cfg)
+
+    def start_stage(self, stage: str, ready: str | None) -> subprocess.Popen:
+        n = len(self.procs.get(stage, []))
+        log = self.workdir / f"{stage}-{n}-{time.monotonic_ns()}.log"
+        with open(log, "ab") as fh:
+            p = subprocess.Popen([sys.executable, "-m", "mailgate.cli", stage, "--config", str(self.config_path)],
+                                 stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
+        self.procs.setdefault(stage, []).append(p)
+        if ready:
+            deadline = time.monotonic() + 90
+            while ready not in log.read_text(errors="replace"):
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{stage} not ready: {log.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.1)
+        return p
+
+    def start_stages(self, egress_replicas: int) -> None:
+        self.start_stage("processor", None)
+        for _ in range(egress_replicas):
+            self.start_stage("egress", "egress consuming")
+        self.start_stage("ingress", "connected to Kafka")
+
+    def pids(self) -> dict[str, int]:
+        return {f"{stage}{i if len(ps) > 1 else ''}": p.pid for stage, ps in self.procs.items()
+                for i, p in enumerate(ps)}
+
+    def stop_stages(self) -> None:
+        for ps in self.procs.values():
+            for p in ps:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+        for ps in self.procs.values():
+            for p in ps:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+        self.procs.clear()
+
+    def events_since(self, since_ms: int) -> list:
+        async def read() -> list:
+            return [e async for _, e in read_topic(self.cfg, topics.EVENTS, since_ms=since_ms)]
+        return asyncio.run(read())
+
+
+# ---------------------------------------------------------------- Postfix
+
+MASTER_CF = """\
+{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix:
+    """A private Postfix instance: own config dir and queue dir, 127.0.0.1 only, relaying everything to the sink."""
+
+    def __init__(self, workdir: Path, sink_port: int) -> None:
+        self.dir = workdir / "postfix"
+        self.port = free_port()
+        conf, queue, data = self.dir / "etc", self.dir / "queue", self.dir / "data"
+        for d in (conf, queue, data):
+            d.mkdir(parents=True, exist_ok=True)
+        shutil.chown(data, "postfix")
+        main = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(queue), "data_directory": str(data),
+            "mail_owner": "postfix", "setgid_group": "postdrop",
+            "myhostname": "postfix.bench.test", "mydomain": "bench.test", "myorigin": "$myhostname",
+            "mydestination": "", "local_recipient_maps": "", "local_transport": "error:no local delivery",
+            "alias_maps": "", "alias_database": "", "relay_domains": "",
+            "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4", "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "relayhost": f"[127.0.0.1]:{sink_port}", "smtp_dns_support_level": "disabled",
+            "maillog_file": str(self.dir / "maillog"), "maillog_file_prefixes": str(self.dir),
+            "smtputf8_enable": "no", "biff": "no",
+            "smtpd_banner": "$myhostname ESMTP", "message_size_limit": "26214400",
+        }
+        (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
+        (conf / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{self.port}"))
+        self.conf = conf
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess:
+        # postfix(1) reports errors on stderr only when it is a terminal (else to syslog): give it one via script(1).
+        cmd = " ".join(["postfix", "-c", str(self.conf), *args])
+        return subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+
+    def start(self) -> None:
+        self._postfix("set-permissions")
+        p = self._postfix("start")
+        if p.returncode != 0:
+            raise RuntimeError(f"postfix start failed: {p.stdout}{p.stderr}")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("postfix did not listen")
+
+    def master_pid(self) -> int:
+        return int((self.dir / "queue" / "pid" / "master.pid").read_text().split()[0])
+
+    def stop(self) -> None:
+        self._postfix("stop")
+
+
+# ---------------------------------------------------------------- one workload
+
+@dataclass
+class Result:
+    system: str
+    workload: str
+    messages: int
+    accept_s: float = 0.0
+    delivered_s: float | None = None
+    sink_count: int = 0
+    errors: str = ""
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    check: str = ""
+
+
+def pct(sorted_vals: list[int], p: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    return float(sorted_vals[min(len(sorted_vals) - 1, int(round(p / 100 * (len(sorted_vals) - 1))))])
+
+
+def timeout_for(w: Workload, n: int) -> float:
+    return 60 + n * (0.05 if w.size < 50_000 else 0.2 if w.size < 500_000 else 1.0) + (n * w.slow_ms / 1000)
+
+
+def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str | None) -> Result:
+    res = Result("mailgate", w.name, n)
+    sink = Sink(mg.workdir, mg.sink_port, w.slow_ms)
+    try:
+        mg.start_stages(w.egress_replicas)
+        # Warm-up: the processor (faust) is ready when it was assigned partitions; prove the whole path works.
+        _, errs = smtp_source(mg.smtp_port, w, WARMUP, sessions=2)
+        if sink.wait(WARMUP, 120) is None:
+            raise RuntimeError(f"warm-up not delivered ({sink.count()}/{WARMUP}); {errs}")
+        time.sleep(1)
+        base = sink.count()
+        pids = {**mg.pids(), "broker": broker_pid}
+        cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+        poller = RssPoller({"broker": broker_pid})
+        poller.start()
+        spies = []
+        for stage in (py_spy or "").split(","):
+            if stage:
+                pid = mg.pids()[stage]
+                out = mg.workdir / f"py-spy-{stage}-{w.name}.txt"
+                spies.append(subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", "20", "-r", "50", "-f",
+                                               "raw", "-o", str(out), "--nonblocking"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                print(f"  py-spy recording {stage} (pid {pid}) into {out}", flush=True)
+        since_ms = int(time.time() * 1000)
+        t0 = time.monotonic()
+        res.accept_s, res.errors = smtp_source(mg.smtp_port, w, n)
+        done = sink.wait(base + n, timeout_for(w, n))
+        res.delivered_s = None if done is None else done - t0
+        res.sink_count = sink.count() - base
+        res.cpu_s = {k: round(cpu_s(p) - cpu0[k], 2) for k, p in pids.items()}
+        peaks = poller.stop()
+        res.peak_rss_mb = {k: round(status_kb(p, "VmHWM") / 1024, 1) for k, p in mg.pids().items()}
+        res.peak_rss_mb["broker"] = round(peaks["broker"] / 1024, 1)
+        for spy in spies:
+            spy.wait(60)
+        time.sleep(1)  # let the last events be appended
+        events = mg.events_since(since_ms - 1000)
+        check_events(res, events, n, w)
+    finally:
+        mg.stop_stages()
+        sink.stop()
+    return res
+
+
+def check_events(res: Result, events: list, n: int, w: Workload) -> None:
+    received, delivered, rcpts, dups, deferred = {}, Counter(), Counter(), 0, 0
+    lat = []
+    for e in events:
+        name = type(e).__name__
+        if name == "MessageReceived":
+            received[e.message_id] = e.occurred_at
+        elif name == "MessageDelivered":
+            delivered[e.message_id] += 1
+            rcpts[e.message_id] += len(e.recipients)
+            lat.append(e.occurred_at - e.received_at)
+        elif name == "DuplicateSuppressed":
+            dups += 1
+        elif name in ("DeliveryDeferred", "MessageBounced", "DeadLettered"):
+            deferred += 1
+    ours = [m for m in received]
+    missing = sum(1 for m in ours if delivered[m] == 0)
+    twice = sum(1 for m in ours if delivered[m] > 1)
+    wrong_rcpts = sum(1 for m in ours if delivered[m] and rcpts[m] != w.rcpts)
+    lat.sort()
+    res.latency_ms = {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99), "max": pct(lat, 100)}
+    ok = (len(ours) == n and missing == 0 and twice == 0 and wrong_rcpts == 0 and res.sink_count == n)
+    res.check = (f"{'OK' if ok else 'MISMATCH'}: received={len(ours)} delivered-once={len(ours) - missing - twice} "
+                 f"missing={missing} twice={twice} wrong-rcpt-count={wrong_rcpts} dup-suppressed={dups} "
+                 f"deferred/bounced/dlq={deferred} sink={res.sink_count}")
+
+
+def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: Workload, n: int) -> Result:
+    res = Result("postfix", w.name, n)
+    sink = Sink(workdir, sink_port, w.slow_ms)
+    try:
+        _, errs = smtp_source(pf.port, w, WARMUP, sessions=2)
+        if sink.wait(WARMUP, 60) is None:
+            raise RuntimeError(f"postfix warm-up not delivered ({sink.count()}/{WARMUP}); {errs}")
+        time.sleep(1)
+        base = sink.count()
+        master = pf.master_pid()
+        cpu0 = tree_cpu_s(master)
+        poller = RssPoller({}, {"postfix": master})
+        poller.start()
+        t0 = time.monotonic()
+        res.accept_s, res.errors = smtp_source(pf.port, w, n)
+        done = sink.wait(base + n, timeout_for(w, n))
+        res.delivered_s = None if done is None else done - t0
+        res.sink_count = sink.count() - base
+        res.cpu_s = {"postfix": round(tree_cpu_s(master) - cpu0, 2)}
+        res.peak_rss_mb = {"postfix (all procs, PSS)": round(poller.stop()["postfix"] / 1024, 1)}
+        res.check = f"{'OK' if res.sink_count == n else 'MISMATCH'}: sink={res.sink_count}"
+    finally:
+        sink.stop()
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def rate(n: int, s: float | None) -> str:
+    return f"{n / s:,.0f}" if s else "timeout"
+
+
+def print_table(results: list[Result]) -> str:
+    lines = ["| workload | msgs | system | accepted msg/s | delivered msg/s | ratio mg/pf (delivered) | "
+             "latency p50/p95/p99 ms | CPU s per 1k msgs | peak RSS MB | check |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    by = {(r.workload, r.system): r for r in results}
+    for r in results:
+        other = by.get((r.workload, "postfix"))
+        ratio = ""
+        if r.system == "mailgate" and other and r.delivered_s and other.delivered_s:
+            ratio = f"{(r.messages / r.delivered_s) / (other.messages / other.delivered_s):.2f}"
+        lat = "/".join(f"{r.latency_ms[k]:,.0f}" for k in ("p50", "p95", "p99")) if r.latency_ms else "-"
+        cpu = ", ".join(f"{k} {v / r.messages * 1000:.1f}" for k, v in r.cpu_s.items())
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
+        lines.append(f"| {r.workload} | {r.messages} | {r.system} | {rate(r.messages, r.accept_s)} | "
+                     f"{rate(r.messages, r.delivered_s)} | {ratio} | {lat} | {cpu} | {rss} | {r.check} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer messages per workload (a few minutes in all)")
+    ap.add_argument("--messages", type=int, help="messages for the 5k workload; others scale down with it")
+    ap.add_argument("--only", help="comma-separated workload names: " + ",".join(w.name for w in WORKLOADS))
+    ap.add_argument("--skip-postfix", action="store_true")
+    ap.add_argument("--py-spy", metavar="STAGE", help="comma-separated stages (ingress,processor,egress) to profile with py-spy during the first "
+                    "workload (20 s, 50 Hz, raw collapsed stacks into the work directory; disturbs the numbers)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    for tool in ("smtp-source", "smtp-sink", "postfix"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not on PATH (Debian: apt-get install postfix)")
+    chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
+    workdir.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach their queue and data dirs
+    sink_port = free_port()
+    mg = Mailgate(workdir, sink_port)
+    pf = None if args.skip_postfix else Postfix(workdir, sink_port)
+    results: list[Result] = []
+    started = time.monotonic()
+    print(f"work dir {workdir}; broker 127.0.0.1:{mg.kafka_port}; mailgate 127.0.0.1:{mg.smtp_port}; "
+          f"sink 127.0.0.1:{sink_port}" + (f"; postfix 127.0.0.1:{pf.port}" if pf else ""), flush=True)
+    try:
+        broker_pid = mg.start_broker()
+        if pf:
+            pf.start()
+        for i, w in enumerate(chosen):
+            n = w.quick_messages if args.quick else w.messages
+            if args.messages:
+                n = max(20, int(args.messages * w.messages / WORKLOADS[0].messages))
+            print(f"[{time.monotonic() - started:5.0f}s] {w.name}: {n} x {w.size} B, {w.rcpts} rcpt, "
+                  f"{w.sessions} sessions, slow={w.slow_ms} ms, egress x{w.egress_replicas}", flush=True)
+            r = run_mailgate(mg, broker_pid, w, n, args.py_spy if i == 0 else None)
+            results.append(r)
+            print(f"  mailgate: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
+                  + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
+            if pf:
+                r = run_postfix(pf, workdir, sink_port, broker_pid, w, n)
+                results.append(r)
+                print(f"  postfix: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
+                      + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
+    finally:
+        mg.stop_stages()
+        if pf:
+            pf.stop()
+        mg.stop_broker()
+    print(f"\ntotal {time.monotonic() - started:.0f}s; {os.cpu_count()} cores; "
+          f"load average now {os.getloadavg()[0]:.2f} (other work on the machine disturbs these numbers)\n")
+    print_table(results)
+    out = workdir / "bench-results.json"
+    out.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    print(f"\nraw results: {out}")
+    if not args.keep and not args.py_spy:
+        shutil.rmtree(workdir / "broker", ignore_errors=True)
+        shutil.rmtree(workdir / "postfix" / "queue", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Spam policy: score inbound mail, choose its level, apply the inbound gateway's actions for that level.
+
+Reads: MessageReceived (and its body), `cfg.spam` (scorers, thresholds, on_scanner_failure) and the inbound
+gateway's `spam_actions`. Emits: MessageClassified to mail.events; for quarantine, MessageQuarantined with the body
+and the MessageRouted to deliver on release (to mail.quarantine, and its audit copy); for delete, MessageDiscarded.
+Returns the (possibly edited) body and the disposition. Outbound mail, and all mail while spam is disabled, passes
+unchanged. When a scanner is unavailable and on_scanner_failure is "retry", the call retries with backoff until the
+scanner answers: the message (and its partition) waits in Kafka, nothing is lost or passed unscored.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Sequence
+
+from mailgate import topics
+from mailgate.config import Config, ConfigError, SpamActions
+from mailgate.ids import now_ms
+from processors.outputs import Output, audit
+from processors.routing import RoutingPolicy
+from processors.spam import (ActionOutcome, Classification, ScannerUnavailable, Scorer, actions_for, apply_actions,
+                             build_scorers, check_actions, classify, header_block)
+from schemas import MessageClassified, MessageDiscarded, MessageQuarantined, ScorerScore, encode
+
+log = logging.getLogger("mailgate.spam")
+
+RETRY_FIRST_S = 1.0
+"""First wait after a scanner failed (on_scanner_failure "retry"); doubled after each failure."""
+RETRY_MAX_S = 30.0
+"""Longest wait between two tries."""
+
+
+@dataclass(frozen=True)
+class SpamDecision:
+    outputs: list[Output]
+    body: bytes
+    disposition: str  # deliver | delete | quarantine
+
+
+def check_gateway_actions(cfg: Config) -> None:
+    """ConfigError naming the gateway and action when any inbound gateway's spam action could never be applied."""
+    for gw in cfg.inbound_gateways:
+        try:
+            check_actions(gw.spam_actions)
+        except ValueError as err:
+            raise ConfigError(f"inbound_gateways.{gw.name}.{err}") from None
+
+
+class SpamPolicy:
+    def __init__(self, cfg: Config, node: str, route: RoutingPolicy | None = None,
+                 scorers: Sequence[Scorer] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.route = route or RoutingPolicy(cfg, node)
+        check_gateway_actions(cfg)
+        self.scorers = list(build_scorers(cfg.spam) if scorers is None else scorers)
+        self.actions = {gw.name: gw.spam_actions for gw in cfg.inbound_gateways}
+        self.sleep = sleep
+
+    async def __call__(self, received, recipients: list[str]) -> SpamDecision:
+        body = received.body or b""
+        if not self.cfg.spam.enabled or received.direction != "inbound":
+            return SpamDecision([], body, "deliver")
+        verdict = await self.scan(received, body)
+        spam_actions = self.actions.get(received.inbound_gateway or "", SpamActions())
+        outcome = apply_actions(body, verdict, actions_for(verdict.level, spam_actions),
+                                self.cfg.spam.standard_headers)
+        outputs = [audit(self._classified(received.message_id, verdict, outcome))]
+        if outcome.disposition == "delete":
+            outputs.append(audit(MessageDiscarded(
+                message_id=received.message_id, occurred_at=now_ms(), node=self.node, reason="spam_delete",
+                headers=_headers(outcome.body))))
+        elif outcome.disposition == "quarantine":
+            routed = self.route(received, recipients=recipients, body=outcome.body)[0].record
+            held = MessageQuarantined(
+                message_id=received.message_id, occurred_at=now_ms(), node=self.node, level=verdict.level,
+                total_score=verdict.total, headers=_headers(outcome.body), routed=encode(routed))
+            outputs += [Output(topics.QUARANTINE, received.message_id, held), audit(held)]
+        return SpamDecision(outputs, outcome.body, outcome.disposition)
+
+    async def scan(self, received, body: bytes) -> Classification:
+        """Classify the message; in "retry" mode, try again (1 s doubling to 30 s) until every scanner answers."""
+        delay = RETRY_FIRST_S
+        tries = 0
+        while True:
+            began = time.monotonic()
+            try:
+                verdict = await classify(self.scorers, body, received.client_address, self.cfg.spam)
+            except ScannerUnavailable as err:
+                tries += 1
+                log.warning("spam scan of %s failed (try %d), retrying in %.0fs: %s",
+                            received.message_id, tries, delay, err)
+                await self.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            log.info("spam scan of %s: level %s, total %.1f in %.3fs", received.message_id, verdict.level,
+                     verdict.total, time.monotonic() - began)
+            return verdict
+
+    def _classified(self, message_id: str, verdict: Classification, outcome: ActionOutcome):
+        return MessageClassified(
+            message_id=message_id, occurred_at=now_ms(), node=self.node, level=verdict.level,
+            total_score=verdict.total,
+            scores=[ScorerScore(scorer=r.name, score=r.score, weight=r.weight, error=r.error)
+                    for r in verdict.results],
+            actions=list(outcome.applied))
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _headers(body: bytes) -> str:
+    return header_block(body).decode("utf-8", "replace")

@@ -1,0 +1,120 @@
+"""Verification policy (authoritative, replayable): re-check each inbound recipient against its gateway's directory.
+
+Reads: MessageReceived, the gateways' `smartermail` settings (through a per-process 10-minute cache, purged by
+`CachePurgeRequested` on `mail.config`). Emits: the recipients that pass; RecipientVerified (stage processor) for
+each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
+one DSN for them to a non-null sender, as a new MessageReceived from <> on mail.received (and its audit copy).
+
+Directory unreachable (and no cached answer, fresh or stale): the recipient is KEPT — ingress already decided at
+RCPT time (and a Backup MX accepts exactly when the primary's directory is down), so failing open here loses nothing
+and bounces nothing wrongly; it is recorded as RecipientVerified(method="fail_open", stale=true) and a log line.
+Outbound mail and gateways without web-service verification pass unchecked.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import datetime, timezone
+
+from egress.dsn import build_dsn, header_block, should_send_dsn
+from egress.reply import Reply
+from mailgate import topics
+from mailgate.config import Config
+from mailgate.ids import new_message_id, now_ms
+from processors.directory import CachedDirectory, build_directories
+from processors.directory.purge import PurgeFollower
+from processors.outputs import Output, audit
+from schemas import MessageReceived, RecipientRejected, RecipientVerified
+
+log = logging.getLogger("mailgate.processor.verification")
+
+USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
+"""The reply a rejected recipient's DSN reports (the one ingress would have given at RCPT)."""
+
+FOLLOWER_READY_S = 10.0
+"""Longest wait, before the first check, for the purge follower to reach the end of mail.config."""
+
+
+def dsn_received(cfg: Config, node: str, dsn_id: str, to: str, dsn: bytes, now: int) -> MessageReceived:
+    """A DSN entering the pipeline as mail received from <> for `to` (inbound if `to`'s domain is ours)."""
+    gw = cfg.inbound_gateway_for(to.rsplit("@", 1)[-1].lower())
+    return MessageReceived(
+        message_id=dsn_id, occurred_at=now, node=node, direction="inbound" if gw else "outbound",
+        inbound_gateway=gw.name if gw else None, client_address="127.0.0.1", client_helo=cfg.delivery.helo_name,
+        client_auth=None, tls=None, mail_from="", rcpt_to=[to], size_bytes=len(dsn),
+        body_sha256=hashlib.sha256(dsn).hexdigest(), body=dsn)
+
+
+class VerificationPolicy:
+    def __init__(self, cfg: Config, node: str,
+                 directories: dict[str, CachedDirectory] | None = None) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.gateways = {gw.name: gw for gw in cfg.inbound_gateways}
+        self.directories = build_directories(cfg.inbound_gateways) if directories is None else directories
+        self.purges = PurgeFollower(cfg, self.directories, "processor")
+        self._started = False
+
+    async def _start(self) -> None:
+        """Start following purges (lazily: the policy is built before faust's event loop runs)."""
+        self._started = True
+        if not self.directories:
+            return
+        self.purges.start()
+        try:
+            await asyncio.wait_for(self.purges.following.wait(), FOLLOWER_READY_S)
+        except asyncio.TimeoutError:
+            log.warning("cache purge follower not ready after %.0f s; verifying anyway", FOLLOWER_READY_S)
+
+    async def __call__(self, received) -> tuple[list[Output], list[str]]:
+        """(outputs, recipients that pass)."""
+        directory = self.directories.get(received.inbound_gateway or "")
+        if received.direction != "inbound" or directory is None:
+            return [], list(received.rcpt_to)
+        if not self._started:
+            await self._start()
+        outputs: list[Output] = []
+        passed: list[str] = []
+        rejected: list[str] = []
+        answers = await asyncio.gather(*(directory.verify(r) for r in received.rcpt_to))
+        mid = received.message_id
+        for rcpt, v in zip(received.rcpt_to, answers):
+            if v.exists is False:
+                rejected.append(rcpt)
+                log.info("reject rcpt=<%s> id=%s reason=user_unknown stage=processor", rcpt, mid)
+                outputs.append(audit(RecipientRejected(
+                    message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
+                    reason="user_unknown", reply_code=USER_UNKNOWN.code, enhanced_code=USER_UNKNOWN.enhanced_code,
+                    client_address=received.client_address, mail_from=received.mail_from)))
+                continue
+            passed.append(rcpt)
+            if v.exists is None:
+                log.warning("directory unreachable; keeping <%s> id=%s as accepted at ingress", rcpt, mid)
+            outputs.append(audit(RecipientVerified(
+                message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
+                method="fail_open" if v.exists is None else "web_service", cached=v.cached,
+                stale=v.stale or v.exists is None)))
+        if rejected:
+            outputs += self._dsn(received, rejected)
+        return outputs, passed
+
+    def _dsn(self, received, rejected: list[str]) -> list[Output]:
+        headers = header_block(received.body or b"")
+        if not should_send_dsn(received.mail_from, headers):
+            return []
+        now = now_ms()
+        dsn_id = new_message_id(now)
+        dsn = build_dsn(reporting_mta=self.cfg.delivery.helo_name, original_message_id=received.message_id,
+                        original_mail_from=received.mail_from, failed=[(r, USER_UNKNOWN) for r in rejected],
+                        original_headers=headers,
+                        arrival_date=datetime.fromtimestamp(received.occurred_at / 1000, timezone.utc),
+                        reason="user unknown in the primary server's directory",
+                        from_local=self.cfg.delivery.bounce_from)
+        record = dsn_received(self.cfg, self.node, dsn_id, received.mail_from, dsn, now)
+        return [Output(topics.RECEIVED, dsn_id, record), audit(record)]
+
+    async def aclose(self) -> None:
+        await self.purges.aclose()
+        for d in self.directories.values():
+            await d.aclose()

@@ -1,0 +1,251 @@
+"""The admin page in a real headless Chromium: log in, trace a message that went through the whole pipeline,
+create each kind of gateway through the form (watching the mode-dependent cards), see inline errors and the failed
+verification step, disable a gateway from the list. Saves the screenshots in docs/screenshots/."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mailgate.admin.auth import hash_password
+from mailgate.config_events import read_state
+from mailgate.secrets import new_key
+from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+pytestmark = pytest.mark.scenario
+PASSWORD = "browser-pw"
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, kafka_jars):
+    """Broker, all stages delivering to a recording primary, and `mailgate admin` as a process."""
+    work = tmp_path_factory.mktemp("admin-browser")
+    primary = SmtpPrimary().start()
+    gw = Gateway(work)
+    gw.configure({"admin": {"username": "admin", "password_hash": hash_password(PASSWORD, n=2 ** 12)},
+                  "inbound_gateways": [{"name": "primary", "mode": "domain_forward",
+                                        "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
+                                        "domain_verification": {"domains": ["example.test"]}}]})
+    gw.start_broker()
+    port = free_port()
+    env_vars = {**os.environ, "MAILGATE_SECRET_KEY": new_key()}
+    log = open(work / "admin.log", "ab")
+    admin = subprocess.Popen([sys.executable, "-m", "mailgate.cli", "admin", "--config", str(gw.config_path),
+                              "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                             cwd=str(ROOT), env=env_vars, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or admin.poll() is not None:
+                raise AssertionError((work / "admin.log").read_text())
+            time.sleep(0.2)
+    try:
+        yield gw, primary, url
+    finally:
+        admin.terminate()
+        admin.wait(20)
+        log.close()
+        gw.stop_all()
+        gw.stop_broker()
+        primary.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="mailgate-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={profile}", "--window-size=1280,900"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver, cond, timeout_s: float = 20):
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: cond(d))
+
+
+def visible(driver, element_id: str) -> bool:
+    return driver.find_element(By.ID, element_id).is_displayed()
+
+
+def shot(driver, name: str) -> None:
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, max(700, min(height + 40, 3000)))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / name))
+    driver.set_window_size(1280, 900)
+
+
+def fill(driver, element_id: str, text: str) -> None:
+    e = driver.find_element(By.ID, element_id)
+    e.clear()
+    e.send_keys(text)
+
+
+def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
+    _, _, url = env
+    browser.get(url)
+    wait(browser, lambda d: visible(d, "login-form"))
+    assert not visible(browser, "nav")
+    fill(browser, "login-username", "admin")
+    fill(browser, "login-password", "wrong")
+    browser.find_element(By.ID, "login-submit").click()
+    wait(browser, lambda d: "wrong username or password" in d.find_element(By.ID, "login-error").text)
+    fill(browser, "login-password", PASSWORD)
+    browser.find_element(By.ID, "login-submit").click()
+    wait(browser, lambda d: visible(d, "view-gateways"))
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert cookies["mailgate_session"]["httpOnly"] and cookies["mailgate_session"]["sameSite"] == "Strict"
+    assert browser.execute_script("return document.cookie") == ""  # the session cookie is invisible to scripts
+
+
+def test_trace_of_a_message_sent_through_the_pipeline(env, browser):
+    gw, primary, _ = env
+    gw.start_all()
+    with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("alice@sender.test")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(b"From: alice@sender.test\r\nTo: bob@example.test\r\nSubject: trace me\r\n\r\nHi.\r\n")
+    assert code == 250, reply
+    mid = reply.decode().rsplit(" ", 1)[1]
+    primary.wait_for(1)
+    gw.wait_events(mid, "MessageDelivered")
+    browser.find_element(By.ID, "nav-trace").click()
+    fill(browser, "trace-id", mid)
+    browser.find_element(By.ID, "trace-submit").click()
+    wait(browser, lambda d: "MessageDelivered" in d.find_element(By.ID, "trace-rows").text)
+    rows = [r.find_elements(By.TAG_NAME, "td")[1].text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#trace-rows tr")]
+    assert rows[0] == "MessageReceived" and rows[-1] == "MessageDelivered"
+    shot(browser, "message-trace.png")
+
+
+def _new(browser, mode: str) -> None:
+    browser.find_element(By.ID, "nav-gateways").click()
+    wait(browser, lambda d: visible(d, "new-gateway"))
+    browser.find_element(By.ID, "new-gateway").click()
+    wait(browser, lambda d: visible(d, "gateway-form"))
+    Select(browser.find_element(By.ID, "f-mode")).select_by_value(mode)
+
+
+def _cards(browser) -> dict[str, bool]:
+    return {c: visible(browser, c) for c in ("card-outbound", "card-inbound", "card-domains", "card-smartermail",
+                                             "card-spam", "row-sender-domains", "row-smtp-user-verification")}
+
+
+def _save_and_wait_listed(browser, name: str) -> None:
+    browser.find_element(By.ID, "form-save").click()
+    wait(browser, lambda d: visible(d, "view-gateways") and d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{name}"]'))
+
+
+def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser):
+    gw, _, _ = env
+    browser.find_element(By.ID, "nav-gateways").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-name="primary"]'))  # the file's gateway
+    assert "Otherwise, this page will be blank." in browser.page_source
+
+    _new(browser, "round_robin")
+    assert _cards(browser) == {"card-outbound": True, "card-inbound": False, "card-domains": False,
+                               "card-smartermail": False, "card-spam": False, "row-sender-domains": False,
+                               "row-smtp-user-verification": False}
+    assert not visible(browser, "f-auth-username")
+    browser.find_element(By.ID, "f-auth-enabled").click()
+    assert visible(browser, "f-auth-username") and visible(browser, "f-auth-password")
+    fill(browser, "f-name", "relay1")
+    fill(browser, "f-port", "70000")
+    browser.find_element(By.ID, "form-save").click()  # empty address, port out of range: errors by the fields
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-error-for="port"]'))
+    assert "less than or equal to 65535" in browser.find_element(By.CSS_SELECTOR, '[data-error-for="port"]').text
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-error-for="address"]')
+    shot(browser, "gateway-form-round-robin.png")
+    fill(browser, "f-address", "192.0.2.25")
+    fill(browser, "f-port", "587")
+    Select(browser.find_element(By.ID, "f-encryption")).select_by_value("tls")
+    fill(browser, "f-auth-username", "relayuser")
+    fill(browser, "f-auth-password", "Relay-Pa55")
+    _save_and_wait_listed(browser, "relay1")
+    assert "Relay-Pa55" not in browser.page_source
+
+    _new(browser, "specific_domains")
+    assert _cards(browser)["row-sender-domains"] and not _cards(browser)["card-inbound"]
+    fill(browser, "f-name", "unreachable")
+    fill(browser, "f-address", "127.0.0.1")
+    fill(browser, "f-port", str(free_port()))
+    fill(browser, "f-sender-domains", "sales.example.test\nbilling.example.test")
+    browser.find_element(By.ID, "f-verify").click()
+    browser.find_element(By.ID, "form-save").click()
+    wait(browser, lambda d: visible(d, "verify-result"))
+    assert 'failed at step "connect"' in browser.find_element(By.ID, "verify-result").text
+    shot(browser, "gateway-form-specific-domains.png")
+    browser.find_element(By.ID, "f-verify").click()  # save without verifying
+    _save_and_wait_listed(browser, "unreachable")
+
+    _new(browser, "backup_mx")
+    assert _cards(browser) == {"card-outbound": False, "card-inbound": True, "card-domains": False,
+                               "card-smartermail": True, "card-spam": True, "row-sender-domains": False,
+                               "row-smtp-user-verification": False}
+    fill(browser, "f-name", "backup1")
+    fill(browser, "f-primary-addresses", "192.0.2.10\n192.0.2.20-192.0.2.29")
+    fill(browser, "f-description", "Backup MX for the office")
+    shot(browser, "gateway-form-backup-mx.png")
+    _save_and_wait_listed(browser, "backup1")
+
+    _new(browser, "domain_forward")
+    assert _cards(browser) == {"card-outbound": False, "card-inbound": True, "card-domains": True,
+                               "card-smartermail": True, "card-spam": True, "row-sender-domains": False,
+                               "row-smtp-user-verification": True}
+    fill(browser, "f-name", "forward1")
+    fill(browser, "f-primary-addresses", "198.51.100.0/28")
+    browser.find_element(By.ID, "f-smtp-user-verification").click()
+    Select(browser.find_element(By.ID, "f-domain-mode")).select_by_value("all_but_specified_domains")
+    fill(browser, "f-domains", "example.org")
+    browser.find_element(By.ID, "f-sm-enabled").click()
+    fill(browser, "f-sm-url", "https://mail.example.org")
+    fill(browser, "f-sm-username", "gateway")
+    fill(browser, "f-sm-password", "Sm-Pa55")
+    shot(browser, "gateway-form-domain-forward.png")
+    _save_and_wait_listed(browser, "forward1")
+
+    switch = browser.find_element(By.CSS_SELECTOR, 'input.status-switch[data-gateway="outbound/relay1"]')
+    assert switch.is_selected()
+    switch.find_element(By.XPATH, "..").click()
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-name="relay1"]')
+    wait(browser, lambda d: "Disabled" in row.text)
+    shot(browser, "gateway-list.png")
+
+    state, _ = asyncio.run(read_state(gw.cfg))
+    assert state["outbound/relay1"].settings["status"] == "disabled"
+    assert state["outbound/unreachable"].settings["sender_domains"] == ["sales.example.test", "billing.example.test"]
+    assert state["inbound/forward1"].settings["domain_verification"]["mode"] == "all_but_specified_domains"
+    assert state["inbound/backup1"].settings["mode"] == "backup_mx"
+    for secret in ("Relay-Pa55", "Sm-Pa55"):
+        assert all(secret not in s.event.settings_json for s in state.values())

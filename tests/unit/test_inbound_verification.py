@@ -1,0 +1,144 @@
+"""Unit tests of inbound verification policy: RCPT-time verdicts, the processor's authoritative re-check with its
+DSN, purge requests, and the primary probe. Directories are fakes here; the scenario tests use the real HTTP API."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from ingress.primary_probe import PrimaryProbe
+from ingress.replies import Verdict
+from ingress.verification import RecipientVerifier
+from mailgate import topics
+from mailgate.config import parse_config
+from processors.directory import CachedDirectory, DirectoryUnavailable
+from processors.directory.purge import PURGE_KEY, PurgeFollower
+from processors.verification import VerificationPolicy
+from schemas import CachePurgeRequested, MessageReceived, decode, encode
+
+BODY = b"From: alice@sender.test\r\nSubject: hi\r\nMessage-ID: <x@sender.test>\r\n\r\nHello.\r\n"
+
+
+class FakeDirectory:
+    def __init__(self, users: set[str]) -> None:
+        self.users = users
+        self.down = False
+        self.calls = 0
+
+    async def user_exists(self, address: str) -> bool:
+        self.calls += 1
+        if self.down:
+            raise DirectoryUnavailable("down")
+        return address.lower() in self.users
+
+    async def aclose(self) -> None:
+        pass
+
+
+def config(mode: str = "domain_forward", **extra):
+    return parse_config({"node_name": "t", "inbound_gateways": [{
+        "name": "gw", "mode": mode, "primary_addresses": ["127.0.0.1"], "primary_port": 1,
+        "domain_verification": {"domains": ["example.test"]},
+        "smartermail": {"enabled": True, "url": "http://127.0.0.1:1", "username": "a", "password": "p",
+                        "user_verification": "web_service"}, **extra}]})
+
+
+def received(rcpts: list[str], mail_from: str = "alice@sender.test") -> MessageReceived:
+    return MessageReceived(message_id="M1", occurred_at=1_700_000_000_000, node="t", direction="inbound",
+                           inbound_gateway="gw", client_address="192.0.2.1", client_helo="c", client_auth=None,
+                           tls=None, mail_from=mail_from, rcpt_to=rcpts, size_bytes=len(BODY),
+                           body_sha256="", body=BODY)
+
+
+@pytest.mark.parametrize("mode, verdict", [("domain_forward", Verdict.DIRECTORY_UNAVAILABLE),
+                                           ("backup_mx", Verdict.OK)])
+async def test_rcpt_verdicts(mode, verdict):
+    cfg = config(mode)
+    fake = FakeDirectory({"bob@example.test"})
+    notes = []
+    v = RecipientVerifier({"gw": CachedDirectory(fake)}, "t", notes.append)
+    gw = cfg.inbound_gateways[0]
+    assert (await v.check(gw, "bob@example.test", "M"))[0] is Verdict.OK
+    assert await v.check(gw, "nobody@example.test", "M") == (Verdict.USER_UNKNOWN, "user_unknown")
+    fake.down = True
+    assert (await v.check(gw, "bob@example.test", "M"))[0] is Verdict.OK  # cached
+    assert (await v.check(gw, "carol@example.test", "M"))[0] is verdict
+    assert [n.recipient for n in notes] == ["bob@example.test", "bob@example.test"]
+    await v.aclose()
+
+
+async def test_processor_rejects_unknown_recipient_and_sends_one_dsn():
+    cfg = config("backup_mx")
+    policy = VerificationPolicy(cfg, "t", {"gw": CachedDirectory(FakeDirectory({"bob@example.test"}))})
+    policy._started = True  # no purge follower (no broker in unit tests)
+    outputs, passed = await policy(received(["bob@example.test", "ghost@example.test"]))
+    assert passed == ["bob@example.test"]
+    names = [(o.topic, type(o.record).__name__) for o in outputs]
+    assert names == [(topics.EVENTS, "RecipientVerified"), (topics.EVENTS, "RecipientRejected"),
+                     (topics.RECEIVED, "MessageReceived"), (topics.EVENTS, "MessageReceived")]
+    rejected = outputs[1].record
+    assert (rejected.recipient, rejected.stage, rejected.reply_code, rejected.enhanced_code) == (
+        "ghost@example.test", "processor", 550, "5.1.1")
+    dsn = outputs[2].record
+    assert dsn.mail_from == "" and dsn.rcpt_to == ["alice@sender.test"] and dsn.direction == "outbound"
+    assert b"Final-Recipient: rfc822; ghost@example.test" in dsn.body and outputs[3].record.body is None
+    await policy.aclose()
+
+
+async def test_processor_sends_no_dsn_to_null_sender_and_fails_open_when_directory_down():
+    cfg = config("backup_mx")
+    fake = FakeDirectory(set())
+    policy = VerificationPolicy(cfg, "t", {"gw": CachedDirectory(fake)})
+    policy._started = True
+    outputs, passed = await policy(received(["ghost@example.test"], mail_from=""))
+    assert passed == [] and [type(o.record).__name__ for o in outputs] == ["RecipientRejected"]
+    fake.down = True
+    outputs, passed = await policy(received(["carol@example.test"]))
+    assert passed == ["carol@example.test"]
+    [v] = [o.record for o in outputs]
+    assert (v.method, v.stale, v.stage) == ("fail_open", True, "processor")
+    await policy.aclose()
+
+
+async def test_outbound_mail_is_not_verified():
+    fake = FakeDirectory(set())
+    policy = VerificationPolicy(config(), "t", {"gw": CachedDirectory(fake)})
+    msg = dataclasses.replace(received(["x@elsewhere.test"]), direction="outbound", inbound_gateway=None)
+    assert await policy(msg) == ([], ["x@elsewhere.test"]) and fake.calls == 0
+    await policy.aclose()
+
+
+async def test_purge_request_applied_by_follower():
+    fake = FakeDirectory({"bob@example.test", "eve@other.test"})
+    cache = CachedDirectory(fake)
+    follower = PurgeFollower(config(), {"gw": cache}, "ingress")
+    await cache.verify("bob@example.test")
+    await cache.verify("eve@other.test")
+    record = CachePurgeRequested(occurred_at=1, node="t", operator="op", target="example.test", request_id="r")
+    follower._handle(b"gateway-x", encode(record))  # not a purge key: ignored
+    follower._handle(PURGE_KEY, b"not avro")  # logged, ignored
+    follower._handle(PURGE_KEY, encode(record))
+    await cache.verify("bob@example.test")
+    await cache.verify("eve@other.test")
+    assert fake.calls == 3  # bob asked again, eve still cached
+    assert decode(encode(record)) == record
+    await follower.aclose()
+    await cache.aclose()
+
+
+async def test_primary_probe_caches_its_answer_and_sees_the_primary_go_down():
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gw = config("backup_mx", primary_port=port, defer_while_primary_up=True).inbound_gateways[0]
+    now = [0.0]
+    probe = PrimaryProbe(cache_s=5, clock=lambda: now[0])
+    v = RecipientVerifier({}, "t", probe=probe)
+    assert await v.check(gw, "bob@example.test", "M") == (Verdict.PRIMARY_UP, "primary_up")
+    server.close()
+    await server.wait_closed()
+    assert await probe.is_up(gw) and probe.probes == 1  # cached answer
+    now[0] = 6
+    assert not await probe.is_up(gw) and probe.probes == 2
+    assert (await v.check(gw, "bob@example.test", "M"))[0] is Verdict.OK
+    await v.aclose()
