@@ -12,6 +12,7 @@ import logging
 from aiokafka import TopicPartition
 
 from mailgate import kafka, topics
+from egress.outcome import SENDING_MARK
 from mailgate.config import Config
 
 log = logging.getLogger("mailgate.egress.index")
@@ -21,6 +22,7 @@ class DeliveredIndex:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.keys: set[str] = set()
+        self.sending: set[str] = set()
         self._consumer = None
         self._task: asyncio.Task | None = None
         self._position: dict[TopicPartition, int] = {}
@@ -42,10 +44,7 @@ class DeliveredIndex:
             batch = await c.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
                 for r in records:
-                    if r.value:
-                        self.keys.add(r.key.decode())
-                    else:
-                        self.keys.discard(r.key.decode())
+                    self.apply(r.key.decode(), r.value)
             async with self._progress:
                 for tp in c.assignment():
                     self._position[tp] = await c.position(tp)
@@ -60,6 +59,21 @@ class DeliveredIndex:
 
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(done), timeout_s)
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        """One mail.delivered record: delivered, being sent (write-ahead), or a tombstone clearing the latter."""
+        if value == SENDING_MARK:
+            if key not in self.keys:
+                self.sending.add(key)
+        elif value:
+            self.keys.add(key)
+            self.sending.discard(key)
+        else:
+            self.sending.discard(key)
+
+    def was_sending(self, key: str) -> bool:
+        """An attempt began sending to this recipient and its outcome was never recorded."""
+        return key in self.sending and key not in self.keys
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys

@@ -21,7 +21,11 @@ from schemas import (DeliveryDeferred, MessageBounced, MessageDelivered, Message
 
 
 DELIVERED_MARK = b"1"
-"""Value of a mail.delivered index record (the key says what was delivered; the value only must not be empty)."""
+"""mail.delivered value: this (message id, recipient) was delivered (the downstream server answered 250)."""
+SENDING_MARK = b"sending"
+"""mail.delivered value written before DATA: an attempt is sending to this recipient. A later record replaces it
+(delivered, or a tombstone when the attempt ended otherwise); one still there after a crash means the outcome of
+that attempt is unknown, and the next attempt says so in its DeliveryAttempted event."""
 
 
 def delivered_key(message_id: str, rcpt: str) -> str:

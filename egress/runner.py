@@ -4,7 +4,8 @@ Reads: `mail.outbound` and every `mail.retry.<delay>s` tier (consumer group `mai
 partitions), and the delivered index. Writes: DeliveryAttempted and the outcome's facts to `mail.events`, retry
 records to their tier, DSNs to `mail.received`, index records to `mail.delivered`, undecodable records to
 `mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
-acknowledged what was written; a record not yet due pauses its partition until it is.
+acknowledged what was written; a record not yet due pauses its partition until it is. Each partition's batch is
+handled on its own, so a slow or unreachable destination holds up only the partition its mail is keyed to.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from egress.delivered_index import DeliveredIndex
 from egress.errors import ConnectionLostAfterData, DeliveryError
 from egress.health import GatewayHealth
-from egress.outcome import OutcomePolicy, delivered_key
+from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
 from egress.pool import SessionPool
 from egress.reply import Reply
 from egress.targets import TargetResolver
 from mailgate import kafka, topics
 from mailgate.config import Config
 from mailgate.ids import now_ms
+from mailgate.live_config import LiveConfig
 from processors.outputs import Output, audit
 from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
                      UndecodableRecord, decode, encode)
@@ -37,7 +39,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.egress = egress
 
     async def on_partitions_revoked(self, revoked) -> None:
-        pass
+        await self.egress._drain(revoked, timeout_s=300)
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.egress.needs_catch_up = True
@@ -58,32 +60,67 @@ class Egress:
                                        max_poll_interval_ms=600_000)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
         self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._inflight: dict[TopicPartition, asyncio.Task] = {}
+
+    def reconfigure(self, cfg: Config) -> None:
+        """A change in mail.config: targets (enabled gateways, their settings) and bounce settings follow it."""
+        self.targets.reconfigure(cfg)
+        self.outcome = OutcomePolicy(cfg, self.node)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
+        live = LiveConfig(self.cfg)
+        self.reconfigure(await live.start())
+        live.on_change(self.reconfigure)
         await self.index.start()
         self.consumer.subscribe(self.in_topics, listener=_Rebalance(self))
         await self.consumer.start()
         log.info("egress consuming %s", ", ".join(self.in_topics))
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=300, max_records=500)
-                if not batch:
-                    continue
-                if self.needs_catch_up:
+                batch = await self.consumer.getmany(timeout_ms=100 if self._inflight else 300, max_records=500)
+                if batch and self.needs_catch_up:
                     await self.index.catch_up()
                     self.needs_catch_up = False
-                results = await asyncio.gather(*(self._partition(tp, recs) for tp, recs in batch.items()))
-                commits = {tp: off for tp, off in results if off is not None}
-                if commits:
-                    await self.consumer.commit(commits)
+                for tp, recs in batch.items():
+                    # Each partition's batch runs on its own, so a slow destination holds up only its partition;
+                    # the partition is paused until its batch is handled and its offset committed.
+                    self.consumer.pause(tp)
+                    self._inflight[tp] = asyncio.create_task(self._partition(tp, recs))
+                await self._commit_finished()
         finally:
+            await self._drain(list(self._inflight), timeout_s=30)
             for h in self._resume.values():
                 h.cancel()
             await self.consumer.stop()
             await self.pool.close()
             await self.index.close()
+            await live.close()
             await self.producer.stop()
+
+    async def _commit_finished(self) -> None:
+        """Commit the offsets of the partition batches that are done, and let their partitions fetch again."""
+        commits = {}
+        for tp in [tp for tp, task in self._inflight.items() if task.done()]:
+            _, offset = self._inflight.pop(tp).result()  # an unexpected error stops egress: the batch is re-read
+            if offset is not None:
+                commits[tp] = offset
+            if tp not in self._resume and tp in self.consumer.assignment():
+                self.consumer.resume(tp)
+        if commits:
+            await self.consumer.commit(commits)
+
+    async def _drain(self, partitions, timeout_s: float) -> None:
+        """Let the in-flight batches of `partitions` finish (revoked, or shutting down), then commit them."""
+        tasks = [self._inflight[tp] for tp in partitions if tp in self._inflight]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for tp in [tp for tp, task in self._inflight.items() if task in pending]:
+                self._inflight.pop(tp)
+        await self._commit_finished()
 
     async def _partition(self, tp: TopicPartition, records) -> tuple[TopicPartition, int | None]:
         """Deliver the due records of one partition's batch; the offset to commit (first one not handled)."""
@@ -122,7 +159,14 @@ class Egress:
                 occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
                 offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
             return
-        await self._emit(await self.deliver(routed))
+        try:
+            outputs = await self.deliver(routed)
+        except Exception:  # a bug here must neither lose the message nor stop every other delivery: defer it
+            log.exception("unexpected error delivering id=%s; deferring it", routed.message_id)
+            failed = [(r, Reply(451, "4.3.0", "internal delivery error")) for r in routed.recipients]
+            outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
+                                           now=now_ms(), error="internal delivery error (see the egress log)")
+        await self._emit(outputs)
 
     async def deliver(self, routed) -> list[Output]:
         """One attempt for one routed message: the Outputs to append."""
@@ -138,16 +182,31 @@ class Egress:
                                                      recipients=done, reason="already delivered")))
             if not todo:
                 return out
+        keys = {r: delivered_key(mid, r) for r in todo}
+        unknown = [r for r in todo if self.index.was_sending(keys[r])]
+        if unknown:
+            log.warning("id=%s rcpts=%s: an earlier attempt died before recording its outcome; the server may "
+                        "get them twice", mid, ",".join(unknown))
+        # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace.
+        await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
+        out += await self._attempt(routed, todo, unknown)
+        delivered = {r for o in out if type(o.record).__name__ == "MessageDelivered" for r in o.record.recipients}
+        return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered]
+
+    async def _attempt(self, routed, todo: list[str], unknown: list[str]) -> list[Output]:
+        """Try the route's targets in order for `todo`; the attempt events and the outcome."""
+        out: list[Output] = []
+        mid = routed.message_id
         attempt = routed.attempt + 1
         now = now_ms()
         if now >= routed.expires_at:
             expired = [(r, Reply(451, "4.4.7", "queue lifetime exceeded")) for r in todo]
-            return out + self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
+            return self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
                                               now=now, error="queue lifetime exceeded")
         targets = self.targets.targets(routed.route)
         if not targets:
             none = [(r, Reply(451, "4.4.1", "no usable gateway")) for r in todo]
-            return out + self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
+            return self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
                                               error="no usable gateway for this route")
         last_error = "no target tried"
         for target in targets:
@@ -158,7 +217,7 @@ class Egress:
             except DeliveryError as err:
                 last_error = str(err)
                 self.health.record_failure(key)
-                out.append(self._attempted(routed, attempt, target, todo, [], last_error, started))
+                out.append(self._attempted(routed, attempt, target, todo, [], last_error, started, None, unknown))
                 log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err)
                 if isinstance(err, ConnectionLostAfterData):
                     break  # the server may have the message: wait for the retry rather than send it elsewhere now
@@ -167,7 +226,7 @@ class Egress:
                 self.health.record_failure(key)
             else:
                 self.health.record_success(key)
-            out.append(self._attempted(routed, attempt, target, todo, results, None, started, session))
+            out.append(self._attempted(routed, attempt, target, todo, results, None, started, session, unknown))
             for r, rep in results:
                 if rep.is_success():
                     self.index.add(delivered_key(mid, r))
@@ -193,7 +252,7 @@ class Egress:
                     raise
         raise AssertionError("unreachable")
 
-    def _attempted(self, routed, attempt, target, rcpts, results, error, started, session=None) -> Output:
+    def _attempted(self, routed, attempt, target, rcpts, results, error, started, session, unknown) -> Output:
         return audit(DeliveryAttempted(
             message_id=routed.message_id, occurred_at=now_ms(), node=self.node, attempt=attempt,
             gateway=target.gateway, host=target.host, port=target.port,
@@ -201,13 +260,13 @@ class Egress:
             recipients=list(rcpts),
             results=[RecipientResult(recipient=r, reply=SmtpReply(code=rep.code, enhanced_code=rep.enhanced_code,
                                                                   text=rep.text)) for r, rep in results],
-            error=error, duration_ms=int((time.monotonic() - started) * 1000)))
+            error=error, duration_ms=int((time.monotonic() - started) * 1000), outcome_unknown_recipients=unknown))
 
     async def _emit(self, outputs: list[Output]) -> None:
         """Append every output and wait until Kafka acknowledged all of them."""
         futures = []
         for o in outputs:
-            value = o.record if isinstance(o.record, bytes) else encode(o.record)
+            value = o.record if o.record is None or isinstance(o.record, bytes) else encode(o.record)
             futures.append(await self.producer.send(o.topic, value, key=o.key.encode() if o.key else None))
         await asyncio.gather(*futures)
 

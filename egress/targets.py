@@ -20,8 +20,12 @@ def gateway_target(g: OutboundGateway) -> Target:
 
 class TargetResolver:
     def __init__(self, cfg: Config, health: GatewayHealth) -> None:
-        self.outbound = {g.name: g for g in cfg.outbound_gateways}
+        self.reconfigure(cfg)
         self.health = health
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Gateways from a configuration change: a disabled one takes no more mail, from the next attempt on."""
+        self.outbound = {g.name: g for g in cfg.outbound_gateways}
 
     def targets(self, route) -> list[Target]:
         if route.kind == "primary":

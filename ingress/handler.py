@@ -35,12 +35,22 @@ def received_header(*, helo: str, client: str, hostname: str, protocol: str, mes
             f" id {message_id}{rcpt};\r\n\t{format_datetime(when)}\r\n").encode()
 
 
+def _sender(envelope: Envelope) -> str:
+    """The envelope sender as events carry it: '' for the null sender."""
+    return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+
+
 class IngressHandler:
     def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None) -> None:
         self.cfg = cfg
         self.publisher = publisher
         self.policy = RecipientPolicy(cfg)
         self.verifier = verifier
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Gateways changed in mail.config: decide new recipients by them from now on (sessions keep going)."""
+        self.cfg = cfg
+        self.policy = RecipientPolicy(cfg)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -49,7 +59,8 @@ class IngressHandler:
                 parse_mailbox(address)
             except BadAddress as err:
                 return Verdict.BAD_SENDER.reply(addr=address, why=str(err))
-        envelope.mail_from = "" if address == "<>" else address
+        # aiosmtpd takes an empty mail_from for "no MAIL yet": the null sender is kept as "<>" in the session.
+        envelope.mail_from = "<>" if address in ("", "<>") else address
         envelope.mail_options.extend(mail_options)
         envelope.mg_id = new_message_id()
         envelope.mg_direction = None
@@ -64,7 +75,7 @@ class IngressHandler:
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=self.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
-            mail_from=envelope.mail_from or ""))
+            mail_from=_sender(envelope)))
         return verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -113,7 +124,7 @@ class IngressHandler:
             direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
             client_address=session.peer[0], client_helo=session.host_name or "",
             client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
-            mail_from=envelope.mail_from or "", rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
+            mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body)
         try:
             await self.publisher.publish(record)

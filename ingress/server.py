@@ -15,6 +15,7 @@ from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.verification import RecipientVerifier
 from mailgate.config import Config
+from mailgate.live_config import LiveConfig
 
 log = logging.getLogger("mailgate.ingress")
 
@@ -41,6 +42,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
                            hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False)
 
+    live = LiveConfig(cfg)
+    following = asyncio.create_task(_follow_config(live, handler))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)
     log.info("ingress listening on %s:%d", ic.listen_host, ic.listen_port)
@@ -49,9 +52,27 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     finally:
         server.close()
         await server.wait_closed()
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await live.close()
         await verifier.aclose()
         await publisher.close()
         log.info("ingress stopped")
+
+
+async def _follow_config(live: LiveConfig, handler: IngressHandler) -> None:
+    """Gateways from mail.config, once Kafka answers; until then the file's (the listener is up either way)."""
+    delay = 1.0
+    while True:
+        try:
+            handler.reconfigure(await live.start())
+            live.on_change(handler.reconfigure)
+            return
+        except Exception as err:
+            log.warning("cannot read %s yet (%s); using the file's gateways", "mail.config", type(err).__name__)
+            await live.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
 
 
 def run(cfg: Config) -> None:

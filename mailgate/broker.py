@@ -61,7 +61,11 @@ def fetch_jars(lb: LocalBrokerConfig) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """22 characters of base64url for 16 random bytes; never starting with '-' (the tool would read an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _write_properties(cfg: Config, p: dict[str, Path]) -> None:

@@ -46,14 +46,18 @@ def stored_settings(gw: BaseModel, path: str) -> dict:
     """The gateway as JSON-ready data for the topic, every secret a reference or sealed."""
     out: dict[str, Any] = {}
     for name in type(gw).model_fields:
-        value = getattr(gw, name)
-        if isinstance(value, Secret):
-            out[name] = _stored_secret(value, f"{path}.{name}")
-        elif isinstance(value, BaseModel):
-            out[name] = stored_settings(value, f"{path}.{name}")
-        else:
-            out[name] = json.loads(json.dumps(value, default=str))
+        out[name] = _stored_value(getattr(gw, name), f"{path}.{name}")
     return out
+
+
+def _stored_value(value: Any, path: str) -> Any:
+    if isinstance(value, Secret):
+        return _stored_secret(value, path)
+    if isinstance(value, BaseModel):
+        return stored_settings(value, path)
+    if isinstance(value, (list, tuple)):
+        return [_stored_value(v, f"{path}.{i}") for i, v in enumerate(value)]
+    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,10 @@ class LiveConfig:
             self.current = effective_config(self.base, self.state)
         except ConfigError as err:
             log.error("configuration in %s is invalid, using the file's gateways: %s", topics.CONFIG, err)
-        c = kafka.consumer(self.base, f"mailgate-config-{self.base.node_name}", None,
-                           isolation_level="read_uncommitted")
+        c = self._consumer = kafka.consumer(self.base, f"mailgate-config-{self.base.node_name}", None,
+                                            isolation_level="read_uncommitted")
         await c.start()
         await kafka.assign_whole_topic(c, topics.CONFIG, from_beginning=False)
-        self._consumer = c
         self._task = asyncio.create_task(self._follow())
         return self.current
 
@@ -81,5 +80,7 @@ class LiveConfig:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
+            self._consumer = None

@@ -99,12 +99,7 @@ async def verify_gateway(request: web.Request) -> web.Response:
     """Verify connection of an unsaved outbound gateway document (nothing is stored)."""
     data = await body(request)
     cfg = request.app[CFG]
-    old = None
-    with contextlib.suppress(gateways.GatewayNotFound):
-        if data.get("name"):
-            from mailgate.config_events import effective_config, read_state
-            state, _ = await read_state(cfg)
-            old = gateways._find(effective_config(cfg, state), "outbound", str(data["name"]))
+    old = await gateways.find(cfg, "outbound", str(data["name"])) if data.get("name") else None  # stored password
     gw = gateways.validate("outbound", {**data, "verify_before_save": False}, old)
     return web.json_response(await gateways.verify(gw, cfg.delivery))
 

@@ -81,6 +81,12 @@ def _find(live: Config, kind: str, name: str) -> BaseModel | None:
     return next((g for g in getattr(live, field) if g.name == name), None)
 
 
+async def find(cfg: Config, kind: str, name: str) -> BaseModel | None:
+    """The running gateway, secrets and all (for server-side use only), or None."""
+    _, live = await _live(cfg)
+    return _find(live, kind, name) if kind in KINDS else None
+
+
 async def list_gateways(cfg: Config) -> list[dict]:
     _, live = await _live(cfg)
     return [public(kind, g) for kind, (field, _) in KINDS.items() for g in getattr(live, field)]

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -98,7 +97,8 @@ def visible(driver, element_id: str) -> bool:
 
 def shot(driver, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(700, min(height + 40, 3000)))
+    driver.set_window_size(1280, max(700, min(height + 160, 3000)))
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / name))
     driver.set_window_size(1280, 900)
@@ -133,7 +133,7 @@ def test_trace_of_a_message_sent_through_the_pipeline(env, browser):
     with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:
         s.ehlo("client.test")
         s.mail("alice@sender.test")
-        s.rcpt("bob@example.test")
+        assert s.rcpt("bob@example.test")[0] == 250, gw.logs()[-3000:]
         code, reply = s.data(b"From: alice@sender.test\r\nTo: bob@example.test\r\nSubject: trace me\r\n\r\nHi.\r\n")
     assert code == 250, reply
     mid = reply.decode().rsplit(" ", 1)[1]
@@ -249,3 +249,17 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     assert state["inbound/backup1"].settings["mode"] == "backup_mx"
     for secret in ("Relay-Pa55", "Sm-Pa55"):
         assert all(secret not in s.event.settings_json for s in state.values())
+        assert secret not in gw.logs()  # admin.log and every stage's log
+
+
+def test_release_a_quarantined_message(env, browser):
+    from tests.unit.test_admin_api import _hold
+    gw, _, _ = env
+    asyncio.run(_hold(gw.cfg, "QBROWSER1"))
+    browser.find_element(By.ID, "nav-quarantine").click()
+    row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-message-id="QBROWSER1"]'))[0]
+    assert "buy now" in row.text and "high" in row.text
+    shot(browser, "quarantine.png")
+    row.find_element(By.CSS_SELECTOR, "button.release").click()
+    wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-message-id="QBROWSER1"]'))
+    assert "QuarantineReleased" in gw.event_types("QBROWSER1")

@@ -82,3 +82,7 @@ def test_egress_killed_mid_batch_delivers_everything_and_suppresses_duplicates(s
     order = [m.rcpt_tos[0] for m in slow_gw.messages]
     assert len(twice) <= 10
     assert all(order.index(r) >= at_kill - 10 for r in twice), (at_kill, [order.index(r) for r in twice])
+    # Nothing is delivered twice without an audit record saying why: every recipient that reached the gateway
+    # twice has a later DeliveryAttempted naming it as an attempt whose earlier outcome was unknown.
+    explained = {r for e in events if type(e).__name__ == "DeliveryAttempted" for r in e.outcome_unknown_recipients}
+    assert set(twice) <= explained, (twice, explained)

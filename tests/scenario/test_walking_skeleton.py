@@ -87,3 +87,15 @@ def test_broker_down_gives_451_and_mail_after_it_returns_is_delivered(gateway, p
     assert code == 250, reply
     got = primary.wait_for(1, timeout_s=90)
     assert len(got) == 1
+
+
+def test_bounce_from_the_null_sender_is_accepted_and_delivered_with_empty_return_path(gateway, primary):
+    gateway.configure(inbound_config(primary.port))
+    gateway.start_broker()
+    gateway.start_all()
+    code, reply = send(gateway.smtp_port, "bob@example.test", sender="<>")
+    assert code == 250, reply
+    got = primary.wait_for(1)[0]
+    assert got.mail_from in ("", "<>")
+    mid = queued_id(reply)
+    assert gateway.events(mid)[0].mail_from == ""

@@ -60,3 +60,20 @@ def test_a_gateway_missing_from_the_file_is_removed(monkeypatch):
     assert [(type(e).__name__, e.name) for e in events] == [("GatewayRemoved", "b")]
     live = effective_config(parse_config({}), {**state, **_state(events)})
     assert [g.name for g in live.outbound_gateways] == ["a"]
+
+
+def test_inbound_gateway_with_spam_actions_round_trips_through_the_topic(monkeypatch):
+    monkeypatch.setenv("MAILGATE_SECRET_KEY", new_key())
+    cfg = parse_config({"inbound_gateways": [{
+        "name": "in", "mode": "domain_forward", "primary_addresses": ["10.0.0.1-10.0.0.2"],
+        "domain_verification": {"domains": ["example.test"]},
+        "spam_actions": {"high": [{"action": "prefix_subject", "text": "[SPAM] "},
+                                  {"action": "add_header", "header_name": "X-Spam-Flag", "header_value": "YES"}]},
+        "smartermail": {"enabled": True, "url": "http://sm", "username": "u", "password": "sm-pass",
+                        "user_verification": "web_service"}}]})
+    events = diff({}, cfg)
+    assert "sm-pass" not in events[0].settings_json
+    live = effective_config(parse_config({}), _state(events))
+    assert live.inbound_gateways[0].spam_actions == cfg.inbound_gateways[0].spam_actions
+    assert live.inbound_gateways[0].smartermail.password.reveal() == "sm-pass"
+    assert diff(_state(events), cfg) == []

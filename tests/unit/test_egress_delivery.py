@@ -1,0 +1,144 @@
+"""egress.runner.Egress.deliver: failover across candidates, duplicate suppression, connection reuse, and the guard
+that defers a message instead of losing it when delivery raises unexpectedly.
+
+No broker: the engine is built without its Kafka clients (the delivered index is a plain set), and the gateways are
+real aiosmtpd servers on loopback.
+"""
+from __future__ import annotations
+
+import pytest
+
+from egress.delivered_index import DeliveredIndex
+from egress.health import GatewayHealth
+from egress.outcome import OutcomePolicy, delivered_key
+from egress.pool import SessionPool
+from egress.runner import Egress
+from egress.targets import TargetResolver
+from mailgate.config import parse_config
+from mailgate.ids import now_ms
+from schemas import MessageRouted, Route
+from tests.support.harness import SmtpPrimary, free_port
+
+
+@pytest.fixture
+def server():
+    s = SmtpPrimary().start()
+    yield s
+    s.stop()
+
+
+def engine(gateways: list[dict]) -> Egress:
+    cfg = parse_config({"outbound_gateways": gateways, "delivery": {"helo_name": "gw.test", "retry_schedule_s": [1]}})
+    e = Egress.__new__(Egress)  # no Kafka clients: deliver() needs only what is set here
+    e.cfg, e.node = cfg, "n1"
+    e.health = GatewayHealth()
+    e.targets = TargetResolver(cfg, e.health)
+    e.pool = SessionPool(cfg.delivery)
+    e.outcome = OutcomePolicy(cfg, "n1")
+    e.index = DeliveredIndex.__new__(DeliveredIndex)  # its sets only; no consumer
+    e.index.keys, e.index.sending = set(), set()
+    e.written = []
+
+    async def emit(outputs) -> None:  # the write-ahead records egress appends before DATA
+        e.written.extend(outputs)
+
+    e._emit = emit
+    return e
+
+
+def routed(candidates: list[str], rcpts=("bob@far.test",), mid: str = "01MID") -> MessageRouted:
+    now = now_ms()
+    return MessageRouted(message_id=mid, occurred_at=now, node="n0", direction="outbound",
+                         route=Route(kind="gateway", destination=candidates[0], candidates=candidates, hosts=[]),
+                         mail_from="alice@sender.test", recipients=list(rcpts), received_at=now, not_before=now,
+                         expires_at=now + 3_600_000, attempt=0, retry_tier=0, force_redeliver=False,
+                         body=b"Subject: t\r\n\r\nhi\r\n")
+
+
+def names(outputs) -> list[str]:
+    """Event names, and the topic of raw index records; tombstones (clearing a write-ahead record) left out."""
+    return [type(o.record).__name__ if not isinstance(o.record, bytes) else o.topic for o in outputs
+            if o.record is not None]
+
+
+async def test_a_refused_gateway_fails_over_to_the_next_candidate(server):
+    e = engine([{"name": "down", "address": "127.0.0.1", "port": free_port()},
+                {"name": "up", "address": "127.0.0.1", "port": server.port}])
+    try:
+        out = await e.deliver(routed(["down", "up"]))
+    finally:
+        await e.pool.close()
+    assert names(out) == ["DeliveryAttempted", "DeliveryAttempted", "MessageDelivered", "mail.delivered"]
+    first, second = out[0].record, out[1].record
+    assert first.gateway == "down" and first.error.startswith("connect: 127.0.0.1:") and first.results == []
+    assert second.gateway == "up" and second.error is None and second.results[0].reply.code == 250
+    assert out[2].record.gateway == "up" and len(server.messages) == 1
+    assert e.health.state("down").consecutive_failures == 1
+
+
+async def test_recipients_already_delivered_are_suppressed(server):
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
+    e.index.add(delivered_key("01MID", "done@far.test"))
+    try:
+        out = await e.deliver(routed(["up"], rcpts=("done@far.test", "new@far.test")))
+    finally:
+        await e.pool.close()
+    assert names(out)[:2] == ["DuplicateSuppressed", "DeliveryAttempted"]
+    assert out[0].record.recipients == ["done@far.test"]
+    assert [m.rcpt_tos for m in server.messages] == [["new@far.test"]]
+    assert delivered_key("01MID", "new@far.test") in e.index
+
+
+async def test_one_connection_carries_several_messages(server):
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
+    try:
+        for n in range(3):
+            out = await e.deliver(routed(["up"], mid=f"01MID{n}"))
+            assert "MessageDelivered" in names(out)
+        pooled = [s for sessions in e.pool._idle.values() for s in sessions]
+        assert len(pooled) == 1 and pooled[0].sent == 3
+    finally:
+        await e.pool.close()
+    assert len(server.messages) == 3
+
+
+async def test_an_unexpected_error_defers_the_message_instead_of_losing_it():
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": free_port()}])
+    emitted = []
+
+    async def boom(_routed):
+        raise RuntimeError("a bug")
+
+    async def capture(outputs):
+        emitted.extend(outputs)
+
+    e.deliver, e._emit = boom, capture
+    await e._one(None, None, routed(["up"]), None)
+    assert names(emitted) == ["DeliveryDeferred", "MessageRouted"]
+    assert emitted[0].record.reason == "internal delivery error (see the egress log)"
+    assert emitted[1].topic == "mail.retry.1s" and emitted[1].record.attempt == 1
+
+
+async def test_an_attempt_after_a_crash_mid_delivery_says_the_server_may_get_it_twice(server):
+    """Regression: SIGKILL of egress after DATA left no trace; the next replica's attempt must say why a
+    duplicate may reach the server (write-ahead record in mail.delivered still 'sending')."""
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
+    e.index.apply(delivered_key("01MID", "bob@far.test"), b"sending")  # left by a replica that died
+    try:
+        out = await e.deliver(routed(["up"]))
+    finally:
+        await e.pool.close()
+    attempted = next(o.record for o in out if type(o.record).__name__ == "DeliveryAttempted")
+    assert attempted.outcome_unknown_recipients == ["bob@far.test"]
+    assert [(o.topic, o.record) for o in e.written] == [("mail.delivered", b"sending")]
+    assert "MessageDelivered" in names(out)
+
+
+async def test_an_attempt_that_does_not_deliver_clears_its_write_ahead_record():
+    e = engine([{"name": "down", "address": "127.0.0.1", "port": free_port()}])
+    try:
+        out = await e.deliver(routed(["down"]))
+    finally:
+        await e.pool.close()
+    assert ("mail.delivered", None) in [(o.topic, o.record) for o in out]
+    assert "DeliveryDeferred" in names(out)
