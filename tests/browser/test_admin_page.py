@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.scenario
 PASSWORD = "browser-pw"
-SHOTS = ROOT / "docs" / "screenshots"
+# The committed screenshots are refreshed with MAILGATE_SCREENSHOTS=docs; otherwise they go to a scratch dir.
+SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("MAILGATE_SCREENSHOTS") == "docs" else \
+    Path(tempfile.gettempdir()) / "mailgate-screenshots"
 
 
 @pytest.fixture(scope="module")
