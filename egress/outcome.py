@@ -8,7 +8,6 @@ other mail), and the delivered-index records egress reads to suppress duplicates
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from datetime import datetime, timezone
 
 from egress.dsn import build_dsn, header_block, should_send_dsn
@@ -17,7 +16,8 @@ from mailgate import topics
 from mailgate.config import Config
 from mailgate.ids import new_message_id
 from processors.outputs import Output, audit
-from schemas import (DeliveryDeferred, MessageBounced, MessageDelivered, MessageExpired, MessageReceived)
+from processors.verification import dsn_received
+from schemas import DeliveryDeferred, MessageBounced, MessageDelivered, MessageExpired
 
 
 DELIVERED_MARK = b"1"
@@ -90,7 +90,7 @@ class OutcomePolicy:
                             original_headers=header_block(body),
                             arrival_date=datetime.fromtimestamp(routed.received_at / 1000, timezone.utc),
                             reason=why, expired=expired)
-            dsn_record = self._dsn_record(routed, dsn_id, dsn, now)
+            dsn_record = dsn_received(self.cfg, self.node, dsn_id, routed.mail_from, dsn, now)
             out += [Output(topics.RECEIVED, dsn_id, dsn_record), audit(dsn_record)]
         if expired:
             out.append(audit(MessageExpired(message_id=routed.message_id, occurred_at=now, node=self.node,
@@ -100,14 +100,3 @@ class OutcomePolicy:
             out.append(audit(MessageBounced(message_id=routed.message_id, occurred_at=now, node=self.node,
                                             recipients=rcpts, reason=why, dsn_message_id=dsn_id)))
         return out
-
-    def _dsn_record(self, routed, dsn_id: str, dsn: bytes, now: int):
-        """The DSN enters the pipeline as mail received from <> for the original sender."""
-        sender_domain = routed.mail_from.rsplit("@", 1)[-1].lower()
-        gw = self.cfg.inbound_gateway_for(sender_domain)
-        return MessageReceived(
-            message_id=dsn_id, occurred_at=now, node=self.node,
-            direction="inbound" if gw else "outbound", inbound_gateway=gw.name if gw else None,
-            client_address="127.0.0.1", client_helo=self.cfg.delivery.helo_name, client_auth=None, tls=None,
-            mail_from="", rcpt_to=[routed.mail_from], size_bytes=len(dsn),
-            body_sha256=hashlib.sha256(dsn).hexdigest(), body=dsn)

@@ -6,6 +6,7 @@ records to their tier, DSNs to `mail.received`, index records to `mail.delivered
 `mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
 acknowledged what was written; a record not yet due pauses its partition until it is. Each partition's batch is
 handled on its own, so a slow or unreachable destination holds up only the partition its mail is keyed to.
+Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming), and samples its consumer lag.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
 from egress.pool import SessionPool
 from egress.reply import Reply
 from egress.targets import TargetResolver
-from mailgate import kafka, topics
+from mailgate import kafka, metrics, topics
 from mailgate.config import Config
 from mailgate.ids import now_ms
 from mailgate.live_config import LiveConfig
@@ -61,6 +62,8 @@ class Egress:
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
         self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._inflight: dict[TopicPartition, asyncio.Task] = {}
+        self.consuming = False
+        """Subscribed and fetching (what /readyz reports)."""
 
     def reconfigure(self, cfg: Config) -> None:
         """A change in mail.config: targets (enabled gateways, their settings) and bounce settings follow it."""
@@ -76,6 +79,8 @@ class Egress:
         self.consumer.subscribe(self.in_topics, listener=_Rebalance(self))
         await self.consumer.start()
         log.info("egress consuming %s", ", ".join(self.in_topics))
+        self.consuming = True
+        lag = asyncio.create_task(metrics.sample_lag(self.consumer))
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=100 if self._inflight else 300, max_records=500)
@@ -89,6 +94,9 @@ class Egress:
                     self._inflight[tp] = asyncio.create_task(self._partition(tp, recs))
                 await self._commit_finished()
         finally:
+            self.consuming = False
+            lag.cancel()
+            await asyncio.gather(lag, return_exceptions=True)
             await self._drain(list(self._inflight), timeout_s=30)
             for h in self._resume.values():
                 h.cancel()
@@ -155,6 +163,7 @@ class Egress:
         if routed is None or type(routed).__name__ != "MessageRouted":
             reason = error or f"unexpected {type(routed).__name__} on {tp.topic}"
             log.error("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, reason)
+            metrics.EGRESS_DEAD_LETTERED.inc()
             await self._emit([Output(topics.DLQ, "", DeadLettered(
                 occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
                 offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
@@ -162,11 +171,13 @@ class Egress:
         try:
             outputs = await self.deliver(routed)
         except Exception:  # a bug here must neither lose the message nor stop every other delivery: defer it
-            log.exception("unexpected error delivering id=%s; deferring it", routed.message_id)
+            log.exception("unexpected error delivering id=%s; deferring it", routed.message_id,
+                          extra={"message_id": routed.message_id})
             failed = [(r, Reply(451, "4.3.0", "internal delivery error")) for r in routed.recipients]
             outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
                                            now=now_ms(), error="internal delivery error (see the egress log)")
         await self._emit(outputs)
+        metrics.observe_egress(outputs)
 
     async def deliver(self, routed) -> list[Output]:
         """One attempt for one routed message: the Outputs to append."""
@@ -177,7 +188,7 @@ class Egress:
             todo = [r for r in routed.recipients if delivered_key(mid, r) not in self.index]
             done = [r for r in routed.recipients if r not in todo]
             if done:
-                log.info("duplicate suppressed id=%s rcpts=%s", mid, ",".join(done))
+                log.info("duplicate suppressed id=%s rcpts=%s", mid, ",".join(done), extra={"message_id": mid})
                 out.append(audit(DuplicateSuppressed(message_id=mid, occurred_at=now_ms(), node=self.node,
                                                      recipients=done, reason="already delivered")))
             if not todo:
@@ -186,7 +197,7 @@ class Egress:
         unknown = [r for r in todo if self.index.was_sending(keys[r])]
         if unknown:
             log.warning("id=%s rcpts=%s: an earlier attempt died before recording its outcome; the server may "
-                        "get them twice", mid, ",".join(unknown))
+                        "get them twice", mid, ",".join(unknown), extra={"message_id": mid})
         # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace.
         await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
         out += await self._attempt(routed, todo, unknown)
@@ -218,7 +229,8 @@ class Egress:
                 last_error = str(err)
                 self.health.record_failure(key)
                 out.append(self._attempted(routed, attempt, target, todo, [], last_error, started, None, unknown))
-                log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err)
+                log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err,
+                         extra={"message_id": mid})
                 if isinstance(err, ConnectionLostAfterData):
                     break  # the server may have the message: wait for the retry rather than send it elsewhere now
                 continue
@@ -231,7 +243,7 @@ class Egress:
                 if rep.is_success():
                     self.index.add(delivered_key(mid, r))
             log.info("attempt id=%s gateway=%s host=%s results=%s", mid, target.gateway, target.label,
-                     ";".join(f"{r}={rep.code}" for r, rep in results))
+                     ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
             return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
                                               attempt=attempt, now=now_ms())
         failed = [(r, Reply(451, "4.4.1", last_error)) for r in todo]
@@ -277,7 +289,13 @@ def run(cfg: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await kafka.ensure_topics(cfg)
-        await Egress(cfg).run(stop)
+        egress = Egress(cfg)
+        endpoint = metrics.MetricsServer("egress", cfg.metrics, ready=lambda: egress.consuming)
+        await endpoint.start()
+        try:
+            await kafka.ensure_topics(cfg)
+            await egress.run(stop)
+        finally:
+            await endpoint.close()
 
     asyncio.run(main())

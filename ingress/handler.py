@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -17,6 +18,7 @@ from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
 from ingress.verification import RecipientVerifier
+from mailgate import metrics
 from mailgate.addresses import BadAddress, parse_mailbox
 from mailgate.config import Config
 from mailgate.ids import new_message_id, now_ms
@@ -69,8 +71,10 @@ class IngressHandler:
 
     def _reject(self, session: Session, envelope: Envelope, address: str, verdict: Verdict, reason: str) -> str:
         client = session.peer[0] if session.peer else "?"
-        log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client,
-                 getattr(envelope, "mg_id", "-"), reason, verdict.code)
+        mid = getattr(envelope, "mg_id", "") or "-"
+        metrics.INGRESS_REJECTED_RECIPIENTS.labels(metrics.reason_label(reason)).inc()
+        log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client, mid, reason, verdict.code,
+                 extra={"message_id": mid})
         self.publisher.note(RecipientRejected(
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=self.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
@@ -107,10 +111,13 @@ class IngressHandler:
         data: bytes = envelope.original_content or b""
         if _BARE_LF.search(data):
             if self.cfg.ingress.bare_lf == "reject":
-                log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0])
+                log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0],
+                         extra={"message_id": envelope.mg_id})
+                metrics.INGRESS_REJECTED_MESSAGES.labels("bare_lf").inc()
                 return Verdict.BARE_LF.reply()
             data = _BARE_LF.sub(b"\r\n", data)
         if len(data) > self.cfg.ingress.max_message_bytes:
+            metrics.INGRESS_REJECTED_MESSAGES.labels("too_big").inc()
             return Verdict.MESSAGE_TOO_BIG.reply()
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
         mid = envelope.mg_id
@@ -126,12 +133,17 @@ class IngressHandler:
             client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body)
+        began = time.monotonic()
         try:
             await self.publisher.publish(record)
         except PublishFailed as err:
+            metrics.INGRESS_QUEUE_UNAVAILABLE.inc()
             log.warning("not queued id=%s client=%s: Kafka did not acknowledge (%s); replied 451 4.3.0",
-                        mid, session.peer[0], err)
+                        mid, session.peer[0], err, extra={"message_id": mid})
             return Verdict.QUEUE_UNAVAILABLE.reply()
+        metrics.INGRESS_PUBLISH_SECONDS.observe(time.monotonic() - began)
+        metrics.INGRESS_ACCEPTED.labels(record.direction or "unknown").inc()
         log.info("queued id=%s from=<%s> rcpts=%d size=%d client=%s direction=%s", mid, record.mail_from,
-                 len(record.rcpt_to), record.size_bytes, record.client_address, record.direction)
+                 len(record.rcpt_to), record.size_bytes, record.client_address, record.direction,
+                 extra={"message_id": mid})
         return Verdict.QUEUED.reply(id=mid)

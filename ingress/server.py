@@ -1,7 +1,8 @@
 """The ingress process: binds the SMTP listener and runs until SIGTERM/SIGINT.
 
 Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the port answers 451 while Kafka is
-down), the user-verification directories, and the SMTP protocol (ingress.smtp_server) on `listen_host:listen_port`.
+down), the user-verification directories, the SMTP protocol (ingress.smtp_server) on `listen_host:listen_port`,
+and the metrics endpoint (`/readyz` answers 200 once the publisher is connected to Kafka).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ingress.handler import IngressHandler
 from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.verification import RecipientVerifier
+from mailgate import metrics
 from mailgate.config import Config
 from mailgate.live_config import LiveConfig
 
@@ -33,11 +35,15 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     publisher = Publisher(cfg)
     await publisher.start()
     verifier = RecipientVerifier.for_config(cfg, publisher.note)
+    metrics.DIRECTORY_CACHES["ingress"].watch(lambda: verifier.directories)
+    endpoint = metrics.MetricsServer("ingress", cfg.metrics, ready=lambda: publisher.ready)
+    await endpoint.start()
     handler = IngressHandler(cfg, publisher, verifier)
     tls = _tls_context(cfg)
     ic = cfg.ingress
 
     def factory() -> GatewaySMTP:
+        metrics.INGRESS_SESSIONS.inc()
         return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
                            hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False)
@@ -57,6 +63,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
         await live.close()
         await verifier.aclose()
         await publisher.close()
+        await endpoint.close()
         log.info("ingress stopped")
 
 

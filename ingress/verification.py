@@ -17,6 +17,7 @@ from ingress.replies import Verdict
 from mailgate.config import Config, InboundGateway
 from mailgate.ids import now_ms
 from processors.directory import CachedDirectory, build_directories
+from processors.directory.build import verification_method
 from processors.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
@@ -59,7 +60,7 @@ class RecipientVerifier:
         if not v.exists:
             return Verdict.USER_UNKNOWN, "user_unknown"
         self.note(RecipientVerified(message_id=message_id, occurred_at=now_ms(), node=self.node,
-                                    recipient=address, stage="ingress", method="web_service",
+                                    recipient=address, stage="ingress", method=verification_method(gateway),
                                     cached=v.cached, stale=v.stale))
         return Verdict.OK, ""
 

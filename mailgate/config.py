@@ -304,6 +304,21 @@ class AdminConfig(Strict):
     session_ttl_s: int = Field(3600, ge=60, le=7 * 86400, description="A session ends this long after login.")
 
 
+class MetricsConfig(Strict):
+    """Each stage's HTTP endpoint: Prometheus `/metrics`, `/healthz` (alive) and `/readyz` (able to do its job)."""
+
+    enabled: bool = Field(True, description="Serve the endpoint; a port already taken is logged and mail flows on.")
+    listen_host: str = Field("127.0.0.1", description="Address the endpoint binds (0.0.0.0 for a remote scraper).")
+    ingress_port: int = Field(9101, ge=0, le=65535, description="Port of the ingress stage; 0: any free port "
+                                                                "(the bound port is logged).")
+    processor_port: int = Field(9102, ge=0, le=65535, description="Port of the processor stage; 0: any free port.")
+    egress_port: int = Field(9103, ge=0, le=65535, description="Port of the egress stage; 0: any free port. Give "
+                                                               "each replica on one host its own ports (or 0).")
+
+    def port(self, stage: str) -> int:
+        return getattr(self, f"{stage}_port")
+
+
 class Config(Strict):
     node_name: str = Field(default_factory=socket.gethostname, description="Name of this node in events.")
     kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Kafka connection and topic settings.")
@@ -315,6 +330,8 @@ class Config(Strict):
     inbound_gateways: list[InboundGateway] = Field(default_factory=list, description="Backup MX / Domain Forward.")
     outbound_gateways: list[OutboundGateway] = Field(default_factory=list, description="Outbound relays.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Administration web page and API.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig,
+                                   description="Prometheus metrics and health endpoints of the stages.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -363,4 +380,4 @@ def load_config(path: str | Path) -> Config:
     return parse_config(data, str(p))
 
 
-__all__ = ["Config", "ConfigError", "InboundGateway", "OutboundGateway", "load_config", "parse_config"]
+__all__ = ["Config", "ConfigError", "InboundGateway", "MetricsConfig", "OutboundGateway", "load_config", "parse_config"]

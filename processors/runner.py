@@ -4,14 +4,16 @@ Reads: `mail.received` (consumer group `mailgate-processor`; replicas share its 
 Outputs, and `DeadLettered` to `mail.dlq` for a record that does not decode or whose processing fails permanently.
 faust commits an offset only after the agent finished the event and its producer was flushed (at least once);
 egress suppresses the duplicates a crash can cause.
+Serves the stage's metrics endpoint (`/readyz` answers 200 once faust assigned the group's partitions).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
 
-from mailgate import topics
+from mailgate import metrics, topics
 from mailgate.config import Config
 from mailgate.ids import now_ms
 from mailgate.live_config import LiveConfig
@@ -50,6 +52,7 @@ def build_app(cfg: Config) -> faust.App:
     async def dead_letter(event, reason: str) -> None:
         msg = event.message
         log.error("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+        metrics.PROCESSOR_MESSAGES.labels("dead_lettered").inc()
         await topic(topics.DLQ).send(value=encode(DeadLettered(
             occurred_at=now_ms(), node=cfg.node_name, source_topic=msg.topic, partition=msg.partition,
             offset=msg.offset, reason=reason, key=msg.key, value=msg.value)))
@@ -65,8 +68,10 @@ def build_app(cfg: Config) -> faust.App:
             if type(record).__name__ != "MessageReceived":
                 await dead_letter(event, f"unexpected {type(record).__name__} on {topics.RECEIVED}")
                 continue
-            for out in await pipeline.handle(record):
+            outputs = await pipeline.handle(record)
+            for out in outputs:
                 await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
+            metrics.observe_pipeline(outputs)
 
     live = LiveConfig(cfg)
 
@@ -74,6 +79,25 @@ def build_app(cfg: Config) -> faust.App:
     async def follow_config() -> None:
         pipeline.reconfigure(await live.start())
         live.on_change(pipeline.reconfigure)
+
+    assigned = False
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned_partitions, **kwargs) -> None:
+        nonlocal assigned
+        assigned = True
+
+    # faust's own web server is off; the stage's /metrics, /healthz and /readyz run on faust's event loop.
+    endpoint = metrics.MetricsServer("processor", cfg.metrics, ready=lambda: assigned and not app.should_stop)
+    metrics.DIRECTORY_CACHES["processor"].watch(lambda: pipeline.verify.directories)
+
+    @app.task
+    async def serve_metrics() -> None:
+        await endpoint.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await endpoint.close()
 
     app.mailgate_pipeline = pipeline
     return app

@@ -23,6 +23,7 @@ from mailgate import topics
 from mailgate.config import Config
 from mailgate.ids import new_message_id, now_ms
 from processors.directory import CachedDirectory, build_directories
+from processors.directory.build import verification_method
 from processors.directory.purge import PurgeFollower
 from processors.outputs import Output, audit
 from schemas import MessageReceived, RecipientRejected, RecipientVerified
@@ -93,7 +94,7 @@ class VerificationPolicy:
                 log.warning("directory unreachable; keeping <%s> id=%s as accepted at ingress", rcpt, mid)
             outputs.append(audit(RecipientVerified(
                 message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
-                method="fail_open" if v.exists is None else "web_service", cached=v.cached,
+                method="fail_open" if v.exists is None else verification_method(self.gateways[received.inbound_gateway]), cached=v.cached,
                 stale=v.stale or v.exists is None)))
         if rejected:
             outputs += self._dsn(received, rejected)
