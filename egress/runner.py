@@ -144,7 +144,17 @@ class Egress:
                 wait_for = (rec, routed.not_before - now)
                 break
             due.append((rec, routed, None))
-        await asyncio.gather(*(self._one(tp, rec, routed, err) for rec, routed, err in due))
+        # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
+        # second sees the first's delivery in the index; different messages go concurrently.
+        by_message: dict[object, list] = {}
+        for rec, routed, err in due:
+            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append((rec, routed, err))
+
+        async def in_turn(items) -> None:
+            for rec, routed, err in items:
+                await self._one(tp, rec, routed, err)
+
+        await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:
             rec, delay_ms = wait_for
             self.consumer.seek(tp, rec.offset)
@@ -200,12 +210,14 @@ class Egress:
                         "get them twice", mid, ",".join(unknown), extra={"message_id": mid})
         # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace.
         await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
-        out += await self._attempt(routed, todo, unknown)
+        lost: list[str] = []  # the connection dropped after DATA: the server may have these; keep their mark
+        out += await self._attempt(routed, todo, unknown, lost)
         delivered = {r for o in out if type(o.record).__name__ == "MessageDelivered" for r in o.record.recipients}
-        return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered]
+        return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered and r not in lost]
 
-    async def _attempt(self, routed, todo: list[str], unknown: list[str]) -> list[Output]:
-        """Try the route's targets in order for `todo`; the attempt events and the outcome."""
+    async def _attempt(self, routed, todo: list[str], unknown: list[str], lost: list[str]) -> list[Output]:
+        """Try the route's targets in order for `todo`; the attempt events and the outcome. Recipients whose
+        outcome is unknown (connection lost after DATA) are appended to `lost`."""
         out: list[Output] = []
         mid = routed.message_id
         attempt = routed.attempt + 1
@@ -232,6 +244,7 @@ class Egress:
                 log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err,
                          extra={"message_id": mid})
                 if isinstance(err, ConnectionLostAfterData):
+                    lost.extend(todo)
                     break  # the server may have the message: wait for the retry rather than send it elsewhere now
                 continue
             if any(rep.is_transient() for _, rep in results):

@@ -50,6 +50,7 @@ class SmtpSession:
         self.target = target
         self.cfg = cfg
         self.sent = 0
+        self._open_transaction = False  # MAIL accepted but no DATA reply yet: RSET before the next MAIL
         self.tls_version: str | None = None
         self.tls_cipher: str | None = None
         self._secrets = (target.auth_password.reveal(),) if target.auth_password else ()
@@ -119,9 +120,11 @@ class SmtpSession:
         s = self._smtp
         self.sent += 1
         try:
-            if self.sent > 1:
+            # After the reply to DATA a transaction is over (RFC 5321 4.1.4): RSET only if one was left open.
+            if self._open_transaction:
                 await s.rset()
             await s.mail(mail_from)
+            self._open_transaction = True
         except aiosmtplib.SMTPResponseException as err:
             reply = Reply.parse(err.code, err.message)
             return [(r, reply) for r in rcpts]
@@ -150,6 +153,7 @@ class SmtpSession:
                     asyncio.TimeoutError) as err:
                 raise ConnectionLostAfterData(f"{self.target.label}: {type(err).__name__} during DATA",
                                               step="data") from None
+            self._open_transaction = False
             for r in accepted:
                 results[r] = reply
         return [(r, results[r]) for r in rcpts]

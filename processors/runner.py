@@ -25,6 +25,8 @@ log = logging.getLogger("mailgate.processor")
 
 def build_app(cfg: Config) -> faust.App:
     k = cfg.kafka
+    datadir = cfg.local_broker.home / "faust"  # faust wants a data dir even without tables
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         "mailgate-processor",
         broker=[f"kafka://{s}" for s in k.bootstrap_servers],
@@ -38,7 +40,7 @@ def build_app(cfg: Config) -> faust.App:
         # A replica killed without leaving the group holds up a rebalance until its session expires.
         broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
         consumer_auto_offset_reset="earliest", stream_wait_empty=False,
-        datadir=str(cfg.local_broker.home / "faust"),
+        datadir=str(datadir),
     )
     received = app.topic(topics.RECEIVED, key_type=bytes, value_type=bytes, internal=False)
     pipeline = Pipeline(cfg, cfg.node_name)

@@ -78,6 +78,7 @@ def test_leader_of_a_received_partition_killed_loses_no_accepted_mail(cluster, g
             "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
             "primary_port": primary.port,
             "domain_verification": {"mode": "specified_domains", "domains": ["example.test"]}}]})
+    gateway.cfg.local_broker.home.mkdir(parents=True)  # the processor keeps faust's data dir there
     asyncio.run(kafka.ensure_topics(gateway.cfg))
     layout = asyncio.run(cluster.describe(topics.RECEIVED))
     assert all(len(isr) == 3 for _, isr in layout.values()), layout
@@ -98,7 +99,7 @@ def test_leader_of_a_received_partition_killed_loses_no_accepted_mail(cluster, g
     results = trickle.snapshot()
     accepted = {s for s, c, _ in results if c == 250}
     refused = [(c, t - killed_at) for _, c, t in results if c != 250]
-    _wait(lambda: accepted <= {m.mail_from for m in primary.messages}, 180, "every accepted message at the primary")
+    _wait(lambda: accepted <= {m.mail_from for m in primary.messages}, 90, "every accepted message at the primary")
     arrived = [m.mail_from for m in primary.messages]
     lost = accepted - set(arrived)
     late = {s for s, c, _ in results if c != 250} & set(arrived)

@@ -142,3 +142,27 @@ async def test_an_attempt_that_does_not_deliver_clears_its_write_ahead_record():
         await e.pool.close()
     assert ("mail.delivered", None) in [(o.topic, o.record) for o in out]
     assert "DeliveryDeferred" in names(out)
+
+
+async def test_two_copies_of_one_message_in_a_batch_are_delivered_once(server):
+    """Regression: a copy the processor wrote again after a crash, landing in the same batch as the original,
+    was delivered twice (concurrently, before the index knew of the first)."""
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from schemas import encode
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
+    e.emitted = []
+
+    async def emit(outputs) -> None:
+        e.emitted.extend(outputs)
+
+    e._emit = emit
+    r = routed(["up"])
+    recs = [ConsumerRecord("mail.outbound", 0, off, 0, 0, b"up#0", encode(r), None, 0, 0, []) for off in (7, 8)]
+    try:
+        tp, offset = await e._partition(TopicPartition("mail.outbound", 0), recs)
+    finally:
+        await e.pool.close()
+    assert offset == 9 and len(server.messages) == 1
+    assert names(e.emitted).count("MessageDelivered") == 1 and "DuplicateSuppressed" in names(e.emitted)
