@@ -24,8 +24,9 @@ class RoutingPolicy:
 
     def reconfigure(self, cfg: Config) -> None:
         """Take a new configuration (gateways added, changed, disabled) for the messages routed from now on."""
+        if getattr(self, "cfg", None) is None or cfg.outbound_gateways != self.cfg.outbound_gateways:
+            self.selector = GatewaySelector(list(cfg.outbound_gateways))  # else keep the round-robin position
         self.cfg = cfg
-        self.selector = GatewaySelector(list(cfg.outbound_gateways))
         self.inbound = {gw.name: gw for gw in cfg.inbound_gateways}
 
     def route_for(self, received) -> tuple[Route, int]:

@@ -107,6 +107,8 @@ class Gateway:
                              "port": self.kafka_port, "controller_port": self.controller_port},
             "ingress": {"listen_port": self.smtp_port, "hostname": "gw.test"},
             "delivery": {"retry_schedule_s": [1, 2], "helo_name": "gw.test"},
+            # Any free port: several stages and tests share this host.
+            "metrics": {"ingress_port": 0, "processor_port": 0, "egress_port": 0},
         }
         merged = _merge(base, data)
         self.cfg = parse_config(merged)

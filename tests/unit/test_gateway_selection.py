@@ -79,3 +79,16 @@ def test_returned_list_is_the_callers():
     s = GatewaySelector([gw("a"), gw("special", mode="specific_domains", sender_domains=["example.com"])])
     s.candidates("example.com").append("junk")
     assert s.candidates("example.com") == ["special", "a"]
+
+
+def test_reconfiguring_routing_with_the_same_gateways_keeps_the_round_robin_position():
+    """Regression: the processor re-reads its configuration from mail.config at start; that reset the round-robin
+    position mid-stream and sent 6/4 instead of 5/5."""
+    from mailgate.config import parse_config
+    from processors.routing import RoutingPolicy
+    cfg = parse_config({"outbound_gateways": [{"name": "a", "address": "h1"}, {"name": "b", "address": "h2"}]})
+    policy = RoutingPolicy(cfg, "n")
+    first = [policy.selector.candidates("x.test")[0] for _ in range(3)]
+    policy.reconfigure(parse_config(cfg.model_dump()))
+    after = [policy.selector.candidates("x.test")[0] for _ in range(3)]
+    assert first + after == ["a", "b", "a", "b", "a", "b"]
