@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -28,6 +27,7 @@ from mailgate import kafka, metrics, topics
 from mailgate.config import Config
 from mailgate.ids import now_ms
 from mailgate.live_config import LiveConfig
+from mailgate.runtime import run_until_stopped
 from processors.outputs import Output, audit
 from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
                      UndecodableRecord, decode, encode)
@@ -297,11 +297,7 @@ class Egress:
 
 
 def run(cfg: Config) -> None:
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         egress = Egress(cfg)
         endpoint = metrics.MetricsServer("egress", cfg.metrics, ready=lambda: egress.consuming)
         await endpoint.start()
@@ -311,4 +307,4 @@ def run(cfg: Config) -> None:
         finally:
             await endpoint.close()
 
-    asyncio.run(main())
+    run_until_stopped(main)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import ssl
 
 from ingress.handler import IngressHandler
@@ -18,6 +17,7 @@ from ingress.verification import RecipientVerifier
 from mailgate import metrics
 from mailgate.config import Config
 from mailgate.live_config import LiveConfig
+from mailgate.runtime import run_until_stopped
 
 log = logging.getLogger("mailgate.ingress")
 
@@ -83,11 +83,4 @@ async def _follow_config(live: LiveConfig, handler: IngressHandler) -> None:
 
 
 def run(cfg: Config) -> None:
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(cfg, stop)
-
-    asyncio.run(main())
+    run_until_stopped(lambda stop: serve(cfg, stop))

@@ -7,15 +7,13 @@ recording primary. Prints the measurements that docs/reliability.md reports: 451
 from __future__ import annotations
 
 import asyncio
-import smtplib
-import threading
 import time
-import uuid
 
 import pytest
 
 from mailgate import kafka, topics
 from tests.support.cluster import Cluster
+from tests.support.traffic import Trickle, wait_until
 
 pytestmark = [pytest.mark.scenario, pytest.mark.cluster]
 
@@ -27,47 +25,6 @@ def cluster(tmp_path, kafka_jars):
         yield c.start()
     finally:
         c.stop()
-
-
-class Trickle(threading.Thread):
-    """One message every `gap_s`, each on a fresh connection from a unique sender; (sender, code, when) per reply."""
-
-    def __init__(self, port: int, gap_s: float) -> None:
-        super().__init__(daemon=True)
-        self.port, self.gap_s = port, gap_s
-        self.results: list[tuple[str, int, float]] = []
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            sender = f"ha-{uuid.uuid4().hex[:10]}@sender.test"
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
-                    s.ehlo("client.test")
-                    s.mail(sender)
-                    s.rcpt("bob@example.test")
-                    code, _ = s.data(f"Subject: {sender}\r\n\r\nha\r\n".encode())
-            except smtplib.SMTPResponseException as err:
-                code = err.smtp_code
-            except (OSError, smtplib.SMTPException):
-                code = 0
-            with self.lock:
-                self.results.append((sender, code, time.monotonic()))
-            self.halt.wait(self.gap_s)
-
-    def snapshot(self) -> list[tuple[str, int, float]]:
-        with self.lock:
-            return list(self.results)
-
-
-def _wait(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_leader_of_a_received_partition_killed_loses_no_accepted_mail(cluster, gateway, primary, capsys):
@@ -84,30 +41,30 @@ def test_leader_of_a_received_partition_killed_loses_no_accepted_mail(cluster, g
     assert all(len(isr) == 3 for _, isr in layout.values()), layout
     gateway.start_all()
 
-    trickle = Trickle(gateway.smtp_port, gap_s=0.1)
+    trickle = Trickle(gateway.smtp_port, gap_s=0.1, prefix="ha")
     trickle.start()
     try:
-        _wait(lambda: sum(c == 250 for _, c, _ in trickle.snapshot()) >= 20, 60, "20 accepted before the fault")
+        wait_until(lambda: trickle.count(250) >= 20, 60, "20 accepted before the fault")
         victim, _ = layout[0]
         killed_at = time.monotonic()
         cluster.kill(victim)
-        _wait(lambda: time.monotonic() - killed_at > 15, 30, "15 s of load after the kill")
+        wait_until(lambda: time.monotonic() - killed_at > 15, 30, "15 s of load after the kill")
         after = asyncio.run(cluster.describe(topics.RECEIVED))
     finally:
         trickle.halt.set()
         trickle.join(90)
     results = trickle.snapshot()
-    accepted = {s for s, c, _ in results if c == 250}
-    refused = [(c, t - killed_at) for _, c, t in results if c != 250]
-    _wait(lambda: accepted <= {m.mail_from for m in primary.messages}, 90, "every accepted message at the primary")
+    accepted = {r.sender for r in results if r.code == 250}
+    refused = [(r.code, r.at - killed_at) for r in results if r.code != 250]
+    wait_until(lambda: accepted <= {m.mail_from for m in primary.messages}, 90, "every accepted message at the primary")
     arrived = [m.mail_from for m in primary.messages]
     lost = accepted - set(arrived)
-    late = {s for s, c, _ in results if c != 250} & set(arrived)
+    late = {r.sender for r in results if r.code != 250} & set(arrived)
     # Time to recover: from the kill to the first 250 after the last refusal (0 if nothing was refused).
     last_refusal = max((t for c, t in refused), default=None)
     recovered_s = 0.0 if last_refusal is None else min(
-        t - killed_at for _, c, t in results if c == 250 and t - killed_at > last_refusal)
-    slowest_s = max(b[2] - a[2] for a, b in zip(results, results[1:]) if a[2] >= killed_at - 1)
+        r.at - killed_at for r in results if r.code == 250 and r.at - killed_at > last_refusal)
+    slowest_s = max(b.at - a.at for a, b in zip(results, results[1:]) if a.at >= killed_at - 1)
     with capsys.disabled():
         print(f"\ncluster: killed node {victim} (leader of {topics.RECEIVED}[0]); leaders after: {after}; "
               f"{len(results)} sent, {len(accepted)} got 250, {len(refused)} refused "

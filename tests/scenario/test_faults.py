@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
-import threading
 import time
 import uuid
 
@@ -16,6 +15,7 @@ import pytest
 
 from mailgate import broker, topics
 from mailgate.audit import read_topic
+from tests.support.traffic import Trickle, wait_until
 
 pytestmark = pytest.mark.scenario
 
@@ -75,48 +75,6 @@ def test_ingress_killed_during_data_publishes_nothing_and_never_said_250(gateway
     assert published(gateway, sender) == []
 
 
-class Trickle(threading.Thread):
-    """Sends one message every `gap_s` on a fresh connection and records each reply against its unique sender."""
-
-    def __init__(self, port: int, gap_s: float = 0.3) -> None:
-        super().__init__(daemon=True)
-        self.port, self.gap_s = port, gap_s
-        self.results: list[tuple[str, int, str]] = []
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            sender = f"trickle-{uuid.uuid4().hex[:10]}@sender.test"
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
-                    s.ehlo("client.test")
-                    s.mail(sender)
-                    s.rcpt("bob@example.test")
-                    code, msg = s.data(f"Subject: {sender}\r\n\r\ntrickle\r\n".encode())
-                    result = (sender, code, msg.decode())
-            except smtplib.SMTPResponseException as err:
-                result = (sender, err.smtp_code, err.smtp_error.decode(errors="replace"))
-            except (OSError, smtplib.SMTPException) as err:
-                result = (sender, 0, type(err).__name__)
-            with self.lock:
-                self.results.append(result)
-            self.halt.wait(self.gap_s)
-
-    def count(self, code: int) -> int:
-        with self.lock:
-            return sum(1 for _, c, _ in self.results if c == code)
-
-
-def _wait(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_broker_killed_and_restarted_under_trickle_loses_no_accepted_mail(gateway, primary):
     gateway.configure(inbound(primary.port))
     gateway.start_broker()
@@ -124,23 +82,24 @@ def test_broker_killed_and_restarted_under_trickle_loses_no_accepted_mail(gatewa
     trickle = Trickle(gateway.smtp_port)
     trickle.start()
     try:
-        _wait(lambda: trickle.count(250) >= 5, 120, "5 accepted messages before the fault")
+        wait_until(lambda: trickle.count(250) >= 5, 120, "5 accepted messages before the fault")
         broker.stop(gateway.cfg, timeout_s=0)  # SIGTERM immediately followed by SIGKILL
         accepted_before = trickle.count(250)
-        _wait(lambda: trickle.count(451) >= 3, 120, "451 replies while the broker is down")
+        wait_until(lambda: trickle.count(451) >= 3, 120, "451 replies while the broker is down")
         gateway.start_broker()
-        _wait(lambda: trickle.count(250) >= accepted_before + 5, 180, "250 again after the broker came back")
+        wait_until(lambda: trickle.count(250) >= accepted_before + 5, 180, "250 again after the broker came back")
     finally:
         trickle.halt.set()
         trickle.join(90)
-    accepted = {s for s, c, _ in trickle.results if c == 250}
-    refused = [(c, m) for _, c, m in trickle.results if c not in (250,)]
+    results = trickle.snapshot()
+    accepted = {r.sender for r in results if r.code == 250}
+    refused = [(r.code, r.text) for r in results if r.code != 250]
     assert all(c == 451 and m.startswith("4.3.0") for c, m in refused), refused
-    _wait(lambda: accepted <= {m.mail_from for m in primary.messages}, 240, "every accepted message at the primary")
+    wait_until(lambda: accepted <= {m.mail_from for m in primary.messages}, 240, "every accepted message at the primary")
     arrived = [m.mail_from for m in primary.messages]
     dupes = len(arrived) - len(set(arrived))
     extra = set(arrived) - accepted
-    print(f"trickle: {len(trickle.results)} sent, {len(accepted)} got 250, {len(refused)} got 451; "
+    print(f"trickle: {len(results)} sent, {len(accepted)} got 250, {len(refused)} got 451; "
           f"at primary: {len(set(arrived))} distinct, {dupes} duplicates, {len(extra)} that had 451")
     # A message told 451 that was stored anyway is explained in the audit log (TempfailedMessageStored), so the
     # copy a retrying client sends is not an unexplained duplicate.

@@ -19,20 +19,12 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.support.harness import Received, free_port
+from tests.support.traffic import wait_until
 
 pytestmark = pytest.mark.scenario
 
 TERMINAL = {"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded", "MessageQuarantined"}
 """Event types that end a message (a RecipientRejected by the processor ends only that recipient)."""
-
-
-def _wait(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def by_message(events) -> dict[str, list]:
@@ -93,7 +85,7 @@ def test_processor_killed_under_steady_load_every_message_ends_once(gateway, pri
     load = Steady(gateway.smtp_port, total, gap_s=0.05)  # 200 messages over about 10 s
     kill_after = random.randint(20, 170)  # a random point of the load, in messages sent
     load.start()
-    _wait(lambda: load.sent() >= kill_after, 60, f"{kill_after} messages sent")
+    wait_until(lambda: load.sent() >= kill_after, 60, f"{kill_after} messages sent")
     processor = gateway.procs["processor"][0]
     gateway.kill(processor)  # SIGKILL: no commit, no leave-group
     at_kill = len(primary.messages)
@@ -102,10 +94,10 @@ def test_processor_killed_under_steady_load_every_message_ends_once(gateway, pri
     assert not load.is_alive()
     assert load.refused == [] and len(load.accepted) == total  # the processor is not in the SMTP path
 
-    _wait(lambda: set(load.accepted) <= {m.mail_from for m in primary.messages}, 180,
+    wait_until(lambda: set(load.accepted) <= {m.mail_from for m in primary.messages}, 180,
           "every accepted message at the primary")
     ids = set(load.accepted.values())
-    _wait(lambda: ids <= {e.message_id for e in gateway.events() if type(e).__name__ in TERMINAL}, 60,
+    wait_until(lambda: ids <= {e.message_id for e in gateway.events() if type(e).__name__ in TERMINAL}, 60,
           "a terminal event for every accepted message")
     time.sleep(3)  # let a re-processed copy, if any, reach egress and be suppressed
     events = by_message(gateway.events())

@@ -3,7 +3,6 @@ seconds, `config history` shows who did it, and the gateway's password is never 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time

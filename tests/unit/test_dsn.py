@@ -1,5 +1,5 @@
 """egress.dsn: RFC 3464 bounces that mail readers parse, and no bounce of a bounce."""
-from datetime import datetime, timezone
+from datetime import datetime
 from email import message_from_bytes
 from email.policy import default
 
