@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
-from ingress.verification import RecipientVerifier
+from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate import metrics
 from mailgate.addresses import BadAddress, parse_mailbox
 from mailgate.config import Config
@@ -67,6 +67,7 @@ class IngressHandler:
         envelope.mg_id = new_message_id()
         envelope.mg_direction = None
         envelope.mg_gateway = None
+        envelope.mg_verified = []
         return Verdict.SENDER_OK.reply()
 
     def _reject(self, session: Session, envelope: Envelope, address: str, verdict: Verdict, reason: str) -> str:
@@ -97,6 +98,8 @@ class IngressHandler:
             verdict, reason = await self.verifier.check(decision.gateway, str(decision.mailbox), envelope.mg_id)
             if verdict is not Verdict.OK:
                 return self._reject(session, envelope, address, verdict, reason)
+            if reason == VERIFIED:
+                envelope.mg_verified.append(str(decision.mailbox))
         envelope.mg_direction, envelope.mg_gateway = decision.direction, gw_name
         envelope.rcpt_tos.append(str(decision.mailbox))
         envelope.rcpt_options.extend(rcpt_options)
@@ -132,6 +135,7 @@ class IngressHandler:
             client_address=session.peer[0], client_helo=session.host_name or "",
             client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
+            verified_recipients=list(getattr(envelope, "mg_verified", [])),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body)
         began = time.monotonic()
         try:

@@ -26,6 +26,10 @@ log = logging.getLogger("mailgate.ingress.verification")
 __all__ = ["RecipientVerifier", "build_directories"]
 
 
+VERIFIED = "verified"
+"""The reason `check` gives with OK when the directory confirmed the recipient (a fresh answer)."""
+
+
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
                  note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
@@ -62,7 +66,7 @@ class RecipientVerifier:
         self.note(RecipientVerified(message_id=message_id, occurred_at=now_ms(), node=self.node,
                                     recipient=address, stage="ingress", method=verification_method(gateway),
                                     cached=v.cached, stale=v.stale))
-        return Verdict.OK, ""
+        return Verdict.OK, "" if v.stale else VERIFIED
 
     async def aclose(self) -> None:
         if self.purges is not None:

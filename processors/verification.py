@@ -22,7 +22,7 @@ from egress.reply import Reply
 from mailgate import topics
 from mailgate.config import Config
 from mailgate.ids import new_message_id, now_ms
-from processors.directory import CachedDirectory, build_directories
+from processors.directory import CachedDirectory, Verification, build_directories
 from processors.directory.build import verification_method
 from processors.directory.purge import PurgeFollower
 from processors.outputs import Output, audit
@@ -78,7 +78,13 @@ class VerificationPolicy:
         outputs: list[Output] = []
         passed: list[str] = []
         rejected: list[str] = []
-        answers = await asyncio.gather(*(directory.verify(r) for r in received.rcpt_to))
+        gateway = self.gateways[received.inbound_gateway]
+        # Ingress's fresh "exists" counts as a cached answer while younger than the cache TTL (one lookup, not two);
+        # a replay after that verifies again.
+        fresh = now_ms() - received.occurred_at < gateway.smartermail.cache_ttl_s * 1000
+        confirmed = set(received.verified_recipients) if fresh else set()
+        answers = await asyncio.gather(*(self._confirmed() if r in confirmed else directory.verify(r)
+                                         for r in received.rcpt_to))
         mid = received.message_id
         for rcpt, v in zip(received.rcpt_to, answers):
             if v.exists is False:
@@ -94,11 +100,15 @@ class VerificationPolicy:
                 log.warning("directory unreachable; keeping <%s> id=%s as accepted at ingress", rcpt, mid)
             outputs.append(audit(RecipientVerified(
                 message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
-                method="fail_open" if v.exists is None else verification_method(self.gateways[received.inbound_gateway]), cached=v.cached,
+                method="fail_open" if v.exists is None else verification_method(gateway), cached=v.cached,
                 stale=v.stale or v.exists is None)))
         if rejected:
             outputs += self._dsn(received, rejected)
         return outputs, passed
+
+    @staticmethod
+    async def _confirmed() -> Verification:
+        return Verification(exists=True, cached=True)
 
     def _dsn(self, received, rejected: list[str]) -> list[Output]:
         headers = header_block(received.body or b"")

@@ -9,7 +9,7 @@ import pytest
 
 from ingress.primary_probe import PrimaryProbe
 from ingress.replies import Verdict
-from ingress.verification import RecipientVerifier
+from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate import topics
 from mailgate.config import parse_config
 from processors.directory import CachedDirectory, DirectoryUnavailable
@@ -141,4 +141,33 @@ async def test_primary_probe_caches_its_answer_and_sees_the_primary_go_down():
     now[0] = 6
     assert not await probe.is_up(gw) and probe.probes == 2
     assert (await v.check(gw, "bob@example.test", "M"))[0] is Verdict.OK
+    await v.aclose()
+
+
+async def test_processor_takes_ingress_fresh_answer_and_asks_again_when_it_is_older_than_the_ttl():
+    import dataclasses
+
+    from mailgate.ids import now_ms
+    fake = FakeDirectory({"bob@example.test"})
+    policy = VerificationPolicy(config(), "t", {"gw": CachedDirectory(fake)})
+    policy._started = True
+    fresh = dataclasses.replace(received(["bob@example.test"]), occurred_at=now_ms(),
+                                verified_recipients=["bob@example.test"])
+    _, passed = await policy(fresh)
+    assert passed == ["bob@example.test"] and fake.calls == 0
+    replayed = dataclasses.replace(fresh, occurred_at=now_ms() - 601_000)  # older than the 10-minute TTL
+    _, passed = await policy(replayed)
+    assert passed == ["bob@example.test"] and fake.calls == 1
+    await policy.aclose()
+
+
+async def test_ingress_marks_only_fresh_confirmations_as_verified():
+    fake = FakeDirectory({"bob@example.test"})
+    now = [0.0]
+    v = RecipientVerifier({"gw": CachedDirectory(fake, clock=lambda: now[0])}, "t", lambda record: None)
+    gw = config().inbound_gateways[0]
+    assert await v.check(gw, "bob@example.test", "M") == (Verdict.OK, VERIFIED)
+    fake.down = True
+    now[0] += 601  # past the TTL: only the stale "last known" answer is left
+    assert await v.check(gw, "bob@example.test", "M") == (Verdict.OK, "")
     await v.aclose()
