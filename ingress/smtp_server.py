@@ -7,16 +7,20 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
   * MAIL/RCPT hand the raw address between `<` and `>` to the handler, so the relay policy judges exactly what the
     client sent (aiosmtpd's RFC 5322 parser would drop source routes and refuse some relay forms with a 553 before
     the policy saw them).
-What aiosmtpd already does and we rely on: DATA ends only on CRLF.CRLF; command lines over 512 bytes and text lines
-over 1000 bytes are answered 500; DATA over `data_size_limit` is drained and answered 552 without being buffered;
-plaintext pipelined behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11.
+  * DATA is read in large chunks (`ingress.data_reader`), not line by line, with aiosmtpd's exact rules: it ends only
+    on CRLF.CRLF, a text line over 1000 bytes is answered 500, over `data_size_limit` is drained and answered 552.
+What aiosmtpd already does and we rely on: command lines over 512 bytes are answered 500; plaintext pipelined
+behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
+
+from ingress.data_reader import DataState, read_data
 
 from ingress.replies import Verdict, standard_reply
 
@@ -49,6 +53,35 @@ class GatewaySMTP(SMTP):
                 await super().push(Verdict.TOO_MANY_ERRORS.reply(host=self.hostname))
                 if self.transport is not None:
                     self.transport.close()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA client=%s", self._client())
+            self._writer.close()
+            raise
+        if data.state is DataState.LOST:
+            return
+        if data.state is not DataState.OK:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)" if data.state is DataState.TOO_LONG
+                            else "552 Error: Too much mail data")
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = data.content
+        status = await self._call_handler_hook("DATA")
+        await self.push("250 OK" if status is MISSING else status)
+        self._set_post_data_state()
 
     def _timeout_cb(self) -> None:
         log.info("disconnect client=%s reason=idle_timeout", self._client())
