@@ -36,3 +36,35 @@ def gateway(tmp_path, kafka_jars):
     gw.stop_all()
     if gw.cfg is not None:
         gw.stop_broker()
+
+
+def _sweep_for_secrets(base: Path) -> tuple[int, int, list[str]]:
+    """Search every stage/broker log and Kafka log segment under `base` for the tests' passwords."""
+    from tests.support.secrets import ALL
+    needles = [s.encode() for s in ALL]
+    files = size = 0
+    hits = []
+    for path in base.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        is_log = path.suffix == ".log" or "/data/" in str(path) or "/logs/" in str(path)
+        if not is_log or path.suffix in (".yaml", ".yml", ".pem", ".properties"):
+            continue
+        data = path.read_bytes()
+        files, size = files + 1, size + len(data)
+        hits += [f"{path}: {n.decode()!r}" for n in needles if n in data]
+    return files, size, hits
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Invariant 5 over the whole run: no password the tests configured appears in any log or topic."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or factory._basetemp is None:
+        return
+    files, size, hits = _sweep_for_secrets(factory.getbasetemp())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    line = f"secret sweep: {files} log and Kafka segment files ({size / 1e6:.1f} MB) searched, {len(hits)} hits"
+    if reporter is not None:
+        reporter.write_line(line + ("".join("\n  " + h for h in hits[:20])))
+    if hits:
+        session.exitstatus = 1

@@ -30,7 +30,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.scenario
-PASSWORD = "browser-pw"
+from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
 # The committed screenshots are refreshed with MAILGATE_SCREENSHOTS=docs; otherwise they go to a scratch dir.
 SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("MAILGATE_SCREENSHOTS") == "docs" else \
     Path(tempfile.gettempdir()) / "mailgate-screenshots"

@@ -11,7 +11,7 @@ from tests.support.smartermail_api import SmarterMailAPI
 
 pytestmark = pytest.mark.scenario
 
-PASSWORD = "Zq9-web-service-PASSWORD-xyz"
+from tests.support.secrets import SMARTERMAIL_PASSWORD as PASSWORD
 MESSAGE = (b"From: alice@example.test\r\nTo: ghost@backup.test\r\nSubject: hello\r\n"
            b"Message-ID: <pv-1@example.test>\r\n\r\nHello.\r\n")
 

@@ -17,7 +17,7 @@ from tests.support.smartermail_api import SmarterMailAPI
 
 pytestmark = pytest.mark.scenario
 
-PASSWORD = "Zq9-web-service-PASSWORD-xyz"
+from tests.support.secrets import SMARTERMAIL_PASSWORD as PASSWORD
 MESSAGE = b"From: alice@sender.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 

@@ -16,7 +16,7 @@ from tests.scenario.test_outbound_routing import send_batch
 from tests.support.harness import ROOT, SmtpPrimary
 
 pytestmark = pytest.mark.scenario
-PASSWORD = "relay-pass-7f3k"
+from tests.support.secrets import CONFIG_EVENTS_PASSWORD as PASSWORD
 
 
 def gateways(status_b: str) -> list[dict]:

@@ -23,7 +23,7 @@ from tests.support.harness import ROOT, SmtpPrimary, free_port
 
 pytestmark = pytest.mark.scenario
 
-PASSWORD = "s3cret-Pa55-do-not-leak"
+from tests.support.secrets import OUTBOUND_AUTH_PASSWORD as PASSWORD
 USER = "relayuser"
 
 

@@ -102,7 +102,8 @@ class Gateway:
     def configure(self, data: dict) -> Config:
         base = {
             "node_name": "test",
-            "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 2},
+            # Uncompressed records, so the session-end secret sweep can read every topic's segments in clear.
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 2, "compression": "none"},
             "local_broker": {"home": str(self.workdir / "broker"), "libs": str(LIBS),
                              "port": self.kafka_port, "controller_port": self.controller_port},
             "ingress": {"listen_port": self.smtp_port, "hostname": "gw.test"},

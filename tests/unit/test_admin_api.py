@@ -15,9 +15,9 @@ from mailgate.secrets import new_key
 from tests.support.harness import Gateway, free_port
 
 KEY = new_key()
-PASSWORD = "correct horse"
+from tests.support.secrets import ADMIN_API_PASSWORD as PASSWORD
 HASH = hash_password(PASSWORD, n=2 ** 12)
-RELAY_PW = "relay-s3cret-pw"
+from tests.support.secrets import ADMIN_API_RELAY_PASSWORD as RELAY_PW
 
 
 @pytest.fixture(scope="module")

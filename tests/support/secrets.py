@@ -1,0 +1,16 @@
+"""Every password the tests give mailgate, in one place, so the session-end sweep can prove none leaked.
+
+Tests import their password from here. At the end of a test session `tests/conftest.py` searches every stage log
+and every Kafka log segment the session's brokers wrote for each of these: any hit fails the run.
+"""
+from __future__ import annotations
+
+SMARTERMAIL_PASSWORD = "Zq9-web-service-PASSWORD-xyz"
+OUTBOUND_AUTH_PASSWORD = "s3cret-Pa55-do-not-leak"
+CONFIG_EVENTS_PASSWORD = "relay-pass-7f3k"
+ADMIN_BROWSER_PASSWORD = "browser-pw"
+ADMIN_API_PASSWORD = "correct horse"
+ADMIN_API_RELAY_PASSWORD = "relay-s3cret-pw"
+
+ALL = (SMARTERMAIL_PASSWORD, OUTBOUND_AUTH_PASSWORD, CONFIG_EVENTS_PASSWORD, ADMIN_BROWSER_PASSWORD,
+       ADMIN_API_PASSWORD, ADMIN_API_RELAY_PASSWORD)
