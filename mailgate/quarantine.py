@@ -127,13 +127,13 @@ async def cmd_release(cfg: Config, message_id: str, operator: str | None = None)
     return 0
 
 
-async def cmd_delete(cfg: Config, message_id: str) -> int:
+async def cmd_delete(cfg: Config, message_id: str, operator: str | None = None) -> int:
     q = await _one(cfg, message_id)
     if q is None:
         return 1
     await _send(cfg, [(topics.EVENTS, message_id, MessageDiscarded(
         message_id=message_id, occurred_at=now_ms(), node=cfg.node_name, reason=RESOLVED_DISCARD_REASON,
-        headers=q.headers))])
+        headers=q.headers, operator=operator or getpass.getuser()))])
     print(f"deleted {message_id}")
     return 0
 
@@ -149,4 +149,4 @@ async def run(cfg: Config, action: str, message_id: str | None, operator: str | 
         return await cmd_show(cfg, message_id)
     if action == "release":
         return await cmd_release(cfg, message_id, operator)
-    return await cmd_delete(cfg, message_id)
+    return await cmd_delete(cfg, message_id, operator)

@@ -199,7 +199,7 @@ async def _quarantine_action(request: web.Request, action: str) -> web.Response:
         if action == "release":
             await quarantine.cmd_release(cfg, mid, operator(request))
         else:
-            await quarantine.cmd_delete(cfg, mid)
+            await quarantine.cmd_delete(cfg, mid, operator(request))
     return web.json_response({"message_id": mid, "result": action + "d"})
 
 

@@ -57,10 +57,11 @@ def test_quarantined_spam_is_released_once_or_deleted_by_the_operator(gateway, p
     again = quarantine(gateway, "release", keep)
     assert again.returncode == 1 and "not in quarantine" in again.stdout
 
-    deleted = quarantine(gateway, "delete", drop)
+    deleted = quarantine(gateway, "delete", drop, "--operator", "bob")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     last = gateway.events(drop)[-1]
     assert type(last).__name__ == "MessageDiscarded" and last.reason == "quarantine_delete"
+    assert last.operator == "bob"
     assert "0 message(s) in quarantine" in quarantine(gateway, "list").stdout
     assert quarantine(gateway, "release", drop).returncode == 1
     # The deleted message never reached the primary; the released one arrived once.

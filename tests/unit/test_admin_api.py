@@ -240,4 +240,6 @@ async def test_quarantine_list_release_and_delete(api, broker_gw):
     trace = await (await api.get("/api/messages/QREL1")).json()
     released = [e for e in trace["events"] if e["type"] == "QuarantineReleased"]
     assert released and released[0]["operator"] == "root"
+    deleted = (await (await api.get("/api/messages/QDEL1")).json())["events"]
+    assert [e["operator"] for e in deleted if e["type"] == "MessageDiscarded"] == ["root"]
     assert (await api.post("/api/quarantine/QREL1/release", headers=_h(api))).status == 404
