@@ -87,7 +87,12 @@ class Egress:
                 if batch and self.needs_catch_up:
                     await self.index.catch_up()
                     self.needs_catch_up = False
+                assigned = self.consumer.assignment()
                 for tp, recs in batch.items():
+                    if tp not in assigned:
+                        # Revoked while we awaited (a rebalance during the catch-up): the new owner reads these
+                        # records from the committed offset. Delivering them here too would send them twice.
+                        continue
                     # Each partition's batch runs on its own, so a slow destination holds up only its partition;
                     # the partition is paused until its batch is handled and its offset committed.
                     self.consumer.pause(tp)

@@ -101,8 +101,10 @@ def test_500_messages_two_egress_replicas_one_killed_all_delivered_once(gateway,
     # survivor deliver that message again. Each such duplicate must be only that window (one recorded delivery, no
     # more than were in flight) and must be explained in the audit log: the survivor's DeliveryAttempted names the
     # recipients whose earlier outcome was unknown (egress's write-ahead record in mail.delivered).
+    # (The killed replica's own MessageDelivered may have reached Kafka before it died while its index record did
+    # not: then both deliveries are in the log, the second one flagged.)
     seen = diagnose(gateway, primary, twice)
-    assert all(t.get("MessageDelivered") == 1 and "DuplicateSuppressed" not in t for t in seen.values()), seen
+    assert all(t.get("MessageDelivered") in (1, 2) and "DuplicateSuppressed" not in t for t in seen.values()), seen
     assert all(t.get("explained") for t in seen.values()), seen
     assert len(twice) <= gateway.cfg.delivery.concurrency_per_destination, seen
     assert not asyncio.run(build(gateway.cfg)).waiting
