@@ -4,9 +4,12 @@ Reads: the failed message's envelope sender, its header section and the final re
 Emits: the DSN as bytes with CRLF line endings (`multipart/report; report-type=delivery-status`: a human-readable
 part, a `message/delivery-status` part, and the original headers as `text/rfc822-headers`). The DSN's envelope
 sender is the null sender `<>` (the caller's job); `should_send_dsn` refuses to bounce a bounce, so no loop forms.
+`dsn_received` wraps a DSN as the MessageReceived that carries it into the pipeline (egress bounces and the
+processor's recipient rejections both use it).
 """
 from __future__ import annotations
 
+import hashlib
 import quopri
 import textwrap
 import uuid
@@ -16,6 +19,8 @@ from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 
 from egress.reply import Reply
+from mailgate.config import Config
+from schemas import MessageReceived
 
 CRLF = "\r\n"
 
@@ -162,3 +167,13 @@ def _utc(moment: datetime) -> datetime:
 
 
 __all__ = ["build_dsn", "header_block", "should_send_dsn"]
+
+
+def dsn_received(cfg: Config, node: str, dsn_id: str, to: str, dsn: bytes, now: int) -> MessageReceived:
+    """A DSN entering the pipeline as mail received from <> for `to` (inbound if `to`'s domain is ours)."""
+    gw = cfg.inbound_gateway_for(to.rsplit("@", 1)[-1].lower())
+    return MessageReceived(
+        message_id=dsn_id, occurred_at=now, node=node, direction="inbound" if gw else "outbound",
+        inbound_gateway=gw.name if gw else None, client_address="127.0.0.1", client_helo=cfg.delivery.helo_name,
+        client_auth=None, tls=None, mail_from="", rcpt_to=[to], size_bytes=len(dsn),
+        body_sha256=hashlib.sha256(dsn).hexdigest(), body=dsn)

@@ -13,11 +13,10 @@ Outbound mail and gateways without web-service verification pass unchecked.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from datetime import datetime, timezone
 
-from egress.dsn import build_dsn, header_block, should_send_dsn
+from egress.dsn import build_dsn, dsn_received, header_block, should_send_dsn
 from egress.reply import Reply
 from mailgate import topics
 from mailgate.config import Config
@@ -26,7 +25,7 @@ from processors.directory import CachedDirectory, Verification, build_directorie
 from processors.directory.build import verification_method
 from processors.directory.purge import PurgeFollower
 from processors.outputs import Output, audit
-from schemas import MessageReceived, RecipientRejected, RecipientVerified
+from schemas import RecipientRejected, RecipientVerified
 
 log = logging.getLogger("mailgate.processor.verification")
 
@@ -35,16 +34,6 @@ USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
 
 FOLLOWER_READY_S = 10.0
 """Longest wait, before the first check, for the purge follower to reach the end of mail.config."""
-
-
-def dsn_received(cfg: Config, node: str, dsn_id: str, to: str, dsn: bytes, now: int) -> MessageReceived:
-    """A DSN entering the pipeline as mail received from <> for `to` (inbound if `to`'s domain is ours)."""
-    gw = cfg.inbound_gateway_for(to.rsplit("@", 1)[-1].lower())
-    return MessageReceived(
-        message_id=dsn_id, occurred_at=now, node=node, direction="inbound" if gw else "outbound",
-        inbound_gateway=gw.name if gw else None, client_address="127.0.0.1", client_helo=cfg.delivery.helo_name,
-        client_auth=None, tls=None, mail_from="", rcpt_to=[to], size_bytes=len(dsn),
-        body_sha256=hashlib.sha256(dsn).hexdigest(), body=dsn)
 
 
 class VerificationPolicy:
