@@ -3,9 +3,9 @@
 Usage: python bench/run.py [--quick] [--messages N] [--only 5k,100k,...] [--skip-postfix] [--py-spy STAGE]
 
 Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stopped at the end):
-  * its own Apache Kafka broker (mailgate.broker, jars from .mailgate/kafka-libs) and mailgate's topics;
+  * its own Apache Kafka broker (mailgate.ops.broker, jars from .mailgate/kafka-libs) and mailgate's topics;
   * per workload, a downstream sink (`smtp-sink -c`, or bench/slow_sink.py for the slow-downstream workloads);
-  * per workload, mailgate's stages as processes (`python -m mailgate.cli ingress|processor|egress`) with one
+  * per workload, mailgate's stages as processes (`python -m mailgate.ops.cli ingress|processor|egress`) with one
     Domain Forward gateway for example.test whose primary is the sink;
   * once, a private Postfix instance (`postfix -c DIR`, own queue dir, relayhost = the sink, no local delivery).
 Each workload is `smtp-source -s SESSIONS -m N -l SIZE [-r RCPTS]` against mailgate, then against Postfix.
@@ -37,9 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from mailgate import broker, kafka, topics  # noqa: E402
-from mailgate.audit import read_topic  # noqa: E402
-from mailgate.config import Config, parse_config  # noqa: E402
+from mailgate.ops import broker  # noqa: E402
+
+from mailgate.core import kafka, topics
+from mailgate.ops.audit import read_topic  # noqa: E402
+from mailgate.core.config import Config, parse_config  # noqa: E402
 
 LIBS = ROOT / ".mailgate" / "kafka-libs"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -263,7 +265,7 @@ class Mailgate:
         n = len(self.procs.get(stage, []))
         log = self.workdir / f"{stage}-{n}-{time.monotonic_ns()}.log"
         with open(log, "ab") as fh:
-            p = subprocess.Popen([sys.executable, "-m", "mailgate.cli", stage, "--config", str(self.config_path)],
+            p = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", stage, "--config", str(self.config_path)],
                                  stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
         self.procs.setdefault(stage, []).append(p)
         if ready:

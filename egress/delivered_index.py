@@ -11,9 +11,9 @@ import logging
 
 from aiokafka import TopicPartition
 
-from mailgate import kafka, topics
+from mailgate.core import kafka, topics
 from egress.outcome import SENDING_MARK
-from mailgate.config import Config
+from mailgate.core.config import Config
 
 log = logging.getLogger("mailgate.egress.index")
 

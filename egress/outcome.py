@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from egress.dsn import build_dsn, dsn_received, header_block, should_send_dsn
-from egress.reply import Reply
-from mailgate import topics
-from mailgate.config import Config
-from mailgate.ids import new_message_id
-from processors.outputs import Output, audit
+from mailgate.mail.dsn import build_dsn, dsn_received, header_block, should_send_dsn
+from mailgate.mail.reply import Reply
+from mailgate.core import topics
+from mailgate.core.config import Config
+from mailgate.core.ids import new_message_id
+from mailgate.mail.outputs import Output, audit
 from schemas import DeliveryDeferred, MessageBounced, MessageDelivered, MessageExpired
 
 

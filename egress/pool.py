@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import AsyncIterator
 
 from egress.smtp_session import SmtpSession, Target
-from mailgate.config import DeliveryConfig
+from mailgate.core.config import DeliveryConfig
 
 
 class SessionPool:

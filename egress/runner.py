@@ -21,14 +21,14 @@ from egress.errors import ConnectionLostAfterData, DeliveryError
 from egress.health import GatewayHealth
 from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
 from egress.pool import SessionPool
-from egress.reply import Reply
+from mailgate.mail.reply import Reply
 from egress.targets import TargetResolver
-from mailgate import kafka, metrics, topics
-from mailgate.config import Config
-from mailgate.ids import now_ms
-from mailgate.live_config import LiveConfig
-from mailgate.runtime import run_until_stopped
-from processors.outputs import Output, audit
+from mailgate.core import kafka, metrics, topics
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from mailgate.core.live_config import LiveConfig
+from mailgate.core.runtime import run_until_stopped
+from mailgate.mail.outputs import Output, audit
 from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
                      UndecodableRecord, decode, encode)
 

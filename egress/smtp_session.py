@@ -15,8 +15,8 @@ import aiosmtplib
 
 from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
                            ServerReplied, TlsFailed)
-from egress.reply import Reply
-from mailgate.config import DeliveryConfig, Secret
+from mailgate.mail.reply import Reply
+from mailgate.core.config import DeliveryConfig, Secret
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from egress.health import GatewayHealth
 from egress.smtp_session import Target
-from mailgate.config import Config, OutboundGateway
+from mailgate.core.config import Config, OutboundGateway
 
 
 def gateway_target(g: OutboundGateway) -> Target:

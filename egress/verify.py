@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from egress.errors import DeliveryError
 from egress.smtp_session import SmtpSession
 from egress.targets import gateway_target
-from mailgate.config import Config, ConfigError, DeliveryConfig, OutboundGateway
+from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
 from ingress.verification import VERIFIED, RecipientVerifier
-from mailgate import metrics
-from mailgate.addresses import BadAddress, parse_mailbox
-from mailgate.config import Config
-from mailgate.ids import new_message_id, now_ms
+from mailgate.core import metrics
+from mailgate.mail.addresses import BadAddress, parse_mailbox
+from mailgate.core.config import Config
+from mailgate.core.ids import new_message_id, now_ms
 from schemas import MessageReceived, RecipientRejected
 
 log = logging.getLogger("mailgate.ingress")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingress.replies import Verdict
-from mailgate.addresses import BadAddress, Mailbox, parse_mailbox
-from mailgate.config import Config, InboundGateway
-from mailgate.netaddr import AddressSet
+from mailgate.mail.addresses import BadAddress, Mailbox, parse_mailbox
+from mailgate.core.config import Config, InboundGateway
+from mailgate.core.netaddr import AddressSet
 
 
 @dataclass(frozen=True)

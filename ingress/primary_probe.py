@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Callable
 
-from mailgate.config import InboundGateway
+from mailgate.core.config import InboundGateway
 
 log = logging.getLogger("mailgate.ingress.probe")
 

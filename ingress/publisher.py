@@ -13,9 +13,9 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from mailgate import kafka, topics
-from mailgate.config import Config
-from mailgate.ids import now_ms
+from mailgate.core import kafka, topics
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
 from schemas import TempfailedMessageStored, encode
 
 log = logging.getLogger("mailgate.ingress.publisher")

@@ -14,10 +14,10 @@ from ingress.handler import IngressHandler
 from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.verification import RecipientVerifier
-from mailgate import metrics
-from mailgate.config import Config
-from mailgate.live_config import LiveConfig
-from mailgate.runtime import run_until_stopped
+from mailgate.core import metrics
+from mailgate.core.config import Config
+from mailgate.core.live_config import LiveConfig
+from mailgate.core.runtime import run_until_stopped
 
 log = logging.getLogger("mailgate.ingress")
 

@@ -14,11 +14,11 @@ from typing import Callable
 
 from ingress.primary_probe import PrimaryProbe
 from ingress.replies import Verdict
-from mailgate.config import Config, InboundGateway
-from mailgate.ids import now_ms
-from processors.directory import CachedDirectory, build_directories
-from processors.directory.build import verification_method
-from processors.directory.purge import PurgeFollower
+from mailgate.core.config import Config, InboundGateway
+from mailgate.core.ids import now_ms
+from mailgate.mail.directory import CachedDirectory, build_directories
+from mailgate.mail.directory.build import verification_method
+from mailgate.mail.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")

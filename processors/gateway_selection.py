@@ -16,7 +16,7 @@ Disabled gateways never appear; no enabled gateway gives an empty list. State is
 """
 from __future__ import annotations
 
-from mailgate.config import OutboundGateway
+from mailgate.core.config import OutboundGateway
 
 
 def _domain(name: str) -> str:

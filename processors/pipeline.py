@@ -5,9 +5,9 @@ rejected, spam deleted or quarantined); the steps after it then do not run, and 
 """
 from __future__ import annotations
 
-from mailgate.config import Config
-from mailgate.ids import now_ms
-from processors.outputs import Output, audit
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.spam_policy import SpamPolicy
 from processors.verification import VerificationPolicy

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import zlib
 
-from mailgate import topics
-from mailgate.addresses import domain_of
-from mailgate.config import Config
-from mailgate.ids import now_ms
+from mailgate.core import topics
+from mailgate.mail.addresses import domain_of
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
 from processors.gateway_selection import GatewaySelector
-from processors.outputs import Output, audit
+from mailgate.mail.outputs import Output, audit
 from schemas import MessageRouted, Route
 
 

@@ -13,10 +13,10 @@ import logging
 
 import faust
 
-from mailgate import metrics, topics
-from mailgate.config import Config
-from mailgate.ids import now_ms
-from mailgate.live_config import LiveConfig
+from mailgate.core import metrics, topics
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from mailgate.core.live_config import LiveConfig
 from processors.pipeline import Pipeline
 from schemas import DeadLettered, UndecodableRecord, decode, encode
 

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
-from mailgate import topics
-from mailgate.config import Config, ConfigError, SpamActions
-from mailgate.ids import now_ms
-from processors.outputs import Output, audit
+from mailgate.core import topics
+from mailgate.core.config import Config, ConfigError, SpamActions
+from mailgate.core.ids import now_ms
+from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.spam import (ActionOutcome, Classification, ScannerUnavailable, Scorer, actions_for, apply_actions,
                              build_scorers, check_actions, classify, header_block)

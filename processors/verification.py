@@ -16,15 +16,15 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
-from egress.dsn import build_dsn, dsn_received, header_block, should_send_dsn
-from egress.reply import Reply
-from mailgate import topics
-from mailgate.config import Config
-from mailgate.ids import new_message_id, now_ms
-from processors.directory import CachedDirectory, Verification, build_directories
-from processors.directory.build import verification_method
-from processors.directory.purge import PurgeFollower
-from processors.outputs import Output, audit
+from mailgate.mail.dsn import build_dsn, dsn_received, header_block, should_send_dsn
+from mailgate.mail.reply import Reply
+from mailgate.core import topics
+from mailgate.core.config import Config
+from mailgate.core.ids import new_message_id, now_ms
+from mailgate.mail.directory import CachedDirectory, Verification, build_directories
+from mailgate.mail.directory.build import verification_method
+from mailgate.mail.directory.purge import PurgeFollower
+from mailgate.mail.outputs import Output, audit
 from schemas import RecipientRejected, RecipientVerified
 
 log = logging.getLogger("mailgate.processor.verification")

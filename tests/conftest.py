@@ -13,8 +13,8 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def kafka_jars():
-    from mailgate.broker import fetch_jars
-    from mailgate.config import LocalBrokerConfig
+    from mailgate.ops.broker import fetch_jars
+    from mailgate.core.config import LocalBrokerConfig
     from tests.support.harness import LIBS
     return fetch_jars(LocalBrokerConfig(libs=LIBS))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from mailgate.config import SpamAction, SpamActions
+from mailgate.core.config import SpamAction, SpamActions
 from processors.spam.headers import add_header, prefix_subject, set_header
 from processors.spam.levels import Classification, Level
 

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from mailgate.config import SpamConfig
+from mailgate.core.config import SpamConfig
 from processors.spam.scorers import ScannerUnavailable, Scorer
 
 Level = Literal["none", "low", "medium", "high"]

@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from mailgate.config import SpamConfig, SpamScorer
-from mailgate.netaddr import AddressSet
+from mailgate.core.config import SpamConfig, SpamScorer
+from mailgate.core.netaddr import AddressSet
 from processors.spam.headers import header_values
 
 DEFAULT_MAX_SCAN_BYTES = 512 * 1024

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mailgate.admin.auth import hash_password
-from mailgate.config_events import read_state
-from mailgate.secrets import new_key
+from mailgate.ops.admin.auth import hash_password
+from mailgate.core.config_events import read_state
+from mailgate.core.secrets import new_key
 from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -50,7 +50,7 @@ def env(tmp_path_factory, kafka_jars):
     port = free_port()
     env_vars = {**os.environ, "MAILGATE_SECRET_KEY": new_key()}
     log = open(work / "admin.log", "ab")
-    admin = subprocess.Popen([sys.executable, "-m", "mailgate.cli", "admin", "--config", str(gw.config_path),
+    admin = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", "admin", "--config", str(gw.config_path),
                               "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
                              cwd=str(ROOT), env=env_vars, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mailgate import kafka, topics
+from mailgate.core import kafka, topics
 from tests.support.cluster import Cluster
 from tests.support.traffic import Trickle, wait_until
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from mailgate.config import SpamConfig
+from mailgate.core.config import SpamConfig
 from processors.spam.levels import classify
 from processors.spam.scorers import ScannerUnavailable, SpamdScorer
 from tests.support.spamd import GTUBE, SPAMD, Spamd, running_spamd

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 import trustme
 
-from mailgate import topics
-from mailgate.audit import read_topic
+from mailgate.core import topics
+from mailgate.ops.audit import read_topic
 from tests.support.harness import Gateway, SmtpPrimary, free_port
 
 pytestmark = pytest.mark.scenario

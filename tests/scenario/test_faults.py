@@ -13,8 +13,10 @@ import uuid
 
 import pytest
 
-from mailgate import broker, topics
-from mailgate.audit import read_topic
+from mailgate.ops import broker
+
+from mailgate.core import topics
+from mailgate.ops.audit import read_topic
 from tests.support.traffic import Trickle, wait_until
 
 pytestmark = pytest.mark.scenario

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mailgate import kafka, topics
+from mailgate.core import kafka, topics
 from tests.support.harness import ROOT, _wait_line
 from tests.support.smartermail_api import SmarterMailAPI
 
@@ -150,7 +150,7 @@ def test_fifty_messages_make_one_lookup_and_cache_purge_asks_again(gateway, prim
 
     for stage in ("ingress", "processor"):
         _wait_line(gateway.workdir / f"{stage}-0.log", f"{stage} following cache purges", gateway.procs[stage][0])
-    out = subprocess.run([sys.executable, "-m", "mailgate.cli", "cache", "purge", "example.test",
+    out = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "cache", "purge", "example.test",
                           "--config", str(gateway.config_path)], cwd=str(ROOT), capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

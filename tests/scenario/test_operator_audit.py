@@ -11,7 +11,7 @@ import sys
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from mailgate.queue_view import show_queue
+from mailgate.ops.queue_view import show_queue
 from tests.scenario.test_walking_skeleton import queued_id, send
 from tests.support.harness import ROOT, SmtpPrimary, free_port
 
@@ -24,7 +24,7 @@ def gateway_entry(name: str, port: int, domain: str) -> dict:
 
 
 def cli(gateway, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "mailgate.cli", *args, "--config", str(gateway.config_path)],
+    done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", *args, "--config", str(gateway.config_path)],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

@@ -10,8 +10,8 @@ import time
 import pytest
 import yaml
 
-from mailgate import kafka, topics
-from mailgate.secrets import new_key
+from mailgate.core import kafka, topics
+from mailgate.core.secrets import new_key
 from tests.scenario.test_outbound_routing import send_batch
 from tests.support.harness import ROOT, SmtpPrimary
 
@@ -25,7 +25,7 @@ def gateways(status_b: str) -> list[dict]:
 
 
 def cli(gateway, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "mailgate.cli", *args, "--config", str(gateway.config_path)],
+    out = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", *args, "--config", str(gateway.config_path)],
                          capture_output=True, text=True, cwd=str(ROOT), timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout

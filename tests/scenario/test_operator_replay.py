@@ -16,7 +16,7 @@ pytestmark = pytest.mark.scenario
 
 
 def replay(gateway, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "mailgate.cli", "replay", *args, "--config", str(gateway.config_path)],
+    done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "replay", *args, "--config", str(gateway.config_path)],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done

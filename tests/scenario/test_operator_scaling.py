@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mailgate.queue_view import build
+from mailgate.ops.queue_view import build
 from tests.scenario.test_walking_skeleton import inbound_config
 
 pytestmark = pytest.mark.scenario

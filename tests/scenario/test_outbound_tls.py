@@ -18,7 +18,7 @@ import yaml
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from egress.verify import verify_gateway
-from mailgate.config import DeliveryConfig, OutboundGateway
+from mailgate.core.config import DeliveryConfig, OutboundGateway
 from tests.support.harness import ROOT, SmtpPrimary, free_port
 
 pytestmark = pytest.mark.scenario
@@ -122,7 +122,7 @@ def test_verify_cli_reports_each_gateway_and_exits_nonzero_on_failure(servers, c
     path.write_text(yaml.safe_dump(cfg))
 
     def cli(name: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mailgate.cli", "gateway", "verify", name, "--config", str(path)],
+        return subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "gateway", "verify", name, "--config", str(path)],
                               capture_output=True, text=True, cwd=str(ROOT), timeout=60)
 
     good = cli("good")

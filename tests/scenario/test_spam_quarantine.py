@@ -23,7 +23,7 @@ def spamd(tmp_path):
 
 
 def quarantine(gateway, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mailgate.cli", "quarantine", *args, "--config",
+    return subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "quarantine", *args, "--config",
                            str(gateway.config_path)], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
 
 

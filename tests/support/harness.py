@@ -1,7 +1,7 @@
 """Scenario-test harness: a real Kafka broker, mailgate stages as real processes, and a recording SMTP primary.
 
-Nothing here is mocked: the broker is Apache Kafka started by `mailgate.broker`, each stage is
-`python -m mailgate.cli <stage>` in its own process, and the downstream server is aiosmtpd on a loopback port.
+Nothing here is mocked: the broker is Apache Kafka started by `mailgate.ops.broker`, each stage is
+`python -m mailgate.ops.cli <stage>` in its own process, and the downstream server is aiosmtpd on a loopback port.
 """
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from typing import Callable
 import yaml
 from aiosmtpd.controller import Controller
 
-from mailgate import broker, kafka
-from mailgate.audit import read_events
-from mailgate.config import Config, parse_config
+from mailgate.ops import broker
+
+from mailgate.core import kafka
+from mailgate.ops.audit import read_events
+from mailgate.core.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBS = ROOT / ".mailgate" / "kafka-libs"
@@ -132,7 +134,7 @@ class Gateway:
     def start(self, stage: str, wait: bool = True) -> subprocess.Popen:
         path = self.workdir / f"{stage}-{len(self.procs.get(stage, []))}.log"
         with open(path, "ab") as log:
-            p = subprocess.Popen([sys.executable, "-m", "mailgate.cli", stage, "--config", str(self.config_path)],
+            p = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", stage, "--config", str(self.config_path)],
                                  stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
         self.procs.setdefault(stage, []).append(p)
         if wait and stage in READY_LINES:

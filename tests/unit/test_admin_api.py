@@ -7,11 +7,11 @@ import json
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mailgate.admin.auth import hash_password
-from mailgate.admin.server import build_app
-from mailgate.config import parse_config
-from mailgate.config_events import effective_config, read_state
-from mailgate.secrets import new_key
+from mailgate.ops.admin.auth import hash_password
+from mailgate.ops.admin.server import build_app
+from mailgate.core.config import parse_config
+from mailgate.core.config_events import effective_config, read_state
+from mailgate.core.secrets import new_key
 from tests.support.harness import Gateway, free_port
 
 KEY = new_key()
@@ -206,8 +206,8 @@ async def test_a_gateway_mail_config_cannot_store_is_refused_and_never_poisons_t
 
 async def _hold(cfg, mid: str) -> None:
     """Put a message in quarantine as the processor's spam policy does (mail.quarantine + the audit copy)."""
-    from mailgate import kafka, topics
-    from mailgate.ids import now_ms
+    from mailgate.core import kafka, topics
+    from mailgate.core.ids import now_ms
     from schemas import MessageQuarantined, MessageRouted, Route, encode
     now = now_ms()
     routed = MessageRouted(message_id=mid, occurred_at=now, node="t", direction="inbound",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from mailgate.topology import STAGES
+from mailgate.core.topology import STAGES
 
 
 def test_compose_names_every_stage_with_replicas():

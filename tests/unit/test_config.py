@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.config import ConfigError, load_config, parse_config
+from mailgate.core.config import ConfigError, load_config, parse_config
 
 
 def test_unknown_key_is_an_error_naming_its_path():
@@ -64,6 +64,6 @@ def test_duplicate_gateway_names_are_refused():
 def test_configuration_doc_is_generated_from_the_models():
     from pathlib import Path
 
-    from mailgate.configdoc import render
+    from mailgate.core.configdoc import render
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    assert doc.strip() == "\n".join(render()).strip(), "run: python -m mailgate.configdoc > docs/configuration.md"
+    assert doc.strip() == "\n".join(render()).strip(), "run: python -m mailgate.core.configdoc > docs/configuration.md"

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from mailgate.config import ConfigError, parse_config
-from mailgate.config_events import GatewayState, diff, effective_config
-from mailgate.secrets import new_key
+from mailgate.core.config import ConfigError, parse_config
+from mailgate.core.config_events import GatewayState, diff, effective_config
+from mailgate.core.secrets import new_key
 
 BASE = {"outbound_gateways": [
     {"name": "a", "address": "10.0.0.1", "auth_username": "u", "auth_password": "s3cret-pw"},

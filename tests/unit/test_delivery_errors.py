@@ -3,7 +3,7 @@ import pytest
 
 from egress.errors import (STEPS, AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError,
                            ProtocolTimeout, ServerReplied, TlsFailed)
-from egress.reply import Reply
+from mailgate.mail.reply import Reply
 
 PASSWORD = "s3cr3t-Pa55"
 

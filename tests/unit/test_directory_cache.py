@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from processors.directory import CachedDirectory, DirectoryUnavailable, Verification
+from mailgate.mail.directory import CachedDirectory, DirectoryUnavailable, Verification
 
 
 class Clock:

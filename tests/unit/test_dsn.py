@@ -1,12 +1,12 @@
-"""egress.dsn: RFC 3464 bounces that mail readers parse, and no bounce of a bounce."""
+"""mailgate.mail.dsn: RFC 3464 bounces that mail readers parse, and no bounce of a bounce."""
 from datetime import datetime
 from email import message_from_bytes
 from email.policy import default
 
 import pytest
 
-from egress.dsn import build_dsn, header_block, should_send_dsn
-from egress.reply import Reply
+from mailgate.mail.dsn import build_dsn, header_block, should_send_dsn
+from mailgate.mail.reply import Reply
 
 ORIGINAL = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\n"
             b"Message-ID: <orig-1@example.com>\r\n\r\nbody line\r\n")

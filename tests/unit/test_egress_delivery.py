@@ -14,8 +14,8 @@ from egress.outcome import OutcomePolicy, delivered_key
 from egress.pool import SessionPool
 from egress.runner import Egress
 from egress.targets import TargetResolver
-from mailgate.config import parse_config
-from mailgate.ids import now_ms
+from mailgate.core.config import parse_config
+from mailgate.core.ids import now_ms
 from schemas import MessageRouted, Route
 from tests.support.harness import SmtpPrimary, free_port
 

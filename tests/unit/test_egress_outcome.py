@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from egress.outcome import DELIVERED_MARK, OutcomePolicy, delivered_key
-from egress.reply import Reply
-from mailgate import topics
-from mailgate.config import parse_config
+from mailgate.mail.reply import Reply
+from mailgate.core import topics
+from mailgate.core.config import parse_config
 from schemas import MessageRouted, Route
 
 NOW = 1_700_000_000_000

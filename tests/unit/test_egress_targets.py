@@ -4,7 +4,7 @@ from __future__ import annotations
 from egress.health import GatewayHealth
 from egress.targets import TargetResolver, gateway_target
 from egress.verify import VerifyResult
-from mailgate.config import parse_config
+from mailgate.core.config import parse_config
 from schemas import Route
 
 CFG = parse_config({"outbound_gateways": [

@@ -1,7 +1,7 @@
 """processors.gateway_selection: smooth weighted round-robin, per-domain routes, disabled gateways skipped."""
 from collections import Counter
 
-from mailgate.config import OutboundGateway
+from mailgate.core.config import OutboundGateway
 from processors.gateway_selection import GatewaySelector
 
 
@@ -84,7 +84,7 @@ def test_returned_list_is_the_callers():
 def test_reconfiguring_routing_with_the_same_gateways_keeps_the_round_robin_position():
     """Regression: the processor re-reads its configuration from mail.config at start; that reset the round-robin
     position mid-stream and sent 6/4 instead of 5/5."""
-    from mailgate.config import parse_config
+    from mailgate.core.config import parse_config
     from processors.routing import RoutingPolicy
     cfg = parse_config({"outbound_gateways": [{"name": "a", "address": "h1"}, {"name": "b", "address": "h2"}]})
     policy = RoutingPolicy(cfg, "n")

@@ -10,10 +10,10 @@ import pytest
 from ingress.primary_probe import PrimaryProbe
 from ingress.replies import Verdict
 from ingress.verification import VERIFIED, RecipientVerifier
-from mailgate import topics
-from mailgate.config import parse_config
-from processors.directory import CachedDirectory, DirectoryUnavailable
-from processors.directory.purge import PURGE_KEY, PurgeFollower
+from mailgate.core import topics
+from mailgate.core.config import parse_config
+from mailgate.mail.directory import CachedDirectory, DirectoryUnavailable
+from mailgate.mail.directory.purge import PURGE_KEY, PurgeFollower
 from processors.verification import VerificationPolicy
 from schemas import CachePurgeRequested, MessageReceived, decode, encode
 
@@ -147,7 +147,7 @@ async def test_primary_probe_caches_its_answer_and_sees_the_primary_go_down():
 async def test_processor_takes_ingress_fresh_answer_and_asks_again_when_it_is_older_than_the_ttl():
     import dataclasses
 
-    from mailgate.ids import now_ms
+    from mailgate.core.ids import now_ms
     fake = FakeDirectory({"bob@example.test"})
     policy = VerificationPolicy(config(), "t", {"gw": CachedDirectory(fake)})
     policy._started = True

@@ -1,4 +1,4 @@
-"""mailgate.metrics: counting from appended records, result classes, directory-cache collector, consumer lag, the
+"""mailgate.core.metrics: counting from appended records, result classes, directory-cache collector, consumer lag, the
 HTTP endpoint, and the JSON log fields."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 
-from mailgate import metrics, topics
-from mailgate.config import MetricsConfig
-from mailgate.logs import JsonFormatter
-from processors.outputs import Output, audit
+from mailgate.core import metrics, topics
+from mailgate.core.config import MetricsConfig
+from mailgate.core.logs import JsonFormatter
+from mailgate.mail.outputs import Output, audit
 from schemas import (DeliveryAttempted, DuplicateSuppressed, MessageDelivered, MessageDiscarded, RecipientRejected,
                      RecipientResult, RecipientVerified, SmtpReply)
 

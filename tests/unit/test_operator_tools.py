@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.audit import Undecodable, describe
-from mailgate.config import parse_config
-from mailgate.events_view import EventFilter, TimeSpecError, parse_time
-from mailgate.queue_view import QueueView, render
-from mailgate.replay import ReplayError, ReplayRequest, expected_event, reinjection, selected
+from mailgate.ops.audit import Undecodable, describe
+from mailgate.core.config import parse_config
+from mailgate.ops.events_view import EventFilter, TimeSpecError, parse_time
+from mailgate.ops.queue_view import QueueView, render
+from mailgate.ops.replay import ReplayError, ReplayRequest, expected_event, reinjection, selected
 from schemas import (DeliveryAttempted, DeliveryDeferred, DuplicateSuppressed, MessageBounced, MessageClassified,
                      MessageDelivered, MessageReceived, MessageRouted, RecipientResult, Route, SmtpReply, decode)
 

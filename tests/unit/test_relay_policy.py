@@ -5,7 +5,7 @@ import pytest
 
 from ingress.policy import RecipientPolicy
 from ingress.replies import Verdict
-from mailgate.config import parse_config
+from mailgate.core.config import parse_config
 
 CFG = parse_config({
     "ingress": {"relay_networks": ["10.1.0.0/16", "192.0.2.1-192.0.2.9", "2001:db8::/32"]},

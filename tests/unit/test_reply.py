@@ -1,8 +1,8 @@
-"""egress.reply: parsing SMTP replies into values that decide retry versus bounce."""
+"""mailgate.mail.reply: parsing SMTP replies into values that decide retry versus bounce."""
 import aiosmtplib
 import pytest
 
-from egress.reply import Reply, from_aiosmtplib
+from mailgate.mail.reply import Reply, from_aiosmtplib
 
 
 def test_parse_extracts_and_strips_enhanced_code():

@@ -6,8 +6,8 @@ import asyncio
 import httpx
 import pytest
 
-from mailgate.config import SmarterMailConfig
-from processors.directory import (DirectoryLoginFailed, DirectoryUnavailable, SmarterMailDirectory,
+from mailgate.core.config import SmarterMailConfig
+from mailgate.mail.directory import (DirectoryLoginFailed, DirectoryUnavailable, SmarterMailDirectory,
                                   UserDirectory)
 from tests.support.smartermail_api import SmarterMailAPI
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from processors.directory.base import DirectoryUnavailable
-from processors.directory.build import build_directories, verification_method
-from processors.directory.smtp_callout import SmtpCalloutDirectory
-from mailgate.config import parse_config
+from mailgate.mail.directory.base import DirectoryUnavailable
+from mailgate.mail.directory.build import build_directories, verification_method
+from mailgate.mail.directory.smtp_callout import SmtpCalloutDirectory
+from mailgate.core.config import parse_config
 from tests.support.harness import SmtpPrimary, free_port
 
 

@@ -1,7 +1,7 @@
 """processors.spam.actions: standard headers, combined actions, and which disposition wins."""
 import pytest
 
-from mailgate.config import SpamAction, SpamActions
+from mailgate.core.config import SpamAction, SpamActions
 from processors.spam.actions import ActionOutcome, actions_for, apply_actions, check_actions, spam_level_stars
 from processors.spam.headers import header_values
 from processors.spam.levels import Classification, ScorerResult

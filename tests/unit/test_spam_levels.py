@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from mailgate.config import SpamConfig
+from mailgate.core.config import SpamConfig
 from processors.spam.levels import Classification, ScorerResult, classify, level_for
 from processors.spam.scorers import ScannerUnavailable, Scorer
 

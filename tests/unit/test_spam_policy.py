@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate import topics
-from mailgate.config import ConfigError, parse_config
+from mailgate.core import topics
+from mailgate.core.config import ConfigError, parse_config
 from processors.spam import ScannerUnavailable
 from processors.spam_policy import RETRY_MAX_S, SpamPolicy
 from schemas import MessageReceived, decode
@@ -131,7 +131,7 @@ def test_processor_with_a_bad_action_exits_2_with_the_path_of_the_action(tmp_pat
                                  "spam_actions": {"high": [{"action": "prefix_subject", "text": ""}]}}]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    done = subprocess.run([sys.executable, "-m", "mailgate.cli", "processor", "--config", str(path)],
+    done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "processor", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "inbound_gateways.in.spam_actions.high.0: prefix_subject needs text" in done.stderr

@@ -1,7 +1,7 @@
 """processors.spam.scorers.TrustedHeaderScorer: an upstream's score is believed only from a trusted client."""
 import pytest
 
-from mailgate.config import SpamConfig, SpamScorer
+from mailgate.core.config import SpamConfig, SpamScorer
 from processors.spam.scorers import RspamdScorer, SpamdScorer, TrustedHeaderScorer, build_scorers
 
 TRUSTED = ["10.0.0.5", "192.0.2.10-192.0.2.20", "2001:db8::/32"]

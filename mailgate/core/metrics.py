@@ -1,0 +1,261 @@
+"""Every stage's Prometheus metrics, defined in one place, and the small HTTP server each stage runs for them.
+
+Reads: what the stages report — counters they bump, the records they appended (`observe_*`), the
+`CachedDirectory` counters, egress's consumer positions. Emits: on the stage's `metrics` port, `/metrics`
+(Prometheus text format), `/healthz` (200 while the process runs) and `/readyz` (200 when the stage can do its
+job, 503 otherwise). Each stage has its own registry, so a scrape shows only that stage's metrics. Labels take
+values from small fixed sets (reasons and outcomes named in code, configured gateway names, partitions).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from aiohttp import web
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, GCCollector, Histogram,
+                               ProcessCollector, generate_latest)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from mailgate.core import topics
+from mailgate.core.config import MetricsConfig
+
+log = logging.getLogger("mailgate.core.metrics")
+
+STAGES = ("ingress", "processor", "egress")
+REGISTRIES: dict[str, CollectorRegistry] = {stage: CollectorRegistry() for stage in STAGES}
+for _registry in REGISTRIES.values():
+    ProcessCollector(registry=_registry)
+    GCCollector(registry=_registry)
+_ingress, _processor, _egress = (REGISTRIES[s] for s in STAGES)
+
+# ingress
+INGRESS_SESSIONS = Counter("mailgate_ingress_sessions", "SMTP sessions (client connections) opened.",
+                           registry=_ingress)
+INGRESS_ACCEPTED = Counter("mailgate_ingress_messages_accepted",
+                           "Messages answered 250 after DATA (Kafka acknowledged them), by direction.",
+                           ["direction"], registry=_ingress)
+INGRESS_REJECTED_RECIPIENTS = Counter("mailgate_ingress_recipients_rejected",
+                                      "Recipients refused at RCPT, by reason (relay_denied, user_unknown, ...).",
+                                      ["reason"], registry=_ingress)
+INGRESS_REJECTED_MESSAGES = Counter("mailgate_ingress_messages_rejected",
+                                    "Messages refused at the end of DATA (bare_lf, too_big).", ["reason"],
+                                    registry=_ingress)
+INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
+                                    "Messages answered 451 4.3.0 because Kafka did not acknowledge them.",
+                                    registry=_ingress)
+INGRESS_PUBLISH_SECONDS = Histogram("mailgate_ingress_publish_seconds",
+                                    "Time from the end of DATA until Kafka acknowledged the message (acks=all).",
+                                    buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
+                                    registry=_ingress)
+
+# processor
+PROCESSOR_MESSAGES = Counter("mailgate_processor_messages",
+                             "mail.received records processed, by outcome (routed, discarded, quarantined, "
+                             "dead_lettered).", ["outcome"], registry=_processor)
+PROCESSOR_SPAM_LEVELS = Counter("mailgate_processor_spam_classified", "Messages scored, by spam level.", ["level"],
+                                registry=_processor)
+PROCESSOR_VERIFICATIONS = Counter("mailgate_processor_recipient_verifications",
+                                  "Inbound recipients re-verified against the directory, by decision (verified, "
+                                  "rejected, fail_open).", ["decision"], registry=_processor)
+
+# egress
+EGRESS_ATTEMPTS = Counter("mailgate_egress_attempts",
+                          "Delivery attempts (one SMTP transaction through one gateway), by gateway and result: "
+                          "error (no transaction: connect, TLS, AUTH...), else the worst recipient reply: "
+                          "deferred (4xx), bounced (5xx), delivered.", ["gateway", "result"], registry=_egress)
+EGRESS_RECIPIENTS = Counter("mailgate_egress_recipients",
+                            "Recipients by the outcome recorded after an attempt (delivered, deferred, bounced, "
+                            "expired).", ["outcome"], registry=_egress)
+EGRESS_DELIVERY_SECONDS = Histogram("mailgate_egress_delivery_latency_seconds",
+                                    "From ingress accepting a message to its delivery (the server's 250), per "
+                                    "MessageDelivered.",
+                                    buckets=(.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400),
+                                    registry=_egress)
+EGRESS_DUPLICATES = Counter("mailgate_egress_duplicates_suppressed",
+                            "Recipients not delivered again because mail.delivered says they were.",
+                            registry=_egress)
+EGRESS_DEAD_LETTERED = Counter("mailgate_egress_dead_lettered", "Records egress could not decode (sent to mail.dlq).",
+                               registry=_egress)
+EGRESS_LAG = Gauge("mailgate_egress_consumer_lag",
+                   "Records not yet consumed in each assigned partition (end offset minus position), sampled every "
+                   "few seconds; on a mail.retry.<delay>s topic it is that retry tier's depth.",
+                   ["topic", "partition"], registry=_egress)
+
+LAG_SAMPLE_EVERY_S = 5.0
+"""How often egress samples its consumer lag."""
+
+
+def reason_label(reason: str) -> str:
+    """A reason as a label value: the code before any detail (`bad_address:why` → `bad_address`)."""
+    return reason.split(":", 1)[0] or "unknown"
+
+
+class DirectoryCacheCollector(Collector):
+    """The user-verification caches' counters, read at scrape time from the stage's `CachedDirectory`s."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, object]] = dict
+
+    def watch(self, directories: Callable[[], Mapping[str, object]]) -> None:
+        """Report the caches `directories()` returns (gateway name → CachedDirectory) from now on."""
+        self.source = directories
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        lookups = CounterMetricFamily("mailgate_directory_cache_lookups",
+                                      "Recipient lookups in the user-verification cache, by gateway and result "
+                                      "(hit, miss, stale: last known answer given while the directory was down).",
+                                      labels=["gateway", "result"])
+        requests = CounterMetricFamily("mailgate_directory_requests",
+                                       "Requests made to a gateway's directory (web service).", labels=["gateway"])
+        for gateway, cache in sorted(self.source().items()):
+            for result, attr in (("hit", "hits"), ("miss", "misses"), ("stale", "stale_answers")):
+                lookups.add_metric([gateway, result], getattr(cache, attr))
+            requests.add_metric([gateway], cache.calls)
+        yield lookups
+        yield requests
+
+
+DIRECTORY_CACHES = {stage: DirectoryCacheCollector() for stage in ("ingress", "processor")}
+for _stage, _collector in DIRECTORY_CACHES.items():
+    REGISTRIES[_stage].register(_collector)
+
+
+def _records(outputs: Iterable) -> Iterable[tuple[str, object]]:
+    for out in outputs:
+        record = getattr(out, "record", None)
+        if record is not None and not isinstance(record, bytes):
+            yield type(record).__name__, record
+
+
+def observe_pipeline(outputs: Iterable) -> None:
+    """Count what the processor appended for one mail.received record (audit copies only, so nothing twice)."""
+    for name, record in _records(o for o in outputs if o.topic == topics.EVENTS):
+        if name == "MessageRouted":
+            PROCESSOR_MESSAGES.labels("routed").inc()
+        elif name == "MessageDiscarded":
+            PROCESSOR_MESSAGES.labels("discarded").inc()
+        elif name == "MessageQuarantined":
+            PROCESSOR_MESSAGES.labels("quarantined").inc()
+        elif name == "MessageClassified":
+            PROCESSOR_SPAM_LEVELS.labels(record.level).inc()
+        elif name == "RecipientVerified":
+            PROCESSOR_VERIFICATIONS.labels("fail_open" if record.method == "fail_open" else "verified").inc()
+        elif name == "RecipientRejected":
+            PROCESSOR_VERIFICATIONS.labels("rejected").inc()
+
+
+def attempt_result(attempt) -> str:
+    """The result class of one DeliveryAttempted: error, deferred, bounced or delivered (worst reply wins)."""
+    codes = [r.reply.code for r in attempt.results]
+    if not codes:
+        return "error"
+    if any(400 <= c < 500 for c in codes):
+        return "deferred"
+    if any(c >= 500 for c in codes):
+        return "bounced"
+    return "delivered"
+
+
+_RECIPIENT_OUTCOMES = {"MessageDelivered": "delivered", "DeliveryDeferred": "deferred", "MessageBounced": "bounced",
+                       "MessageExpired": "expired"}
+
+
+def observe_egress(outputs: Iterable) -> None:
+    """Count what egress appended (and Kafka acknowledged) for one routed record."""
+    for name, record in _records(o for o in outputs if o.topic == topics.EVENTS):
+        if name == "DeliveryAttempted":
+            EGRESS_ATTEMPTS.labels(record.gateway or "none", attempt_result(record)).inc()
+        elif name == "DuplicateSuppressed":
+            EGRESS_DUPLICATES.inc(len(record.recipients))
+        elif name in _RECIPIENT_OUTCOMES:
+            EGRESS_RECIPIENTS.labels(_RECIPIENT_OUTCOMES[name]).inc(len(record.recipients))
+            if name == "MessageDelivered" and record.received_at:
+                EGRESS_DELIVERY_SECONDS.observe(max(record.occurred_at - record.received_at, 0) / 1000)
+
+
+async def consumer_lag(consumer) -> dict[tuple[str, str], int]:
+    """(topic, partition) → end offset minus position, for each partition assigned to `consumer` (aiokafka)."""
+    tps = sorted(consumer.assignment())
+    if not tps:
+        return {}
+    ends = await consumer.end_offsets(tps)
+    lag = {}
+    for tp in tps:
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 2)
+        except Exception:  # revoked meanwhile, or no position yet: sampled next time
+            continue
+        lag[(tp.topic, str(tp.partition))] = max(ends[tp] - position, 0)
+    return lag
+
+
+async def sample_lag(consumer, every_s: float = LAG_SAMPLE_EVERY_S) -> None:
+    """Keep `mailgate_egress_consumer_lag` current until cancelled; partitions no longer assigned are dropped."""
+    shown: set[tuple[str, str]] = set()
+    while True:
+        try:
+            lag = await consumer_lag(consumer)
+        except Exception as err:  # the broker is away: keep the last values, try again
+            log.debug("consumer lag not sampled: %s", type(err).__name__)
+        else:
+            for labels, n in lag.items():
+                EGRESS_LAG.labels(*labels).set(n)
+            for labels in shown - lag.keys():
+                EGRESS_LAG.remove(*labels)
+            shown = set(lag)
+        await asyncio.sleep(every_s)
+
+
+class MetricsServer:
+    """`/metrics`, `/healthz` and `/readyz` of one stage, served on the stage's own event loop (aiohttp)."""
+
+    def __init__(self, stage: str, cfg: MetricsConfig, ready: Callable[[], bool]) -> None:
+        self.stage = stage
+        self.cfg = cfg
+        self.ready = ready
+        self.registry = REGISTRIES[stage]
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int | None:
+        """Bind and serve; the bound port, or None when disabled or the port is taken (mail flows on either way)."""
+        if not self.cfg.enabled:
+            return None
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host, port = self.cfg.listen_host, self.cfg.port(self.stage)
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as err:
+            log.error("%s metrics: cannot bind %s:%d (%s); serving no /metrics, /healthz or /readyz",
+                      self.stage, host, port, err.strerror or err)
+            await runner.cleanup()
+            return None
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("%s metrics on http://%s:%d/metrics (/healthz, /readyz)", self.stage, host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        try:
+            ready = bool(self.ready())
+        except Exception:
+            ready = False
+        return web.Response(text="ready\n" if ready else "not ready\n", status=200 if ready else 503)

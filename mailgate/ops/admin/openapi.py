@@ -1,0 +1,138 @@
+"""The OpenAPI 3.1 description of the admin API, served at /api/openapi.json (docs/openapi.json is a copy).
+
+Reads: the pydantic gateway models (their JSON Schemas become the request bodies, so the description cannot drift
+from validation). Emits: a dict. Regenerate the copy with `python -m mailgate.ops.admin.openapi > docs/openapi.json`.
+"""
+from __future__ import annotations
+
+import json
+
+from pydantic.json_schema import models_json_schema
+
+from mailgate.core.config import InboundGateway, OutboundGateway
+
+
+def _json(schema: dict | str, description: str = "OK") -> dict:
+    s = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
+    return {"description": description, "content": {"application/json": {"schema": s}}}
+
+
+def _body(schema: dict | str) -> dict:
+    return {"required": True, **{k: v for k, v in _json(schema).items() if k != "description"}}
+
+
+ERR = {"401": _json("Error", "not logged in"), "403": _json("Error", "missing or wrong X-CSRF-Token")}
+NOT_FOUND = {"404": _json("Error", "no such gateway / message")}
+INVALID = {"422": _json("Error", "invalid: `fields` maps each field path to its message; `verify` tells the "
+                                  "failed step of verify connection before save")}
+KIND = {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["inbound", "outbound"]}}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+MID = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+GATEWAY_DOC = {"oneOf": [
+    {"allOf": [{"$ref": "#/components/schemas/OutboundGateway"},
+               {"type": "object", "properties": {"kind": {"const": "outbound"}}}]},
+    {"allOf": [{"$ref": "#/components/schemas/InboundGateway"},
+               {"type": "object", "properties": {"kind": {"const": "inbound"}}}]}],
+    "description": "A gateway and its kind. Passwords are write-only: responses carry {configured: true}; "
+                   "an update that leaves a password out keeps the stored one; null clears it."}
+
+
+def _op(summary: str, responses: dict, *, params: list | None = None, body: dict | str | None = None,
+        mutating: bool = False) -> dict:
+    op: dict = {"summary": summary, "responses": {**responses, **ERR}}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = _body(body)
+    if mutating:
+        op["security"] = [{"session": [], "csrf": []}]
+    return op
+
+
+def spec() -> dict:
+    _, defs = models_json_schema([(OutboundGateway, "validation"), (InboundGateway, "validation")],
+                                 ref_template="#/components/schemas/{model}")
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string"}, "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+        "verify": {"$ref": "#/components/schemas/VerifyResult"}}}
+    schemas["VerifyResult"] = {"type": "object", "properties": {
+        "gateway": {"type": "string"}, "ok": {"type": "boolean"},
+        "step": {"type": ["string", "null"], "description": "connect, greeting, ehlo, starttls or auth"},
+        "message": {"type": "string"}, "error": {"type": ["string", "null"]},
+        "tls_version": {"type": ["string", "null"]}}}
+    schemas["GatewayDocument"] = GATEWAY_DOC
+    schemas["Event"] = {"type": "object", "description": "An audit event as JSON (bodies left out) with a "
+                                                          "one-line `summary`.",
+                        "properties": {"type": {"type": "string"}, "message_id": {"type": ["string", "null"]},
+                                       "occurred_at": {"type": "integer"}, "summary": {"type": "string"}}}
+    ok = {"200": _json({"type": "object", "properties": {"ok": {"type": "boolean"}}})}
+    paths = {
+        "/api/login": {"post": {"summary": "Log in; sets the HttpOnly SameSite=Strict session cookie",
+                                "requestBody": _body({"type": "object", "required": ["username", "password"],
+                                                      "properties": {"username": {"type": "string"},
+                                                                     "password": {"type": "string",
+                                                                                  "writeOnly": True}}}),
+                                "security": [],
+                                "responses": {"200": _json({"type": "object", "properties": {
+                                    "username": {"type": "string"}, "csrf_token": {"type": "string"}}}),
+                                    "401": _json("Error", "wrong username or password")}}},
+        "/api/logout": {"post": _op("End the session", ok, mutating=True)},
+        "/api/session": {"get": _op("The logged-in user and the CSRF token", {"200": _json({"type": "object"})})},
+        "/api/gateways": {
+            "get": _op("Every running gateway (mail.config, or the file's until it has any)",
+                       {"200": _json({"type": "object", "properties": {"gateways": {
+                           "type": "array", "items": {"$ref": "#/components/schemas/GatewayDocument"}}}})}),
+            "post": _op("Create a gateway (writes GatewayConfigured); verifies first if verify_before_save",
+                        {"201": _json("GatewayDocument"), "409": _json("Error", "name taken"), **INVALID},
+                        body="GatewayDocument", mutating=True)},
+        "/api/gateways/verify": {"post": _op(
+            "Verify connection of an outbound gateway document without saving it",
+            {"200": _json("VerifyResult"), **INVALID}, body="OutboundGateway", mutating=True)},
+        "/api/gateways/{kind}/{name}": {
+            "get": _op("One gateway", {"200": _json("GatewayDocument"), **NOT_FOUND}, params=[KIND, NAME]),
+            "put": _op("Replace a gateway (writes GatewayConfigured)",
+                       {"200": _json("GatewayDocument"), **NOT_FOUND, **INVALID}, params=[KIND, NAME],
+                       body="GatewayDocument", mutating=True),
+            "delete": _op("Remove a gateway (writes GatewayRemoved)", {**ok, **NOT_FOUND}, params=[KIND, NAME],
+                          mutating=True)},
+        "/api/gateways/{kind}/{name}/status": {"post": _op(
+            "Enable or disable a gateway", {"200": _json("GatewayDocument"), **NOT_FOUND, **INVALID},
+            params=[KIND, NAME], body={"type": "object", "required": ["status"], "properties": {
+                "status": {"enum": ["enabled", "disabled"]}}}, mutating=True)},
+        "/api/messages/{message_id}": {"get": _op(
+            "Message trace: every event of one message, in order",
+            {"200": _json({"type": "object", "properties": {"message_id": {"type": "string"}, "events": {
+                "type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}), **NOT_FOUND}, params=[MID])},
+        "/api/events": {"get": _op("Search the audit log", {"200": _json({"type": "object", "properties": {
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "total": {"type": "integer"}}}), "400": _json("Error", "bad since or limit")}, params=[
+            {"name": "since", "in": "query", "schema": {"type": "string"},
+             "description": "ISO 8601 (naive = UTC) or an age like 10m, 2h, 1d"},
+            {"name": "type", "in": "query", "schema": {"type": "string"}, "description": "event type(s), comma"},
+            {"name": "message_id", "in": "query", "schema": {"type": "string"}},
+            {"name": "domain", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2000}}])},
+        "/api/queue": {"get": _op("What is waiting, per destination and retry tier", {"200": _json({
+            "type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object"}},
+                                             "messages": {"type": "integer"}, "recipients": {"type": "integer"}}})})},
+        "/api/quarantine": {"get": _op("Messages held in quarantine", {"200": _json({"type": "object"})})},
+        "/api/quarantine/{message_id}/release": {"post": _op(
+            "Release a quarantined message for delivery", {"200": _json({"type": "object"}), **NOT_FOUND},
+            params=[MID], mutating=True)},
+        "/api/quarantine/{message_id}": {"delete": _op(
+            "Delete a quarantined message", {"200": _json({"type": "object"}), **NOT_FOUND}, params=[MID],
+            mutating=True)},
+    }
+    return {"openapi": "3.1.0",
+            "info": {"title": "mailgate admin API", "version": "1",
+                     "description": "Gateways, message trace, events, queue and quarantine of a mailgate."},
+            "paths": paths,
+            "components": {"schemas": schemas, "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "mailgate_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
+            "security": [{"session": []}]}
+
+
+if __name__ == "__main__":
+    print(json.dumps(spec(), indent=2))

@@ -1,0 +1,201 @@
+"""The local Apache Kafka broker for development and tests: fetch jars, format, start, stop, status.
+
+Reads: `local_broker` config, `mailgate/ops/kafka-broker-pom.xml`. Writes: jars under `local_broker.libs` (fetched once with mvn),
+`server.properties`, data dir, `kafka.log` and `kafka.pid` under `local_broker.home`.
+One node in KRaft mode with combined broker and controller roles.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailgate.core.config import Config, LocalBrokerConfig
+
+POM = Path(__file__).resolve().parent / "kafka-broker-pom.xml"
+READY_LINE = "Kafka Server started"
+_children: dict[int, subprocess.Popen] = {}
+"""Brokers this process started, kept so that stop() can reap them (and Python does not warn about them)."""
+
+
+class BrokerError(Exception):
+    """The local broker could not be fetched, formatted or started (reason in the message)."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    port: int
+
+
+def _paths(lb: LocalBrokerConfig) -> dict[str, Path]:
+    home = lb.home.resolve()
+    return {"home": home, "data": home / "data", "props": home / "server.properties",
+            "log": home / "kafka.log", "pid": home / "kafka.pid", "log4j": home / "log4j2.properties"}
+
+
+def fetch_jars(lb: LocalBrokerConfig) -> Path:
+    """Copy Kafka's runtime jars into `lb.libs` with mvn, once; later calls reuse them."""
+    libs = lb.libs.resolve()
+    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError("mvn is not on PATH: install Maven to fetch the Kafka jars")
+    tmp = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
+           f"-DoutputDirectory={tmp}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BrokerError(f"mvn could not fetch the Kafka jars:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    tmp.rename(libs)
+    return libs
+
+
+def _cluster_id() -> str:
+    """22 characters of base64url for 16 random bytes; never starting with '-' (the tool would read an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
+    lb = cfg.local_broker
+    max_bytes = cfg.ingress.max_message_bytes + 1024 * 1024
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{lb.controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{lb.port},CONTROLLER://127.0.0.1:{lb.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{lb.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(p["data"]),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "message.max.bytes": str(max_bytes),
+        "replica.fetch.max.bytes": str(max_bytes),
+        "log.retention.check.interval.ms": "60000",
+    }
+    p["props"].write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    p["log4j"].write_text(
+        "rootLogger.level = INFO\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
+        "appender.stdout.type = Console\nappender.stdout.name = STDOUT\n"
+        "appender.stdout.layout.type = PatternLayout\nappender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+        "logger.kafka.name = kafka\nlogger.kafka.level = INFO\n"
+        "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n")
+
+
+def _java(libs: Path, main: list[str], lb: LocalBrokerConfig, p: dict[str, Path]) -> list[str]:
+    return ["java", *lb.heap.split(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={p['log4j']}", "-cp", f"{libs}/*", *main]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def status(cfg: Config) -> BrokerStatus:
+    p = _paths(cfg.local_broker)
+    pid = int(p["pid"].read_text()) if p["pid"].exists() else None
+    running = pid is not None and _pid_alive(pid)
+    return BrokerStatus(running, pid if running else None, cfg.local_broker.port)
+
+
+def start(cfg: Config) -> BrokerStatus:
+    """Start the local broker if it is not running and wait until it is ready."""
+    lb = cfg.local_broker
+    current = status(cfg)
+    if current.running:
+        return current
+    if _port_open(lb.port):
+        raise BrokerError(f"port {lb.port} is in use by another process; set local_broker.port")
+    libs = fetch_jars(lb)
+    p = _paths(lb)
+    p["home"].mkdir(parents=True, exist_ok=True)
+    _write_properties(cfg, p)
+    if not (p["data"] / "meta.properties").exists():
+        fmt = subprocess.run(_java(libs, ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
+                                          str(p["props"]), "-g"], lb, p), capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+    with open(p["log"], "ab") as log:
+        offset = log.tell()
+        proc = subprocess.Popen(_java(libs, ["kafka.Kafka", str(p["props"])], lb, p), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    p["pid"].write_text(str(proc.pid))
+    _children[proc.pid] = proc
+    deadline = time.monotonic() + lb.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _children.pop(proc.pid, None)
+            raise BrokerError(f"the broker exited with code {proc.returncode}; see {p['log']}")
+        with open(p["log"], "rb") as f:
+            f.seek(offset)
+            if READY_LINE.encode() in f.read():
+                return BrokerStatus(True, proc.pid, lb.port)
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise BrokerError(f"the broker did not print '{READY_LINE}' within {lb.start_timeout_s}s; see {p['log']}")
+
+
+def stop(cfg: Config, timeout_s: float = 30) -> bool:
+    """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`. True if a broker was running."""
+    st = status(cfg)
+    p = _paths(cfg.local_broker)
+    if not st.running or st.pid is None:
+        p["pid"].unlink(missing_ok=True)
+        return False
+    os.kill(st.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(st.pid):
+        _reap(st.pid)
+        time.sleep(0.1)
+    if _pid_alive(st.pid):
+        os.kill(st.pid, signal.SIGKILL)
+    _reap(st.pid)
+    p["pid"].unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _children.pop(pid, None)
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

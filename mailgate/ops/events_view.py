@@ -1,0 +1,94 @@
+"""`mailgate events`: a filterable view of the audit log, once or following it.
+
+Reads: `mail.events` from a start time (ISO 8601, or relative: `90s`, `10m`, `2h`, `3d` ago) or the beginning.
+Emits: one line (or JSON object) per event that passes the filters — event types, a domain, a message id.
+A record that does not decode is always shown, as UNDECODABLE with its partition and offset; it never stops the view.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from mailgate.core import topics
+from mailgate.ops.audit import Undecodable, describe, json_of, read_topic
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from schemas import event_name
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class TimeSpecError(ValueError):
+    """A --since/--until value that is neither ISO 8601 nor a relative age like 10m."""
+
+
+def parse_time(text: str, now: int | None = None) -> int:
+    """Epoch milliseconds for `text`: ISO 8601 (naive means UTC) or an age before now (`10m`, `2h`, `1.5d`)."""
+    now = now_ms() if now is None else now
+    m = _RELATIVE.match(text)
+    if m:
+        return now - int(float(m.group(1)) * _UNIT_S[m.group(2)] * 1000)
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise TimeSpecError(f"not a time: {text!r} (use ISO 8601 like 2024-05-01T10:00Z, or an age like 10m, 2h)")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+_ADDRESS_FIELDS = ("mail_from", "rcpt_to", "recipients", "recipient")
+
+
+def _domains(e) -> set[str]:
+    out = set()
+    for f in _ADDRESS_FIELDS:
+        v = getattr(e, f, None)
+        for a in ([v] if isinstance(v, str) else v or []):
+            if "@" in a:
+                out.add(a.rsplit("@", 1)[1].lower().rstrip(">"))
+    return out
+
+
+@dataclass
+class EventFilter:
+    """Which events to show. A domain matches an event naming an address there, and every later event of the same
+    message (a classification or an attempt names no sender)."""
+
+    types: set[str] = field(default_factory=set)
+    domain: str | None = None
+    message_id: str | None = None
+    _messages: set[str] = field(default_factory=set)
+
+    def matches(self, e) -> bool:
+        if isinstance(e, Undecodable):
+            return True
+        if self.types and event_name(e) not in self.types:
+            return False
+        mid = getattr(e, "message_id", None)
+        if self.message_id and mid != self.message_id:
+            return False
+        if self.domain:
+            if self.domain.lower() in _domains(e):
+                if mid:
+                    self._messages.add(mid)
+                return True
+            return mid is not None and mid in self._messages
+        return True
+
+
+async def show_events(cfg: Config, flt: EventFilter, since_ms: int | None = None, follow: bool = False,
+                      as_json: bool = False, out=sys.stdout) -> int:
+    """Print the matching events; the number shown (undecodable records included)."""
+    shown = 0
+    async for _, e in read_topic(cfg, topics.EVENTS, since_ms=since_ms, follow=follow):
+        if since_ms is not None and not isinstance(e, Undecodable) and e.occurred_at < since_ms:
+            continue
+        if flt.matches(e):
+            print(json.dumps(json_of(e)) if as_json else describe(e, with_id=True), file=out, flush=follow)
+            shown += 1
+    return shown

@@ -1,0 +1,152 @@
+"""Operator commands for quarantined spam: `mailgate quarantine list | show <id> | release <id> | delete <id>`.
+
+Reads: `mail.quarantine` (MessageQuarantined with the MessageRouted to deliver on release) and `mail.events` (a
+QuarantineReleased or a MessageDiscarded with reason "quarantine_delete" takes a message out of the quarantine),
+both with group-less consumers from the beginning to the current end. Emits: on release, the stored MessageRouted
+(times refreshed) to `mail.outbound`, then QuarantineReleased and the MessageRouted's audit copy to `mail.events`;
+on delete, MessageDiscarded(reason="quarantine_delete") to `mail.events`. The outbound record is written before the
+event, so a crash between the two can at worst lead to a second release, whose duplicate egress suppresses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+from datetime import datetime, timezone
+
+from mailgate.core import kafka, topics
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from mailgate.mail.outputs import audit
+from schemas import MessageDiscarded, QuarantineReleased, UndecodableRecord, decode, encode
+
+RESOLVED_DISCARD_REASON = "quarantine_delete"
+
+
+async def read_topic(cfg: Config, topic: str) -> list:
+    """Every decodable record of `topic`, from the beginning to its end at the time of the call."""
+    # No stage writes transactionally, so read_uncommitted reaches the end offsets exactly (no markers).
+    c = kafka.consumer(cfg, "mailgate-quarantine", None, isolation_level="read_uncommitted")
+    await c.start()
+    try:
+        tps = await kafka.assign_whole_topic(c, topic)
+        ends = await c.end_offsets(tps)
+        out = []
+        while any([await c.position(tp) < end for tp, end in ends.items()]):
+            batch = await c.getmany(timeout_ms=500, max_records=5000)
+            for recs in batch.values():
+                for r in recs:
+                    try:
+                        out.append(decode(r.value))
+                    except UndecodableRecord:
+                        continue
+        return out
+    finally:
+        await c.stop()
+
+
+def _resolved(events: list) -> set[str]:
+    done = set()
+    for e in events:
+        name = type(e).__name__
+        if name == "QuarantineReleased" or (name == "MessageDiscarded" and e.reason == RESOLVED_DISCARD_REASON):
+            done.add(e.message_id)
+    return done
+
+
+async def held(cfg: Config) -> dict:
+    """The messages in quarantine now: message id → MessageQuarantined (with `routed`), oldest first."""
+    records = [r for r in await read_topic(cfg, topics.QUARANTINE) if type(r).__name__ == "MessageQuarantined"]
+    done = _resolved(await read_topic(cfg, topics.EVENTS))
+    return {r.message_id: r for r in sorted(records, key=lambda r: r.occurred_at) if r.message_id not in done}
+
+
+def _header(headers: str, name: str) -> str:
+    want = name.lower() + ":"
+    for line in headers.replace("\r\n\t", " ").replace("\r\n ", " ").split("\r\n"):
+        if line.lower().startswith(want):
+            return line[len(want):].strip()
+    return ""
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def cmd_list(cfg: Config) -> int:
+    messages = await held(cfg)
+    for mid, q in messages.items():
+        print(f"{mid}  {_when(q.occurred_at)}  {q.level:6} {q.total_score:7.1f}  "
+              f"from={_header(q.headers, 'From')!r} subject={_header(q.headers, 'Subject')!r}")
+    print(f"{len(messages)} message(s) in quarantine")
+    return 0
+
+
+async def _one(cfg: Config, message_id: str):
+    q = (await held(cfg)).get(message_id)
+    if q is None:
+        print(f"{message_id} is not in quarantine (never held, or already released or deleted)")
+    return q
+
+
+async def cmd_show(cfg: Config, message_id: str) -> int:
+    q = await _one(cfg, message_id)
+    if q is None:
+        return 1
+    routed = decode(q.routed)
+    print(f"message {message_id}: level {q.level}, score {q.total_score:.1f}, held since {_when(q.occurred_at)}")
+    print(f"envelope: from <{routed.mail_from}> to {', '.join(routed.recipients)}; route {routed.route.destination}")
+    print(q.headers, end="")
+    return 0
+
+
+async def _send(cfg: Config, records: list[tuple[str, str, object]]) -> None:
+    producer = kafka.producer(cfg, "mailgate-quarantine")
+    await producer.start()
+    try:
+        for topic, key, record in records:
+            await producer.send_and_wait(topic, key=key.encode(), value=encode(record))
+    finally:
+        await producer.stop()
+
+
+async def cmd_release(cfg: Config, message_id: str, operator: str | None = None) -> int:
+    q = await _one(cfg, message_id)
+    if q is None:
+        return 1
+    now = now_ms()
+    routed = decode(q.routed)
+    lifetime_ms = routed.expires_at - routed.received_at
+    routed = dataclasses.replace(routed, occurred_at=now, node=cfg.node_name, not_before=now,
+                                 expires_at=max(routed.expires_at, now + lifetime_ms))
+    released = QuarantineReleased(message_id=message_id, occurred_at=now, node=cfg.node_name,
+                                  operator=operator or getpass.getuser())
+    copy = audit(routed)
+    await _send(cfg, [(topics.OUTBOUND, routed.route.destination or "unrouted", routed),
+                      (topics.EVENTS, message_id, released), (copy.topic, copy.key, copy.record)])
+    print(f"released {message_id} to {routed.route.destination or 'unrouted'}")
+    return 0
+
+
+async def cmd_delete(cfg: Config, message_id: str, operator: str | None = None) -> int:
+    q = await _one(cfg, message_id)
+    if q is None:
+        return 1
+    await _send(cfg, [(topics.EVENTS, message_id, MessageDiscarded(
+        message_id=message_id, occurred_at=now_ms(), node=cfg.node_name, reason=RESOLVED_DISCARD_REASON,
+        headers=q.headers, operator=operator or getpass.getuser()))])
+    print(f"deleted {message_id}")
+    return 0
+
+
+async def run(cfg: Config, action: str, message_id: str | None, operator: str | None = None) -> int:
+    """One operator command; exit status 0 on success, 1 when the message is not in quarantine, 2 on usage."""
+    if action == "list":
+        return await cmd_list(cfg)
+    if not message_id:
+        print(f"quarantine {action} needs a message id")
+        return 2
+    if action == "show":
+        return await cmd_show(cfg, message_id)
+    if action == "release":
+        return await cmd_release(cfg, message_id, operator)
+    return await cmd_delete(cfg, message_id, operator)

@@ -1,0 +1,90 @@
+"""The import rule of docs/architecture.md: each layer imports only from the layers below it, and the three stages
+never import each other. Read from the source with `ast`, so a new upward import fails here before review."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ["schemas", "mailgate", "ingress", "processors", "egress"]
+
+# (layer number, module prefix), most specific prefix first.
+LAYERS = [
+    (0, "schemas"),
+    (1, "mailgate.core"),
+    (2, "mailgate.mail"),
+    (3, "ingress"),
+    (3, "processors"),
+    (3, "egress"),
+    (4, "mailgate.ops"),
+]
+STAGES = {"ingress", "processors", "egress"}
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    for number, prefix in LAYERS:
+        if module == prefix or module.startswith(prefix + "."):
+            return number, prefix
+    raise AssertionError(f"{module} belongs to no layer: add it to a package of docs/architecture.md's layers")
+
+
+def project_modules():
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            yield ".".join(parts), path
+
+
+def imports_of(module: str, path: Path):
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[:len(base) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target
+            for alias in node.names:  # `from mailgate import core` names a module
+                yield f"{target}.{alias.name}"
+
+
+def violations() -> list[str]:
+    found = []
+    for module, path in project_modules():
+        if module == "mailgate":
+            continue
+        own_layer, own_prefix = layer_of(module)
+        for target in imports_of(module, path):
+            if target.split(".")[0] not in PACKAGES or target == "mailgate":
+                continue
+            try:
+                layer, prefix = layer_of(target)
+            except AssertionError:
+                continue  # `from mailgate.core import config` also yields the package-level name; checked above
+            if layer > own_layer:
+                found.append(f"{module} (layer {own_layer}) imports {target} (layer {layer})")
+            elif prefix in STAGES and own_prefix in STAGES and prefix != own_prefix:
+                found.append(f"stage {own_prefix} imports stage {prefix}: {module} -> {target}")
+    return sorted(set(found))
+
+
+def test_no_module_imports_from_a_layer_above_it_or_another_stage():
+    assert violations() == []
+
+
+def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
+    """The checker itself: a core module importing an operator tool is reported."""
+    bad = ROOT / "mailgate" / "core" / "_layer_probe.py"
+    bad.write_text("from mailgate.ops import cli\nimport egress.runner\n")
+    try:
+        found = violations()
+    finally:
+        bad.unlink()
+    assert "mailgate.core._layer_probe (layer 1) imports mailgate.ops.cli (layer 4)" in found
+    assert "mailgate.core._layer_probe (layer 1) imports egress.runner (layer 3)" in found
