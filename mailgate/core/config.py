@@ -70,13 +70,30 @@ SecretField = Annotated[Secret, BeforeValidator(_secret)]
 
 
 class KafkaSecurity(Strict):
+    """How every mailgate client (stages, operator tools, admin page) connects to Kafka: one block for all of them."""
+
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security.protocol.")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, description="SASL mechanism when protocol is SASL_*.")
-    sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretField | None = Field(None, description="SASL password.")
-    ca_file: Path | None = Field(None, description="CA bundle for the brokers' certificates.")
+        None, description="SASL mechanism when protocol is SASL_* (required then).")
+    sasl_username: str | None = Field(None, description="SASL user name (required with SASL_*).")
+    sasl_password: SecretField | None = Field(None, description="SASL password (required with SASL_*).")
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) for the brokers' certificates; "
+                                                   "none = the system's trusted CAs.")
+    cert_file: Path | None = Field(None, description="Client certificate chain (PEM) for brokers that require "
+                                                     "TLS client authentication (SSL, SASL_SSL).")
+    key_file: Path | None = Field(None, description="Private key (PEM, unencrypted) of cert_file.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecurity":
+        if self.protocol.startswith("SASL_") and not (self.sasl_mechanism and self.sasl_username
+                                                      and self.sasl_password):
+            raise ValueError(f"protocol {self.protocol} needs sasl_mechanism, sasl_username and sasl_password")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together")
+        if self.cert_file is not None and not self.protocol.endswith("SSL"):
+            raise ValueError(f"cert_file needs protocol SSL or SASL_SSL, not {self.protocol}")
+        return self
 
 
 class KafkaConfig(Strict):
@@ -97,6 +114,16 @@ class KafkaConfig(Strict):
         return self
 
 
+class LocalBrokerSaslSsl(Strict):
+    """Makes the local broker's client port a SASL_SSL listener (SCRAM-SHA-512), to run or test a secured set-up.
+
+    The SCRAM user is `kafka.security.sasl_username` with `kafka.security.sasl_password`, created when the data dir
+    is formatted (a later password change needs a fresh data dir)."""
+
+    cert_file: Path = Field(description="The broker's certificate chain (PEM), valid for 127.0.0.1.")
+    key_file: Path = Field(description="The broker's private key (PEM, unencrypted).")
+
+
 class LocalBrokerConfig(Strict):
     home: Path = Field(Path(".mailgate/broker"), description="Data dir, log and pid file of the local broker.")
     libs: Path = Field(Path(".mailgate/kafka-libs"), description="Where the Kafka jars are cached.")
@@ -104,6 +131,8 @@ class LocalBrokerConfig(Strict):
     controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
     heap: str = Field("-Xms256m -Xmx512m", description="JVM heap options.")
     start_timeout_s: float = Field(60, gt=0, description="How long to wait for 'Kafka Server started'.")
+    sasl_ssl: LocalBrokerSaslSsl | None = Field(None, description="Serve clients over SASL_SSL instead of "
+                                                                  "PLAINTEXT (needs kafka.security SCRAM-SHA-512).")
 
 
 class TlsServerConfig(Strict):

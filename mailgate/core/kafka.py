@@ -14,24 +14,92 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from mailgate.core.config import Config
+from mailgate.core.config import Config, KafkaSecurity
 from mailgate.core.topics import declared_topics
 
 log = logging.getLogger("mailgate.core.kafka")
 
 
-def _common(cfg: Config, client_id: str) -> dict[str, Any]:
-    k = cfg.kafka
-    opts: dict[str, Any] = {"bootstrap_servers": k.bootstrap_servers, "client_id": client_id,
-                            "security_protocol": k.security.protocol}
-    sec = k.security
+class KafkaSecurityError(Exception):
+    """The brokers refused mailgate's credentials or certificate, or their certificate is not trusted.
+
+    Retrying cannot help (an operator must fix `kafka.security` or the cluster), so a process stops with this one line.
+    """
+
+
+def security_kwargs(cfg: Config) -> dict[str, Any]:
+    """`kafka.security` as aiokafka client keyword arguments: the one place clients get TLS and SASL settings.
+
+    The SASL password is read from its secret reference here, at the moment a client is built, and goes nowhere else.
+    """
+    sec = cfg.kafka.security
+    opts: dict[str, Any] = {"security_protocol": sec.protocol}
     if sec.protocol in ("SSL", "SASL_SSL"):
-        opts["ssl_context"] = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+        opts["ssl_context"] = _ssl_context(sec)
     if sec.protocol.startswith("SASL"):
-        opts["sasl_mechanism"] = sec.sasl_mechanism or "PLAIN"
+        opts["sasl_mechanism"] = sec.sasl_mechanism
         opts["sasl_plain_username"] = sec.sasl_username
         opts["sasl_plain_password"] = sec.sasl_password.reveal() if sec.sasl_password else None
     return opts
+
+
+def _ssl_context(sec: KafkaSecurity) -> ssl.SSLContext:
+    """Verifies the brokers against `ca_file` (or the system CAs), host names included; offers a client cert if set."""
+    ctx = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+    if sec.cert_file is not None:
+        ctx.load_cert_chain(str(sec.cert_file), str(sec.key_file))
+    return ctx
+
+
+def faust_credentials(cfg: Config) -> dict[str, Any]:
+    """`kafka.security` as faust App settings (`broker_credentials`), the same settings `security_kwargs` gives."""
+    import faust  # only the processor needs faust
+    sec = cfg.kafka.security
+    if sec.protocol == "PLAINTEXT":
+        return {}
+    if sec.protocol == "SSL":
+        return {"broker_credentials": faust.SSLCredentials(_ssl_context(sec))}
+    kw = security_kwargs(cfg)
+    return {"broker_credentials": faust.SASLCredentials(
+        username=kw["sasl_plain_username"], password=kw["sasl_plain_password"], mechanism=sec.sasl_mechanism,
+        ssl_context=kw.get("ssl_context"))}
+
+
+def _common(cfg: Config, client_id: str) -> dict[str, Any]:
+    return {"bootstrap_servers": cfg.kafka.bootstrap_servers, "client_id": client_id, **security_kwargs(cfg)}
+
+
+async def check_security(cfg: Config, timeout_s: float = 15) -> None:
+    """Log in to the first answering bootstrap broker once; raise `KafkaSecurityError` if it refuses us.
+
+    Start-up calls this so that a wrong password or an untrusted certificate stops a process with one clear line
+    instead of clients retrying forever. An unreachable broker is not an error here (a stage waits for it as usual).
+    """
+    sec = cfg.kafka.security
+    if sec.protocol == "PLAINTEXT":
+        return
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+    kw = security_kwargs(cfg)
+    for server in cfg.kafka.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        who = f"Kafka at {server} ({sec.protocol}"
+        who += f", {sec.sasl_mechanism} as {sec.sasl_username!r})" if sec.protocol.startswith("SASL") else ")"
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), client_id="mailgate-login-check",
+                                                      request_timeout_ms=int(timeout_s * 1000), **kw), timeout_s)
+        except ssl.SSLCertVerificationError as err:
+            raise KafkaSecurityError(f"{who}: broker certificate not trusted: {err.verify_message}") from None
+        except ssl.SSLError as err:
+            raise KafkaSecurityError(f"{who}: TLS handshake failed: {err.reason or err}") from None
+        except (SaslAuthenticationFailed, AuthenticationFailedError, UnsupportedSaslMechanismError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise KafkaSecurityError(f"{who}: login refused: {reason}") from None
+        except (OSError, asyncio.TimeoutError) as err:
+            log.info("login check: %s not reachable (%s); clients will retry", server, err)
+            continue
+        conn.close()
+        return
 
 
 def max_record_bytes(cfg: Config) -> int:

@@ -7,6 +7,7 @@ One node in KRaft mode with combined broker and controller roles.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from mailgate.core.config import Config, LocalBrokerConfig
 
@@ -95,13 +98,72 @@ def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
         "replica.fetch.max.bytes": str(max_bytes),
         "log.retention.check.interval.ms": "60000",
     }
-    p["props"].write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    if lb.sasl_ssl is not None:
+        props.update(_sasl_ssl_properties(cfg, p))
+    p["props"].write_text("")
+    p["props"].chmod(0o600)  # the inter-broker login's password is in it when the listener is SASL_SSL
+    p["props"].write_text("".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items()))
     p["log4j"].write_text(
         "rootLogger.level = INFO\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
         "appender.stdout.type = Console\nappender.stdout.name = STDOUT\n"
         "appender.stdout.layout.type = PatternLayout\nappender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
         "logger.kafka.name = kafka\nlogger.kafka.level = INFO\n"
         "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n")
+
+
+def _check_sasl_ssl(cfg: Config) -> None:
+    sec = cfg.kafka.security
+    if sec.protocol != "SASL_SSL" or sec.sasl_mechanism != "SCRAM-SHA-512":
+        raise BrokerError("local_broker.sasl_ssl needs kafka.security.protocol SASL_SSL with sasl_mechanism "
+                          "SCRAM-SHA-512 (the clients' login is the broker's SCRAM user)")
+
+
+def _sasl_ssl_properties(cfg: Config, p: dict[str, Path]) -> dict[str, str]:
+    """The client port as a SASL_SSL listener (SCRAM-SHA-512); the broker logs in to itself as the same user.
+
+    The key and certificate are written as one PEM keystore (Kafka wants PKCS#8); clients and the broker's own
+    inter-broker client verify the certificate against `kafka.security.ca_file`."""
+    lb, sec = cfg.local_broker, cfg.kafka.security
+    assert lb.sasl_ssl is not None and sec.sasl_password is not None
+    key = serialization.load_pem_private_key(lb.sasl_ssl.key_file.read_bytes(), password=None)
+    keystore = p["home"] / "keystore.pem"
+    keystore.write_text("")
+    keystore.chmod(0o600)
+    keystore.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()) + lb.sasl_ssl.cert_file.read_bytes())
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{_jaas_quote(sec.sasl_username or "")}" password="{_jaas_quote(sec.sasl_password.reveal())}";')
+    props = {
+        "listeners": f"SASL_SSL://127.0.0.1:{lb.port},CONTROLLER://127.0.0.1:{lb.controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{lb.port}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.client.auth": "none",
+    }
+    if sec.ca_file is not None:
+        props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(sec.ca_file.resolve())})
+    return props
+
+
+def _jaas_quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _scram_credential(cfg: Config, iterations: int = 8192) -> str:
+    """The `--add-scram` argument for the SCRAM-SHA-512 user, salted here so that no clear password is on a command
+    line (SaltedPassword = PBKDF2-HMAC-SHA-512(password, salt, iterations), RFC 5802)."""
+    sec = cfg.kafka.security
+    assert sec.sasl_password is not None
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha512", sec.sasl_password.reveal().encode(), salt, iterations)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return (f'SCRAM-SHA-512=[name={sec.sasl_username},iterations={iterations},salt="{b64(salt)}",'
+            f'saltedpassword="{b64(salted)}"]')
 
 
 def _java(libs: Path, main: list[str], lb: LocalBrokerConfig, p: dict[str, Path]) -> list[str]:
@@ -140,13 +202,16 @@ def start(cfg: Config) -> BrokerStatus:
         return current
     if _port_open(lb.port):
         raise BrokerError(f"port {lb.port} is in use by another process; set local_broker.port")
+    if lb.sasl_ssl is not None:
+        _check_sasl_ssl(cfg)
     libs = fetch_jars(lb)
     p = _paths(lb)
     p["home"].mkdir(parents=True, exist_ok=True)
     _write_properties(cfg, p)
     if not (p["data"] / "meta.properties").exists():
+        scram = ["--add-scram", _scram_credential(cfg)] if lb.sasl_ssl is not None else []
         fmt = subprocess.run(_java(libs, ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
-                                          str(p["props"]), "-g"], lb, p), capture_output=True, text=True)
+                                          str(p["props"]), "-g", *scram], lb, p), capture_output=True, text=True)
         if fmt.returncode != 0:
             raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
     with open(p["log"], "ab") as log:

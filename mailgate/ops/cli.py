@@ -19,7 +19,11 @@ DEFAULT_CONFIG = "examples/mailgate.yaml"
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    if args.command != "broker":  # a wrong Kafka password or CA stops here, in one line (the local broker may be down)
+        from mailgate.core.kafka import check_security
+        asyncio.run(check_security(cfg))
+    return cfg
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -206,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailgate.ops.broker import BrokerError
         from mailgate.ops.events_view import TimeSpecError
         from mailgate.ops.replay import ReplayError
-        if isinstance(err, (BrokerError, ReplayError, TimeSpecError)):
+        from mailgate.core.kafka import KafkaSecurityError
+        if isinstance(err, (BrokerError, ReplayError, TimeSpecError, KafkaSecurityError)):
             print(f"mailgate: {err}", file=sys.stderr)
             return 1
         logging.getLogger("mailgate").exception("failed")

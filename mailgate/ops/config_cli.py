@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
+from mailgate.core.kafka import check_security
 
 
 def _when(ms: int) -> str:
@@ -91,6 +92,8 @@ async def add(cfg: Config, kind: str, settings: dict, operator: str | None) -> i
 
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    if args.action != "keygen":
+        asyncio.run(check_security(cfg))  # a wrong Kafka password or CA: one clear line
     if args.action == "apply":
         return asyncio.run(apply(cfg, load_config(args.file), args.operator, args.dry_run))
     if args.action == "history":
@@ -102,6 +105,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    asyncio.run(check_security(cfg))
     if args.action == "list":
         return asyncio.run(gateways(cfg))
     if args.action in ("enable", "disable"):
