@@ -112,6 +112,26 @@ def _admin_trace(gw: Gateway, mid: str) -> list[dict]:
         admin.wait(20)
 
 
+def test_operator_tools_read_and_write_over_sasl_ssl(secured):
+    gw, _ = secured
+    assert mailgate(gw, "topics").stdout.strip() == "created: none (all exist)"
+
+    desired = yaml.safe_load(gw.config_path.read_text())
+    desired["outbound_gateways"] = [{"name": "relay", "address": "127.0.0.1", "port": free_port()}]
+    path = gw.workdir / "desired.yaml"
+    path.write_text(yaml.safe_dump(desired))
+    applied = mailgate(gw, "config", "apply", str(path), "--operator", "carol")
+    assert "applied to mail.config" in applied.stdout, applied.stderr[-3000:]
+    history = mailgate(gw, "config", "history").stdout
+    assert any("carol" in ln and "outbound/relay" in ln for ln in history.splitlines()), history
+    assert "relay" in mailgate(gw, "gateway", "list").stdout
+
+    for command in (["events", "--json"], ["queue", "--json"], ["quarantine", "list"],
+                    ["replay", "--topic", "mail.received", "--from-offset", "0", "--dry-run", "--reason", "check"]):
+        proc = mailgate(gw, *command)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (command, proc.stderr[-3000:])
+
+
 @pytest.mark.parametrize("command", [["processor"], ["ingress"], ["egress"], ["trace", "0000"], ["admin"]])
 def test_wrong_password_stops_start_up_with_one_clear_line(secured, command):
     gw, _ = secured

@@ -68,3 +68,17 @@ def test_the_processor_faust_app_gets_the_same_settings_as_every_other_client(mo
 def test_the_password_is_not_in_the_config_repr(monkeypatch):
     c = cfg(**{**SASL, "sasl_password": "inline-Secret-9"})
     assert "inline-Secret-9" not in repr(c) and "inline-Secret-9" not in str(c.kafka.security)
+
+
+def test_the_login_check_lets_an_unreachable_broker_pass(monkeypatch):
+    """A broker that is down is the stages' usual wait-and-retry, not a security error that stops start-up."""
+    import asyncio
+    import socket
+
+    from mailgate.core.kafka import check_security
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("TEST_KAFKA_PW", "pw")
+    c = parse_config({"kafka": {"bootstrap_servers": [f"127.0.0.1:{port}"], "security": SASL}})
+    assert asyncio.run(check_security(c, timeout_s=5)) is None
