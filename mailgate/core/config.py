@@ -122,6 +122,8 @@ class LocalBrokerSaslSsl(Strict):
 
     cert_file: Path = Field(description="The broker's certificate chain (PEM), valid for 127.0.0.1.")
     key_file: Path = Field(description="The broker's private key (PEM, unencrypted).")
+    require_client_cert: bool = Field(False, description="Also require a client certificate signed by "
+                                                         "kafka.security.ca_file (ssl.client.auth=required).")
 
 
 class LocalBrokerConfig(Strict):

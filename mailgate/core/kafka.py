@@ -69,6 +69,9 @@ def _common(cfg: Config, client_id: str) -> dict[str, Any]:
     return {"bootstrap_servers": cfg.kafka.bootstrap_servers, "client_id": client_id, **security_kwargs(cfg)}
 
 
+_CERT_HINT = " (does it require a client certificate? see kafka.security.cert_file)"
+
+
 async def check_security(cfg: Config, timeout_s: float = 15) -> None:
     """Log in to the first answering bootstrap broker once; raise `KafkaSecurityError` if it refuses us.
 
@@ -79,7 +82,8 @@ async def check_security(cfg: Config, timeout_s: float = 15) -> None:
     if sec.protocol == "PLAINTEXT":
         return
     from aiokafka.conn import create_conn
-    from aiokafka.errors import AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+    from aiokafka.errors import (AuthenticationFailedError, KafkaConnectionError, SaslAuthenticationFailed,
+                                 UnsupportedSaslMechanismError)
     kw = security_kwargs(cfg)
     for server in cfg.kafka.bootstrap_servers:
         host, _, port = server.rpartition(":")
@@ -95,6 +99,12 @@ async def check_security(cfg: Config, timeout_s: float = 15) -> None:
         except (SaslAuthenticationFailed, AuthenticationFailedError, UnsupportedSaslMechanismError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise KafkaSecurityError(f"{who}: login refused: {reason}") from None
+        except KafkaConnectionError as err:  # closed after the handshake: a TLS alert (no client cert) or a hiccup
+            if isinstance(err.__cause__, ssl.SSLError):
+                raise KafkaSecurityError(f"{who}: TLS refused by the broker: {err.__cause__.reason or err.__cause__}"
+                                         f"{_CERT_HINT if sec.cert_file is None else ''}") from None
+            log.info("login check: %s closed the connection (%s); clients will retry", server, err)
+            continue
         except (OSError, asyncio.TimeoutError) as err:
             log.info("login check: %s not reachable (%s); clients will retry", server, err)
             continue

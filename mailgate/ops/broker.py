@@ -116,6 +116,10 @@ def _check_sasl_ssl(cfg: Config) -> None:
     if sec.protocol != "SASL_SSL" or sec.sasl_mechanism != "SCRAM-SHA-512":
         raise BrokerError("local_broker.sasl_ssl needs kafka.security.protocol SASL_SSL with sasl_mechanism "
                           "SCRAM-SHA-512 (the clients' login is the broker's SCRAM user)")
+    if cfg.local_broker.sasl_ssl and cfg.local_broker.sasl_ssl.require_client_cert and not (
+            sec.ca_file and sec.cert_file):
+        raise BrokerError("local_broker.sasl_ssl.require_client_cert needs kafka.security.ca_file (the CA that "
+                          "signed the client certificates) and cert_file/key_file")
 
 
 def _sasl_ssl_properties(cfg: Config, p: dict[str, Path]) -> dict[str, str]:
@@ -143,7 +147,8 @@ def _sasl_ssl_properties(cfg: Config, p: dict[str, Path]) -> dict[str, str]:
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(keystore),
-        "ssl.client.auth": "none",
+        # Kafka ignores the broker-wide ssl.client.auth on SASL_SSL listeners; the listener-prefixed one counts (KIP-684).
+        "listener.name.sasl_ssl.ssl.client.auth": "required" if lb.sasl_ssl.require_client_cert else "none",
     }
     if sec.ca_file is not None:
         props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(sec.ca_file.resolve())})

@@ -1,6 +1,6 @@
-"""A secured Kafka cluster, for real: the broker's only client listener is SASL_SSL (SCRAM-SHA-512, certificates from a
-throwaway CA), and every stage, `mailgate trace` and the admin page work through it; a wrong password or an untrusted
-CA stops start-up with one clear line.
+"""A secured Kafka cluster, for real: the broker's only client listener is SASL_SSL (SCRAM-SHA-512, and a client
+certificate required; certificates from a throwaway CA), and every stage, the operator tools and the admin page work
+through it; a wrong password, an untrusted CA or a missing client certificate stops start-up with one clear line.
 
 One broker for the module (`mailgate.ops.broker` with `local_broker.sasl_ssl`); the SASL password reaches every
 process only through `{env: MAILGATE_KAFKA_PASSWORD}`, and the session-end sweep searches every log and Kafka
@@ -39,7 +39,7 @@ def secured(tmp_path_factory, kafka_jars):
     os.environ.update(password_env())  # the stages inherit it; the YAML file holds only the reference
     primary = SmtpPrimary().start()
     gw = Gateway(work)
-    gw.configure(_merge(_merge(inbound_config(primary.port), secured_settings(make_certs(work / "certs"))),
+    gw.configure(_merge(_merge(inbound_config(primary.port), secured_settings(make_certs(work / "certs"), client_cert=True)),
                         {"admin": {"username": "admin", "password_hash": hash_password(ADMIN_API_PASSWORD, n=2 ** 12)}}))
     try:
         gw.start_broker()
@@ -155,6 +155,20 @@ def test_untrusted_broker_certificate_stops_start_up_with_one_clear_line(secured
     assert proc.stderr.strip().splitlines() == [
         f"mailgate: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
         "broker certificate not trusted: unable to get local issuer certificate"], proc.stderr[-3000:]
+
+
+def test_a_client_without_its_certificate_is_refused_with_one_clear_line(secured):
+    gw, _ = secured
+    data = yaml.safe_load(gw.config_path.read_text())
+    del data["kafka"]["security"]["cert_file"], data["kafka"]["security"]["key_file"]
+    path = gw.workdir / "no-client-cert.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = mailgate(gw, "egress", config=path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"mailgate: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
+        "TLS refused by the broker: SSLV3_ALERT_BAD_CERTIFICATE (does it require a client certificate? "
+        "see kafka.security.cert_file)"], proc.stderr[-3000:]
 
 
 def test_a_client_without_tls_and_sasl_gets_nothing(secured):

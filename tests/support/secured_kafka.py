@@ -17,26 +17,30 @@ USER = "mailgate"
 
 
 def make_certs(directory: Path) -> dict[str, Path]:
-    """ca.pem, broker-cert.pem, broker-key.pem in `directory` (the key unencrypted, as trustme writes it)."""
+    """ca.pem, broker-{cert,key}.pem (for 127.0.0.1) and client-{cert,key}.pem in `directory`, one CA for all."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {"ca": directory / "ca.pem", "cert": directory / "broker-cert.pem", "key": directory / "broker-key.pem"}
+    paths = {"ca": directory / "ca.pem"}
     ca.cert_pem.write_to_path(str(paths["ca"]))
-    leaf.private_key_pem.write_to_path(str(paths["key"]))
-    with open(paths["cert"], "wb") as f:
-        for pem in leaf.cert_chain_pems:
-            f.write(pem.bytes())
+    for who, leaf in (("broker", ca.issue_cert("127.0.0.1", "localhost")), ("client", ca.issue_cert("mailgate.test"))):
+        paths[f"{who}_cert"], paths[f"{who}_key"] = directory / f"{who}-cert.pem", directory / f"{who}-key.pem"
+        leaf.private_key_pem.write_to_path(str(paths[f"{who}_key"]))
+        with open(paths[f"{who}_cert"], "wb") as f:
+            for pem in leaf.cert_chain_pems:
+                f.write(pem.bytes())
     return paths
 
 
-def secured_settings(certs: dict[str, Path]) -> dict:
-    """Config overrides: clients on SASL_SSL / SCRAM-SHA-512, and the local broker serving exactly that."""
-    return {
-        "kafka": {"security": {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": USER,
-                               "sasl_password": {"env": PASSWORD_ENV}, "ca_file": str(certs["ca"])}},
-        "local_broker": {"sasl_ssl": {"cert_file": str(certs["cert"]), "key_file": str(certs["key"])}},
-    }
+def secured_settings(certs: dict[str, Path], client_cert: bool = False) -> dict:
+    """Config overrides: clients on SASL_SSL / SCRAM-SHA-512, and the local broker serving exactly that; with
+    `client_cert`, the broker also requires a client certificate and the clients offer theirs."""
+    security = {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": USER,
+                "sasl_password": {"env": PASSWORD_ENV}, "ca_file": str(certs["ca"])}
+    if client_cert:
+        security.update(cert_file=str(certs["client_cert"]), key_file=str(certs["client_key"]))
+    return {"kafka": {"security": security},
+            "local_broker": {"sasl_ssl": {"cert_file": str(certs["broker_cert"]), "key_file": str(certs["broker_key"]),
+                                          "require_client_cert": client_cert}}}
 
 
 def password_env(password: str = KAFKA_SASL_PASSWORD) -> dict[str, str]:
