@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from datetime import datetime, timezone
 
 from mailgate.core.config import Config, ConfigError, load_config
-from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
+from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, non_live_changes,
+                                         read_state, state_key, stored_settings)
+from processors.spam_policy import check_gateway_actions
+from schemas import GatewayRemoved
 
 
 def _when(ms: int) -> str:
@@ -19,20 +23,38 @@ def _when(ms: int) -> str:
 
 
 def _describe(e) -> str:
-    verb = "configured" if type(e).__name__ == "GatewayConfigured" else "removed"
-    return f"{_when(e.occurred_at)}  {e.operator:12} {verb:10} {e.kind}/{e.name}"
+    verb = "removed" if isinstance(e, GatewayRemoved) else "configured"
+    return f"{_when(e.occurred_at)}  {e.operator:12} {verb:10} {state_key(e)}"
+
+
+def refusal(cfg: Config, desired: Config) -> str | None:
+    """Why `desired` cannot be applied to running stages, or None: a setting no stage applies live differs from
+    the running file (`cfg`), or a spam action could never be applied."""
+    fixed = non_live_changes(cfg, desired)
+    if fixed:
+        return (f"refused: {', '.join(fixed)} cannot change while the stages run (only gateways, spam and "
+                f"ingress.relay_networks are applied live); change the stages' file and restart them")
+    try:
+        check_gateway_actions(desired)
+    except ConfigError as err:
+        return f"refused: {err}"
+    return None
 
 
 async def apply(cfg: Config, desired: Config, operator: str | None, dry_run: bool) -> int:
+    reason = refusal(cfg, desired)
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
     state, _ = await read_state(cfg)
-    events = diff(state, desired, operator)
+    events = diff(state, desired, operator, running=effective_config(cfg, state))
     for e in events:
         print(_describe(e))
     if not events:
         print("no changes")
     elif not dry_run:
         await append(cfg, events)
-        print(f"{len(events)} change(s) applied to mail.config")
+        print(f"{len(events)} change(s) applied to mail.config; configuration version {config_version(desired)}")
     return 0
 
 
@@ -40,8 +62,9 @@ async def history(cfg: Config, as_json: bool) -> int:
     _, events = await read_state(cfg)
     for e in events:
         if as_json:
-            d = {"type": type(e).__name__, "at": e.occurred_at, "operator": e.operator, "kind": e.kind,
-                 "name": e.name}
+            key = state_key(e)
+            d = {"type": type(e).__name__, "at": e.occurred_at, "operator": e.operator,
+                 "kind": key.split("/")[0], "name": key.split("/", 1)[1]}
             print(json.dumps(d))
         else:
             print(_describe(e))
@@ -71,7 +94,7 @@ async def set_status(cfg: Config, kind: str, name: str, status: str, operator: s
     changed = [g.model_copy(update={"status": status}) if g.name == name else g for g in gws]
     desired = live.model_copy(update={field: changed})
     # The first change seeds mail.config with every gateway of the file: from then on the topic is authoritative.
-    await append(cfg, diff(state, desired, operator))
+    await append(cfg, diff(state, desired, operator, running=live))
     print(f"{kind}/{name} {status}")
     return 0
 
@@ -84,7 +107,7 @@ async def add(cfg: Config, kind: str, settings: dict, operator: str | None) -> i
     others = [g for g in getattr(live, field) if g.name != gw.name]
     desired = live.model_copy(update={field: others + [gw]})
     stored_settings(gw, f"{field}.{gw.name}")  # refuses clear-text secrets early, with the key path
-    await append(cfg, diff(state, desired, operator))
+    await append(cfg, diff(state, desired, operator, running=live))
     print(f"{kind}/{gw.name} configured")
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway, Secret
+from processors.spam_policy import check_gateway_actions
 from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
 
 SECRET_PATHS = {"outbound": [("auth_password",)], "inbound": [("smartermail", "password")]}
@@ -197,6 +198,7 @@ async def _replace(cfg: Config, state: dict, live: Config, kind: str, name: str,
     others = [g for g in getattr(live, field) if g.name != name]
     desired = live.model_copy(update={field: others + ([gw] if gw is not None else [])})
     try:
+        check_gateway_actions(desired)  # a spam action no processor could apply is refused, with its path
         events = diff(state, desired, operator, node=cfg.node_name)
     except ConfigError as err:
         raise GatewayInvalid({"": str(err)}) from None
