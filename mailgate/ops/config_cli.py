@@ -1,4 +1,4 @@
-"""`mailgate config apply|history|keygen` and `mailgate gateway list|add|disable|enable|verify`.
+"""`mailgate config apply|history|keygen|version` and `mailgate gateway list|add|disable|enable|verify`.
 
 Reads: the YAML file and `mail.config`. Emits: GatewayConfigured / GatewayRemoved events to `mail.config` (running
 stages follow it), printed diffs and history. Every change names its operator (`--operator`, default the OS user).
@@ -112,10 +112,40 @@ async def add(cfg: Config, kind: str, settings: dict, operator: str | None) -> i
     return 0
 
 
+async def version(cfg: Config, endpoints: list[str], as_json: bool) -> int:
+    """The version of the configuration in mail.config and, for each stage endpoint given, the one it applies:
+    exit 0 when every endpoint applies the log's version, 1 otherwise."""
+    state, _ = await read_state(cfg)
+    want = config_version(effective_config(cfg, state))
+    applied = {url: await _applied_version(url) for url in endpoints}
+    if as_json:
+        print(json.dumps({"version": want, "applied": applied}))
+    else:
+        print(f"mail.config: configuration version {want}")
+        for url, have in applied.items():
+            print(f"  {url}: {have or 'unreachable'}{'' if have == want else '  (not yet applied)'}")
+    return 0 if all(v == want for v in applied.values()) else 1
+
+
+async def _applied_version(url: str) -> str | None:
+    import httpx
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(url.rstrip("/") + "/metrics")).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("mailgate_config_version_info{") and line.rstrip().endswith(" 1.0"):
+            return line.split('version="', 1)[1].split('"', 1)[0]
+    return None
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.action == "apply":
         return asyncio.run(apply(cfg, load_config(args.file), args.operator, args.dry_run))
+    if args.action == "version":
+        return asyncio.run(version(cfg, args.metrics or [], args.json))
     if args.action == "history":
         return asyncio.run(history(cfg, args.json))
     from mailgate.core.secrets import new_key
@@ -137,11 +167,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def register(sub, with_config) -> None:
     c = with_config(sub.add_parser("config", help="configuration as audited events in mail.config"))
-    c.add_argument("action", choices=["apply", "history", "keygen"])
+    c.add_argument("action", choices=["apply", "history", "keygen", "version"])
     c.add_argument("file", nargs="?", help="apply: the YAML file whose gateways become the running ones")
     c.add_argument("--dry-run", action="store_true", help="apply: print the changes, write nothing")
     c.add_argument("--operator", help="who makes the change (default: the OS user)")
-    c.add_argument("--json", action="store_true", help="history: one JSON object per change")
+    c.add_argument("--json", action="store_true", help="history, version: JSON output")
+    c.add_argument("--metrics", action="append", metavar="URL",
+                   help="version: a stage's metrics endpoint (http://host:port) to compare; repeatable")
     c.set_defaults(func=cmd_config)
     g = with_config(sub.add_parser("gateway", help="list, add, enable, disable or verify gateways"))
     g.add_argument("action", choices=["list", "add", "enable", "disable", "verify"])
