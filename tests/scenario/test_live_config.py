@@ -190,6 +190,7 @@ def test_every_live_setting_applies_in_every_replica_without_restart(gateway, pr
                "domain_verification": {"mode": "specified_domains", "domains": ["new.test"]}}
         r = admin.http.post("/api/gateways", json=doc)
         assert r.status_code == 201, r.text
+        assert r.headers["X-Mailgate-Config-Version"] == live_version(gateway)  # what the page shows after save
         replicas.wait_applied(live_version(gateway))
         new_ids = [queued_id(send(p, "x@new.test")[1]) for p in ports]
         for mid in new_ids:

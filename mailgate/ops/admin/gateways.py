@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway, Secret
+from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, read_state,
+                                         stored_settings)
 from processors.spam_policy import check_gateway_actions
-from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
 
 SECRET_PATHS = {"outbound": [("auth_password",)], "inbound": [("smartermail", "password")]}
 """Where each kind of gateway holds a secret (write-only in the API)."""
@@ -154,6 +155,12 @@ def validate(kind: str, doc: dict, old: BaseModel | None = None) -> BaseModel:
 async def verify(gw: OutboundGateway, delivery: DeliveryConfig) -> dict:
     from egress.verify import verify_gateway
     return asdict(await verify_gateway(gw, delivery))
+
+
+async def live_version(cfg: Config) -> str:
+    """The version of the configuration mail.config holds now (config_events.config_version)."""
+    _, live = await _live(cfg)
+    return config_version(live)
 
 
 async def save(cfg: Config, kind: str, doc: dict, operator: str, *, create: bool, name: str | None = None) -> dict:
