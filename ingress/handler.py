@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -21,7 +22,9 @@ from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate.core import metrics
 from mailgate.mail.addresses import BadAddress, parse_mailbox
 from mailgate.core.config import Config
+from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
+from mailgate.mail.directory import CachedDirectory
 from schemas import MessageReceived, RecipientRejected
 
 log = logging.getLogger("mailgate.ingress")
@@ -42,17 +45,39 @@ def _sender(envelope: Envelope) -> str:
     return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
 
 
+@dataclass(frozen=True)
+class Settings:
+    """One version of the live configuration, as one mail transaction is judged by it from MAIL FROM to DATA."""
+    cfg: Config
+    version: str
+    policy: RecipientPolicy
+    directories: dict[str, CachedDirectory] = field(default_factory=dict)
+
+
 class IngressHandler:
     def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None) -> None:
-        self.cfg = cfg
         self.publisher = publisher
-        self.policy = RecipientPolicy(cfg)
         self.verifier = verifier
+        self.current = self._settings(cfg)
+
+    @property
+    def cfg(self) -> Config:
+        return self.current.cfg
+
+    def _settings(self, cfg: Config) -> Settings:
+        directories = dict(self.verifier.directories) if self.verifier is not None else {}
+        return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
 
     def reconfigure(self, cfg: Config) -> None:
-        """Gateways changed in mail.config: decide new recipients by them from now on (sessions keep going)."""
-        self.cfg = cfg
-        self.policy = RecipientPolicy(cfg)
+        """A change in mail.config (gateways, verification, relay networks): transactions that start from now on
+        are judged by it; one already past MAIL FROM finishes under the version it began with."""
+        if self.verifier is not None:
+            self.verifier.reconfigure(cfg)
+        self.current = self._settings(cfg)
+
+    @staticmethod
+    def settings_of(envelope: Envelope, default: Settings) -> Settings:
+        return getattr(envelope, "mg_settings", None) or default
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -68,26 +93,29 @@ class IngressHandler:
         envelope.mg_direction = None
         envelope.mg_gateway = None
         envelope.mg_verified = []
+        envelope.mg_settings = self.current
         return Verdict.SENDER_OK.reply()
 
     def _reject(self, session: Session, envelope: Envelope, address: str, verdict: Verdict, reason: str) -> str:
+        s = self.settings_of(envelope, self.current)
         client = session.peer[0] if session.peer else "?"
         mid = getattr(envelope, "mg_id", "") or "-"
         metrics.INGRESS_REJECTED_RECIPIENTS.labels(metrics.reason_label(reason)).inc()
         log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client, mid, reason, verdict.code,
                  extra={"message_id": mid})
         self.publisher.note(RecipientRejected(
-            message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=self.cfg.node_name,
+            message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=s.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
-            mail_from=_sender(envelope)))
+            mail_from=_sender(envelope), config_version=s.version))
         return verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if len(envelope.rcpt_tos) >= self.cfg.ingress.max_recipients:
+        s = self.settings_of(envelope, self.current)
+        if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
-        decision = self.policy.decide(session.peer[0], address)
+        decision = s.policy.decide(session.peer[0], address)
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason)
         gw_name = decision.gateway.name if decision.gateway else None
@@ -95,7 +123,8 @@ class IngressHandler:
                 decision.direction, gw_name):
             return self._reject(session, envelope, address, Verdict.MIXED_DIRECTION, "mixed_destinations")
         if self.verifier is not None and decision.gateway is not None:
-            verdict, reason = await self.verifier.check(decision.gateway, str(decision.mailbox), envelope.mg_id)
+            verdict, reason = await self.verifier.check(decision.gateway, str(decision.mailbox), envelope.mg_id,
+                                                        directories=s.directories, version=s.version)
             if verdict is not Verdict.OK:
                 return self._reject(session, envelope, address, verdict, reason)
             if reason == VERIFIED:
@@ -111,15 +140,16 @@ class IngressHandler:
         return Verdict.LOCAL_ERROR.reply()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        s = self.settings_of(envelope, self.current)
         data: bytes = envelope.original_content or b""
         if _BARE_LF.search(data):
-            if self.cfg.ingress.bare_lf == "reject":
+            if s.cfg.ingress.bare_lf == "reject":
                 log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0],
                          extra={"message_id": envelope.mg_id})
                 metrics.INGRESS_REJECTED_MESSAGES.labels("bare_lf").inc()
                 return Verdict.BARE_LF.reply()
             data = _BARE_LF.sub(b"\r\n", data)
-        if len(data) > self.cfg.ingress.max_message_bytes:
+        if len(data) > s.cfg.ingress.max_message_bytes:
             metrics.INGRESS_REJECTED_MESSAGES.labels("too_big").inc()
             return Verdict.MESSAGE_TOO_BIG.reply()
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
@@ -127,16 +157,16 @@ class IngressHandler:
         when = datetime.now(timezone.utc)
         tls = session.ssl.get("cipher") if session.ssl else None
         protocol = ("ESMTPS" if tls else "ESMTP") if session.extended_smtp else "SMTP"
-        body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=self.cfg.ingress.hostname,
+        body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=s.cfg.ingress.hostname,
                                protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when) + data
         record = MessageReceived(
-            message_id=mid, occurred_at=int(when.timestamp() * 1000), node=self.cfg.node_name,
+            message_id=mid, occurred_at=int(when.timestamp() * 1000), node=s.cfg.node_name,
             direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
             client_address=session.peer[0], client_helo=session.host_name or "",
             client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
-            body_sha256=hashlib.sha256(body).hexdigest(), body=body)
+            body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version)
         began = time.monotonic()
         try:
             await self.publisher.publish(record)

@@ -48,7 +48,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
                            hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False)
 
-    live = LiveConfig(cfg)
+    live = LiveConfig(cfg, "ingress")
     following = asyncio.create_task(_follow_config(live, handler))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)

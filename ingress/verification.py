@@ -9,6 +9,7 @@ Backup MX accepts (its primary, and so its directory, is expected to be down whe
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Callable
 
@@ -17,7 +18,7 @@ from ingress.replies import Verdict
 from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import verification_method
+from mailgate.mail.directory.build import rebuild_directories, verification_method
 from mailgate.mail.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
@@ -29,6 +30,9 @@ __all__ = ["RecipientVerifier", "build_directories"]
 VERIFIED = "verified"
 """The reason `check` gives with OK when the directory confirmed the recipient (a fresh answer)."""
 
+RETIRE_AFTER_S = 300.0
+"""How long a directory replaced by a configuration change stays open for transactions that began before it."""
+
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
@@ -39,6 +43,8 @@ class RecipientVerifier:
         self.note = note
         self.probe = probe or PrimaryProbe()
         self.purges = purges
+        self.gateways: list[InboundGateway] = []
+        self._retiring: set[asyncio.Task] = set()
 
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
@@ -46,12 +52,28 @@ class RecipientVerifier:
         directories = build_directories(cfg.inbound_gateways)
         purges = PurgeFollower(cfg, directories, "ingress")
         purges.start()
-        return cls(directories, cfg.node_name, note, purges=purges)
+        verifier = cls(directories, cfg.node_name, note, purges=purges)
+        verifier.gateways = list(cfg.inbound_gateways)
+        return verifier
 
-    async def check(self, gateway: InboundGateway, address: str, message_id: str) -> tuple[Verdict, str]:
+    def reconfigure(self, cfg: Config) -> None:
+        """Directories for the new gateways: unchanged ones keep their cache; a changed or removed gateway's old
+        directory is closed once transactions that began before the change are over."""
+        new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
+        self.directories.clear()
+        self.directories.update(new)  # in place: the purge follower holds this mapping
+        self.gateways = list(cfg.inbound_gateways)
+        for d in retired:
+            task = asyncio.get_running_loop().create_task(_close_later(d, RETIRE_AFTER_S))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def check(self, gateway: InboundGateway, address: str, message_id: str,
+                    directories: dict[str, CachedDirectory] | None = None,
+                    version: str | None = None) -> tuple[Verdict, str]:
         if gateway.mode == "backup_mx" and gateway.defer_while_primary_up and await self.probe.is_up(gateway):
             return Verdict.PRIMARY_UP, "primary_up"
-        directory = self.directories.get(gateway.name)
+        directory = (self.directories if directories is None else directories).get(gateway.name)
         if directory is None:
             return Verdict.OK, ""
         v = await directory.verify(address)
@@ -65,12 +87,21 @@ class RecipientVerifier:
             return Verdict.USER_UNKNOWN, "user_unknown"
         self.note(RecipientVerified(message_id=message_id, occurred_at=now_ms(), node=self.node,
                                     recipient=address, stage="ingress", method=verification_method(gateway),
-                                    cached=v.cached, stale=v.stale))
+                                    cached=v.cached, stale=v.stale, config_version=version))
         return Verdict.OK, "" if v.stale else VERIFIED
 
     async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         if self.purges is not None:
             await self.purges.aclose()
         await self.probe.aclose()
         for d in self.directories.values():
             await d.aclose()
+
+
+async def _close_later(directory: CachedDirectory, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await directory.aclose()

@@ -2,41 +2,111 @@
 
 Reads: one MessageReceived. Emits: the Outputs of each step in order. A step may end the message (every recipient
 rejected, spam deleted or quarantined); the steps after it then do not run, and that step emitted the terminal event.
+Configuration: each version of the live configuration (mail.config) gets its own set of step policies; a message is
+judged entirely by the version current when its handling began, and its events name that version
+(`config_version`). Directory caches carry over between versions for gateways whose verification did not change.
 """
 from __future__ import annotations
 
-from mailgate.core.config import Config
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from mailgate.core.config import Config, ConfigError
+from mailgate.core.config_events import config_version
 from mailgate.core.ids import now_ms
+from mailgate.mail.directory import CachedDirectory, build_directories
+from mailgate.mail.directory.build import rebuild_directories
+from mailgate.mail.directory.purge import PurgeFollower
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
-from processors.spam_policy import SpamPolicy
+from processors.spam_policy import SpamPolicy, check_gateway_actions
 from processors.verification import VerificationPolicy
 from schemas import MessageDiscarded
+
+log = logging.getLogger("mailgate.processor")
+
+RETIRE_AFTER_S = 300.0
+"""How long the policies of a replaced configuration version stay open for messages still judged by them."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The step policies of one configuration version."""
+    version: str
+    verify: VerificationPolicy
+    classify: SpamPolicy
+    route: RoutingPolicy
 
 
 class Pipeline:
     def __init__(self, cfg: Config, node: str) -> None:
         self.node = node
-        self.verify = VerificationPolicy(cfg, node)
-        self.route = RoutingPolicy(cfg, node)
-        self.classify = SpamPolicy(cfg, node, route=self.route)
+        self.gateways = list(cfg.inbound_gateways)
+        self.directories: dict[str, CachedDirectory] = build_directories(cfg.inbound_gateways)
+        self.purges = PurgeFollower(cfg, self.directories, "processor")
+        self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
+        self._retiring: set[asyncio.Task] = set()
+
+    def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
+        directories = dict(self.directories)
+        verify = VerificationPolicy(cfg, self.node, directories, purges=self.purges, version=route.version)
+        classify = SpamPolicy(cfg, self.node, route=route, version=route.version)
+        return Steps(route.version, verify, classify, route)
+
+    @property
+    def verify(self) -> VerificationPolicy:
+        return self.steps.verify
 
     async def handle(self, received) -> list[Output]:
-        outputs, recipients = await self.verify(received)
+        steps = self.steps  # one version for the whole message, even if a change arrives while it is scanned
+        outputs, recipients = await steps.verify(received)
         if not recipients:
             return outputs + [audit(MessageDiscarded(
                 message_id=received.message_id, occurred_at=now_ms(), node=self.node,
                 reason="all_recipients_rejected", headers=""))]
-        spam = await self.classify(received, recipients)
+        spam = await steps.classify(received, recipients)
         outputs += spam.outputs
         if spam.disposition != "deliver":
             return outputs
-        return outputs + self.route(received, recipients=recipients, body=spam.body)
+        return outputs + steps.route(received, recipients=recipients, body=spam.body)
 
     def reconfigure(self, cfg: Config) -> None:
-        """A configuration change from mail.config: routing follows it at once."""
-        self.route.reconfigure(cfg)
+        """A change from mail.config: messages whose handling starts from now on are judged by it."""
+        version = config_version(cfg)
+        if version == self.steps.version:
+            return
+        try:
+            check_gateway_actions(cfg)
+        except ConfigError as err:
+            log.error("ignored configuration version %s: %s", version, err)
+            return
+        new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
+        self.directories.clear()
+        self.directories.update(new)  # in place: the purge follower holds this mapping
+        self.gateways = list(cfg.inbound_gateways)
+        old, self.steps = self.steps, self._steps(cfg, self.steps.route.for_version(cfg, version))
+        self._retire(old, retired)
+
+    def _retire(self, old: Steps, directories: list[CachedDirectory]) -> None:
+        async def later() -> None:
+            try:
+                await asyncio.sleep(RETIRE_AFTER_S)
+            finally:
+                await old.classify.aclose()
+                for d in directories:
+                    await d.aclose()
+        try:
+            task = asyncio.get_running_loop().create_task(later())
+        except RuntimeError:  # no loop (configured before the worker started): nothing in flight to wait for
+            return
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def aclose(self) -> None:
-        await self.verify.aclose()
-        await self.classify.aclose()
+        for task in list(self._retiring):
+            task.cancel()
+        await self.steps.classify.aclose()
+        await self.purges.aclose()
+        for d in self.directories.values():
+            await d.aclose()

@@ -18,9 +18,18 @@ from schemas import MessageRouted, Route
 
 
 class RoutingPolicy:
-    def __init__(self, cfg: Config, node: str) -> None:
+    def __init__(self, cfg: Config, node: str, version: str | None = None) -> None:
         self.node = node
+        self.version = version
         self.reconfigure(cfg)
+
+    def for_version(self, cfg: Config, version: str) -> "RoutingPolicy":
+        """A new policy for a new configuration version that keeps this one's round-robin position when the outbound
+        gateways did not change (this policy stays as it is for messages still being judged by it)."""
+        new = RoutingPolicy.__new__(RoutingPolicy)
+        new.node, new.version, new.cfg, new.selector = self.node, version, self.cfg, self.selector
+        new.reconfigure(cfg)
+        return new
 
     def reconfigure(self, cfg: Config) -> None:
         """Take a new configuration (gateways added, changed, disabled) for the messages routed from now on."""
@@ -55,7 +64,7 @@ class RoutingPolicy:
             received_at=received.occurred_at,
             not_before=max(now, received.occurred_at + self.cfg.spool.delivery_delay_s * 1000),
             expires_at=received.occurred_at + lifetime_s * 1000,
-            body=received.body if body is None else body)
+            body=received.body if body is None else body, config_version=self.version)
         return [Output(topics.OUTBOUND, self.key(route.destination, received.message_id), routed), audit(routed)]
 
     def key(self, destination: str, message_id: str) -> str:

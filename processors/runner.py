@@ -76,7 +76,7 @@ def build_app(cfg: Config) -> faust.App:
                 await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
             metrics.observe_pipeline(outputs)
 
-    live = LiveConfig(cfg)
+    live = LiveConfig(cfg, "processor")
 
     @app.task
     async def follow_config() -> None:

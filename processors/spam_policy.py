@@ -51,9 +51,10 @@ def check_gateway_actions(cfg: Config) -> None:
 class SpamPolicy:
     def __init__(self, cfg: Config, node: str, route: RoutingPolicy | None = None,
                  scorers: Sequence[Scorer] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, version: str | None = None) -> None:
         self.cfg = cfg
         self.node = node
+        self.version = version
         self.route = route or RoutingPolicy(cfg, node)
         check_gateway_actions(cfg)
         self.scorers = list(build_scorers(cfg.spam) if scorers is None else scorers)
@@ -106,7 +107,7 @@ class SpamPolicy:
             total_score=verdict.total,
             scores=[ScorerScore(scorer=r.name, score=r.score, weight=r.weight, error=r.error)
                     for r in verdict.results],
-            actions=list(outcome.applied))
+            actions=list(outcome.applied), config_version=self.version)
 
     async def aclose(self) -> None:
         pass

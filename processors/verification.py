@@ -38,12 +38,17 @@ FOLLOWER_READY_S = 10.0
 
 class VerificationPolicy:
     def __init__(self, cfg: Config, node: str,
-                 directories: dict[str, CachedDirectory] | None = None) -> None:
+                 directories: dict[str, CachedDirectory] | None = None,
+                 purges: PurgeFollower | None = None, version: str | None = None) -> None:
+        """`directories` and `purges` given: they are shared across configuration versions (the pipeline owns and
+        closes them); else this policy builds and owns its own."""
         self.cfg = cfg
         self.node = node
+        self.version = version
         self.gateways = {gw.name: gw for gw in cfg.inbound_gateways}
         self.directories = build_directories(cfg.inbound_gateways) if directories is None else directories
-        self.purges = PurgeFollower(cfg, self.directories, "processor")
+        self._owns = purges is None
+        self.purges = PurgeFollower(cfg, self.directories, "processor") if purges is None else purges
         self._started = False
 
     async def _start(self) -> None:
@@ -82,7 +87,8 @@ class VerificationPolicy:
                 outputs.append(audit(RecipientRejected(
                     message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
                     reason="user_unknown", reply_code=USER_UNKNOWN.code, enhanced_code=USER_UNKNOWN.enhanced_code,
-                    client_address=received.client_address, mail_from=received.mail_from)))
+                    client_address=received.client_address, mail_from=received.mail_from,
+                    config_version=self.version)))
                 continue
             passed.append(rcpt)
             if v.exists is None:
@@ -90,7 +96,7 @@ class VerificationPolicy:
             outputs.append(audit(RecipientVerified(
                 message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
                 method="fail_open" if v.exists is None else verification_method(gateway), cached=v.cached,
-                stale=v.stale or v.exists is None)))
+                stale=v.stale or v.exists is None, config_version=self.version)))
         if rejected:
             outputs += self._dsn(received, rejected)
         return outputs, passed
@@ -115,6 +121,8 @@ class VerificationPolicy:
         return [Output(topics.RECEIVED, dsn_id, record), audit(record)]
 
     async def aclose(self) -> None:
+        if not self._owns:
+            return
         await self.purges.aclose()
         for d in self.directories.values():
             await d.aclose()

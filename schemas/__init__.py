@@ -30,6 +30,7 @@ GatewayConfigured = _c["GatewayConfigured"]
 GatewayRemoved = _c["GatewayRemoved"]
 ReplayRequested = _c["ReplayRequested"]
 CachePurgeRequested = _c["CachePurgeRequested"]
+SettingsConfigured = _c["SettingsConfigured"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""

@@ -1,4 +1,5 @@
-"""Configuration as events: gateways live in the compacted `mail.config` topic as GatewayConfigured/GatewayRemoved.
+"""Configuration as events: gateways live in the compacted `mail.config` topic as GatewayConfigured/GatewayRemoved,
+and the live settings sections (spam scoring, relay networks) as SettingsConfigured.
 
 Reads: `mail.config` (the latest record per `<kind>/<name>` key is the gateway's state; compaction keeps history for
 the events' retention period). Emits: the events that turn the current state into a desired file's gateways
@@ -8,6 +9,7 @@ Secrets are stored only as references ({env}, {file}) or sealed with MAILGATE_SE
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,14 +19,76 @@ from pydantic import BaseModel
 from mailgate.core import kafka, topics
 from mailgate.core.config import Config, ConfigError, InboundGateway, OutboundGateway, Secret, parse_config
 from mailgate.core.ids import now_ms
-from schemas import GatewayConfigured, GatewayRemoved, UndecodableRecord, decode, encode
+from schemas import GatewayConfigured, GatewayRemoved, SettingsConfigured, UndecodableRecord, decode, encode
 
 GATEWAY_EVENTS = frozenset({"GatewayConfigured", "GatewayRemoved"})
 KINDS = {"inbound": ("inbound_gateways", InboundGateway), "outbound": ("outbound_gateways", OutboundGateway)}
+SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "relay_networks": ("ingress", "relay_networks")}
+"""Settings outside the gateways that every running stage applies live: section name -> its path in the file."""
+CONFIG_EVENTS = (GatewayConfigured, GatewayRemoved, SettingsConfigured)
+"""The records of mail.config that make up the configuration (other control records share the topic)."""
+NOT_COMPARED = frozenset({"node_name", "inbound_gateways", "outbound_gateways"})
+"""Top-level keys `non_live_changes` does not compare: per replica (node_name) or live (the gateways)."""
 
 
 def config_key(kind: str, name: str) -> str:
     return f"{kind}/{name}"
+
+
+def state_key(event) -> str:
+    """The compacted key of a configuration event: `<kind>/<name>` for a gateway, `settings/<section>` else."""
+    if isinstance(event, SettingsConfigured):
+        return config_key("settings", event.section)
+    return config_key(event.kind, event.name)
+
+
+def state_entry(event) -> "GatewayState":
+    """What a configuration event says the state of its key is now."""
+    if isinstance(event, SettingsConfigured):
+        return GatewayState("settings", event.section, json.loads(event.settings_json), event)
+    settings = json.loads(event.settings_json) if isinstance(event, GatewayConfigured) else None
+    return GatewayState(event.kind, event.name, settings, event)
+
+
+def config_version(cfg: Config) -> str:
+    """A short hash of everything that can change live (gateways, spam, relay networks): replicas that apply the
+    same configuration report the same version, so an operator can see when every replica has applied a change."""
+    live = cfg.model_dump(mode="json", include={"inbound_gateways", "outbound_gateways", "spam"})
+    live["relay_networks"] = list(cfg.ingress.relay_networks)
+    return hashlib.sha256(json.dumps(live, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def non_live_changes(running: Config, desired: Config) -> list[str]:
+    """The key paths that differ between the running file and `desired` although no stage applies them live
+    (listen addresses, Kafka, delivery timers...): `config apply` refuses such a file instead of ignoring them."""
+    a = running.model_dump(mode="json", exclude=set(NOT_COMPARED))
+    b = desired.model_dump(mode="json", exclude=set(NOT_COMPARED))
+    for path in SETTINGS_SECTIONS.values():
+        for d in (a, b):
+            _pop(d, path)
+    return sorted(_differences(a, b, ""))
+
+
+def _pop(data: dict, path: tuple[str, ...]) -> None:
+    for key in path[:-1]:
+        data = data.get(key, {})
+    data.pop(path[-1], None)
+
+
+def _differences(a: Any, b: Any, path: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(a.keys() | b.keys()):
+            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if a == b else [path]
+
+
+def _section_value(cfg: Config, section: str) -> Any:
+    data: Any = cfg.model_dump(mode="json")
+    for key in SETTINGS_SECTIONS[section]:
+        data = data[key]
+    return data
 
 
 def _stored_secret(secret: Secret, path: str) -> dict:
@@ -64,7 +128,7 @@ def _stored_value(value: Any, path: str) -> Any:
 class GatewayState:
     kind: str
     name: str
-    settings: dict | None  # None: removed
+    settings: Any  # a gateway's settings (None: removed), or a settings section's value
     event: Any
 
 
@@ -86,33 +150,49 @@ async def read_state(cfg: Config) -> tuple[dict[str, GatewayState], list]:
                         e = decode(r.value)
                     except UndecodableRecord:
                         continue
-                    if type(e).__name__ not in GATEWAY_EVENTS:
+                    if not isinstance(e, CONFIG_EVENTS):
                         continue  # other control records share the topic (e.g. CachePurgeRequested)
                     history.append(e)
-                    key = config_key(e.kind, e.name)
-                    settings = json.loads(e.settings_json) if type(e).__name__ == "GatewayConfigured" else None
-                    state[key] = GatewayState(e.kind, e.name, settings, e)
+                    state[state_key(e)] = state_entry(e)
         return state, history
     finally:
         await c.stop()
 
 
 def effective_config(base: Config, state: dict[str, GatewayState]) -> Config:
-    """The file's configuration with its gateways replaced by the topic's, once the topic has any."""
+    """The file's configuration with its gateways replaced by the topic's, once the topic has any, and each live
+    settings section the topic holds replaced by the topic's."""
     if not state:
         return base
     data = base.model_dump(mode="python", round_trip=True)
-    for kind, (field, _) in KINDS.items():
-        data[field] = [s.settings for s in sorted(state.values(), key=lambda s: s.name)
-                       if s.kind == kind and s.settings is not None]
+    if any(s.kind in KINDS for s in state.values()):
+        for kind, (field, _) in KINDS.items():
+            data[field] = [s.settings for s in sorted(state.values(), key=lambda s: s.name)
+                           if s.kind == kind and s.settings is not None]
+    for s in state.values():
+        if s.kind == "settings" and s.name in SETTINGS_SECTIONS:
+            *parents, last = SETTINGS_SECTIONS[s.name]
+            node = data
+            for key in parents:
+                node = node[key]
+            node[last] = s.settings
     return parse_config(data, "mail.config")
 
 
 def diff(current: dict[str, GatewayState], desired: Config, operator: str | None = None,
-         node: str = "cli") -> list:
-    """The events that make the topic's gateways equal to `desired`'s."""
+         node: str = "cli", running: Config | None = None) -> list:
+    """The events that make the topic's gateways and live settings equal to `desired`'s. A settings section the
+    topic does not hold yet is written only when it differs from `running` (the configuration in effect; without
+    it, only sections the topic holds are compared)."""
     who = operator or getpass.getuser()
     events, wanted = [], set()
+    for section in SETTINGS_SECTIONS:
+        want = _section_value(desired, section)
+        have = current.get(config_key("settings", section))
+        was = have.settings if have is not None else (_section_value(running, section) if running else want)
+        if want != was:
+            events.append(SettingsConfigured(occurred_at=now_ms(), node=node, section=section,
+                                             settings_json=json.dumps(want, sort_keys=True), operator=who))
     for kind, (field, _) in KINDS.items():
         for i, gw in enumerate(getattr(desired, field)):
             key = config_key(kind, gw.name)
@@ -123,7 +203,7 @@ def diff(current: dict[str, GatewayState], desired: Config, operator: str | None
                 events.append(GatewayConfigured(occurred_at=now_ms(), node=node, kind=kind, name=gw.name,
                                                 settings_json=json.dumps(settings, sort_keys=True), operator=who))
     for key, have in current.items():
-        if key not in wanted and have.settings is not None:
+        if have.kind in KINDS and key not in wanted and have.settings is not None:
             events.append(GatewayRemoved(occurred_at=now_ms(), node=node, kind=have.kind, name=have.name,
                                          operator=who))
     return events
@@ -154,7 +234,7 @@ async def append(cfg: Config, events: list) -> None:
     p = kafka.producer(cfg, "mailgate-config")
     await p.start()
     try:
-        futures = [await p.send(topics.CONFIG, encode(e), key=config_key(e.kind, e.name).encode()) for e in events]
+        futures = [await p.send(topics.CONFIG, encode(e), key=state_key(e).encode()) for e in events]
         for f in futures:
             await f
     finally:

@@ -30,6 +30,28 @@ for _registry in REGISTRIES.values():
     GCCollector(registry=_registry)
 _ingress, _processor, _egress = (REGISTRIES[s] for s in STAGES)
 
+# every stage: the live configuration it applies
+CONFIG_VERSION = {stage: Gauge("mailgate_config_version_info",
+                               "1 for the version (hash) of the live configuration this process applies.",
+                               ["version"], registry=REGISTRIES[stage]) for stage in STAGES}
+CONFIG_APPLY_SECONDS = {stage: Histogram("mailgate_config_apply_delay_seconds",
+                                         "From a configuration event's write to mail.config until this process "
+                                         "applied it.", buckets=(.05, .1, .25, .5, 1, 2, 5, 10, 30),
+                                         registry=REGISTRIES[stage]) for stage in STAGES}
+
+
+def config_applied(stage: str, previous: str, version: str, delay_ms: int | None) -> None:
+    """The process now applies `version` (it replaced `previous`)."""
+    if previous != version:
+        try:
+            CONFIG_VERSION[stage].remove(previous)
+        except KeyError:
+            pass
+    CONFIG_VERSION[stage].labels(version).set(1)
+    if delay_ms is not None:
+        CONFIG_APPLY_SECONDS[stage].observe(delay_ms / 1000)
+
+
 # ingress
 INGRESS_SESSIONS = Counter("mailgate_ingress_sessions", "SMTP sessions (client connections) opened.",
                            registry=_ingress)

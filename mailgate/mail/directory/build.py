@@ -43,3 +43,24 @@ def build_directories(gateways: list[InboundGateway]) -> dict[str, CachedDirecto
     """One cached directory per gateway that verifies users."""
     return {gw.name: CachedDirectory(_directory(gw), ttl_s=gw.smartermail.cache_ttl_s)
             for gw in gateways if verifies_users(gw)}
+
+
+_DIRECTORY_SETTINGS = {"mode", "status", "primary_addresses", "primary_port", "smtp_user_verification", "smartermail"}
+"""The gateway settings a directory is built from: a change to any of them gets the gateway a new directory."""
+
+
+def rebuild_directories(old: dict[str, CachedDirectory], old_gateways: list[InboundGateway],
+                        new_gateways: list[InboundGateway]) -> tuple[dict[str, CachedDirectory], list[CachedDirectory]]:
+    """(directories for `new_gateways`, directories no longer used). A gateway whose verification settings did not
+    change keeps its directory and cached answers; a changed one (new URL, credentials, verification mode...) gets a
+    new directory, so its cache is dropped and the next lookup uses the new settings."""
+    before = {gw.name: gw.model_dump(include=_DIRECTORY_SETTINGS) for gw in old_gateways}
+    out: dict[str, CachedDirectory] = {}
+    for gw in new_gateways:
+        if not verifies_users(gw):
+            continue
+        same = before.get(gw.name) == gw.model_dump(include=_DIRECTORY_SETTINGS)
+        out[gw.name] = old[gw.name] if same and gw.name in old else CachedDirectory(_directory(gw),
+                                                                                      ttl_s=gw.smartermail.cache_ttl_s)
+    retired = [d for name, d in old.items() if out.get(name) is not d]
+    return out, retired

@@ -93,7 +93,7 @@ async def create_gateway(request: web.Request) -> web.Response:
     data = await body(request)
     kind = str(data.get("kind", ""))
     doc = await gateways.save(request.app[CFG], kind, data, operator(request), create=True)
-    return web.json_response(doc, status=201)
+    return await _versioned(request, web.json_response(doc, status=201))
 
 
 @routes.post("/api/gateways/verify")
@@ -117,7 +117,7 @@ async def update_gateway(request: web.Request) -> web.Response:
     m = request.match_info
     doc = await gateways.save(request.app[CFG], m["kind"], await body(request), operator(request), create=False,
                               name=m["name"])
-    return web.json_response(doc)
+    return await _versioned(request, web.json_response(doc))
 
 
 @routes.post("/api/gateways/{kind}/{name}/status")
@@ -126,15 +126,22 @@ async def gateway_status(request: web.Request) -> web.Response:
     status = (await body(request)).get("status")
     if status not in ("enabled", "disabled"):
         return error(422, "status must be enabled or disabled", fields={"status": "enabled or disabled"})
-    return web.json_response(await gateways.set_status(request.app[CFG], m["kind"], m["name"], status,
-                                                       operator(request)))
+    return await _versioned(request, web.json_response(
+        await gateways.set_status(request.app[CFG], m["kind"], m["name"], status, operator(request))))
 
 
 @routes.delete("/api/gateways/{kind}/{name}")
 async def delete_gateway(request: web.Request) -> web.Response:
     m = request.match_info
     await gateways.remove(request.app[CFG], m["kind"], m["name"], operator(request))
-    return web.json_response({"ok": True})
+    return await _versioned(request, web.json_response({"ok": True}))
+
+
+async def _versioned(request: web.Request, resp: web.Response) -> web.Response:
+    """`resp` with the configuration version the change produced (X-Mailgate-Config-Version): the version every
+    running stage reports on /metrics once it applies the change."""
+    resp.headers["X-Mailgate-Config-Version"] = await gateways.live_version(request.app[CFG])
+    return resp
 
 
 # --- messages, events, queue -----------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway, Secret
-from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
+from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, read_state,
+                                         stored_settings)
+from processors.spam_policy import check_gateway_actions
 
 SECRET_PATHS = {"outbound": [("auth_password",)], "inbound": [("smartermail", "password")]}
 """Where each kind of gateway holds a secret (write-only in the API)."""
@@ -155,6 +157,12 @@ async def verify(gw: OutboundGateway, delivery: DeliveryConfig) -> dict:
     return asdict(await verify_gateway(gw, delivery))
 
 
+async def live_version(cfg: Config) -> str:
+    """The version of the configuration mail.config holds now (config_events.config_version)."""
+    _, live = await _live(cfg)
+    return config_version(live)
+
+
 async def save(cfg: Config, kind: str, doc: dict, operator: str, *, create: bool, name: str | None = None) -> dict:
     """Create (`create`) or replace the gateway; verify first when it asks for that; the stored document back."""
     state, live = await _live(cfg)
@@ -197,6 +205,7 @@ async def _replace(cfg: Config, state: dict, live: Config, kind: str, name: str,
     others = [g for g in getattr(live, field) if g.name != name]
     desired = live.model_copy(update={field: others + ([gw] if gw is not None else [])})
     try:
+        check_gateway_actions(desired)  # a spam action no processor could apply is refused, with its path
         events = diff(state, desired, operator, node=cfg.node_name)
     except ConfigError as err:
         raise GatewayInvalid({"": str(err)}) from None

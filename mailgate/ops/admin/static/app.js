@@ -18,6 +18,8 @@ async function api(method, path, body) {
   let data = {};
   try { data = await r.json(); } catch (e) { data = {error: r.statusText}; }
   if (r.status === 401 && path !== "/api/login") { showLogin(); }
+  const version = r.headers.get("X-Mailgate-Config-Version");
+  if (version) $("config-version").textContent = `Saved: configuration version ${version}; running stages apply it without a restart (each shows the version it applies on /metrics).`;
   return {status: r.status, data};
 }
 
