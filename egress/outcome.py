@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from mailgate.mail.dsn import build_dsn, dsn_received, header_block, should_send_dsn
+from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
+from mailgate.mail.headers import header_block
 from mailgate.mail.reply import Reply
 from mailgate.core import topics
 from mailgate.core.config import Config

@@ -25,12 +25,13 @@ from mailgate.mail.reply import Reply
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
+from mailgate.core.deadletter import decode_or_dead_letter
 from mailgate.core.ids import now_ms
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import run_until_stopped
 from mailgate.mail.outputs import Output, audit
-from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
-                     UndecodableRecord, decode, encode)
+from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, MessageDelivered, MessageRouted,
+                     RecipientResult, SmtpReply, encode)
 
 log = logging.getLogger("mailgate.egress")
 
@@ -140,10 +141,9 @@ class Egress:
         now = now_ms()
         due, wait_for = [], None
         for rec in records:
-            try:
-                routed = decode(rec.value)
-            except UndecodableRecord as err:
-                due.append((rec, None, str(err)))
+            routed, dead = decode_or_dead_letter(rec, MessageRouted, self.node)
+            if dead is not None:
+                due.append((rec, None, dead))
                 continue
             if routed.not_before > now:
                 wait_for = (rec, routed.not_before - now)
@@ -152,12 +152,13 @@ class Egress:
         # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
         # second sees the first's delivery in the index; different messages go concurrently.
         by_message: dict[object, list] = {}
-        for rec, routed, err in due:
-            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append((rec, routed, err))
+        for rec, routed, dead in due:
+            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append(
+                (rec, routed, dead))
 
         async def in_turn(items) -> None:
-            for rec, routed, err in items:
-                await self._one(tp, rec, routed, err)
+            for rec, routed, dead in items:
+                await self._one(tp, rec, routed, dead)
 
         await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:
@@ -174,14 +175,10 @@ class Egress:
         if tp in self.consumer.assignment():
             self.consumer.resume(tp)
 
-    async def _one(self, tp: TopicPartition, rec, routed, error: str | None) -> None:
-        if routed is None or type(routed).__name__ != "MessageRouted":
-            reason = error or f"unexpected {type(routed).__name__} on {tp.topic}"
-            log.error("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, reason)
+    async def _one(self, tp: TopicPartition, rec, routed, dead: DeadLettered | None) -> None:
+        if dead is not None:
             metrics.EGRESS_DEAD_LETTERED.inc()
-            await self._emit([Output(topics.DLQ, "", DeadLettered(
-                occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
-                offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
+            await self._emit([Output(topics.DLQ, "", dead)])
             return
         try:
             outputs = await self.deliver(routed)
@@ -217,7 +214,7 @@ class Egress:
         await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
         lost: list[str] = []  # the connection dropped after DATA: the server may have these; keep their mark
         out += await self._attempt(routed, todo, unknown, lost)
-        delivered = {r for o in out if type(o.record).__name__ == "MessageDelivered" for r in o.record.recipients}
+        delivered = {r for o in out if isinstance(o.record, MessageDelivered) for r in o.record.recipients}
         return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered and r not in lost]
 
     async def _attempt(self, routed, todo: list[str], unknown: list[str], lost: list[str]) -> list[Output]:

@@ -3,7 +3,7 @@ recipient exists, so unknown users are refused in the SMTP dialogue and never bo
 for a Backup MX with `defer_while_primary_up`, send the client back to the primary while the primary answers.
 
 Reads: the gateways' `smartermail` settings, a TCP probe of Backup MX primaries, and cache purge requests on
-`mail.config`. Emits: a Verdict and a reason, and RecipientVerified audit events.
+`mail.config` (applied by the process's config follower). Emits: a Verdict and a reason, and RecipientVerified audit events.
 Directory unreachable: a cached answer is used even if stale; with none, Domain Forward tempfails (451 4.4.3) and
 Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail).
 """
@@ -18,7 +18,6 @@ from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
 from mailgate.mail.directory.build import verification_method
-from mailgate.mail.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")
@@ -32,21 +31,16 @@ VERIFIED = "verified"
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
-                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
-                 purges: PurgeFollower | None = None) -> None:
+                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None) -> None:
         self.directories = directories
         self.node = node
         self.note = note
         self.probe = probe or PrimaryProbe()
-        self.purges = purges
 
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
-        """The verifier of an ingress process, its purge follower started (call inside the event loop)."""
-        directories = build_directories(cfg.inbound_gateways)
-        purges = PurgeFollower(cfg, directories, "ingress")
-        purges.start()
-        return cls(directories, cfg.node_name, note, purges=purges)
+        """The verifier of an ingress process (its caches are purged through `mail.directory.purge.follow_purges`)."""
+        return cls(build_directories(cfg.inbound_gateways), cfg.node_name, note)
 
     async def check(self, gateway: InboundGateway, address: str, message_id: str) -> tuple[Verdict, str]:
         if gateway.mode == "backup_mx" and gateway.defer_while_primary_up and await self.probe.is_up(gateway):
@@ -69,8 +63,6 @@ class RecipientVerifier:
         return Verdict.OK, "" if v.stale else VERIFIED
 
     async def aclose(self) -> None:
-        if self.purges is not None:
-            await self.purges.aclose()
         await self.probe.aclose()
         for d in self.directories.values():
             await d.aclose()

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from mailgate.core.config import Config
-from mailgate.core.topics import declared_topics
+from mailgate.core.topics import declared_topics, max_record_bytes
 
 log = logging.getLogger("mailgate.core.kafka")
 
@@ -32,10 +32,6 @@ def _common(cfg: Config, client_id: str) -> dict[str, Any]:
         opts["sasl_plain_username"] = sec.sasl_username
         opts["sasl_plain_password"] = sec.sasl_password.reveal() if sec.sasl_password else None
     return opts
-
-
-def max_record_bytes(cfg: Config) -> int:
-    return cfg.ingress.max_message_bytes + 1024 * 1024
 
 
 def producer(cfg: Config, client_id: str, **overrides: Any) -> AIOKafkaProducer:
@@ -56,6 +52,26 @@ def consumer(cfg: Config, client_id: str, group_id: str | None, *topics: str, **
                                                                                       50 * 1024 * 1024),
             **overrides}
     return AIOKafkaConsumer(*topics, **opts)
+
+
+def faust_settings(cfg: Config, client_id: str) -> dict[str, Any]:
+    """faust App settings from the same figures as the aiokafka clients above (`_common`): bootstrap servers,
+    TLS and SASL (as faust credentials), compression, acks=all and the max record size, so the processor joins any
+    cluster the other stages can."""
+    import faust  # only the processor needs faust; the other stages do not pay for its import
+    opts = _common(cfg, client_id)
+    credentials = None
+    if "sasl_mechanism" in opts:
+        credentials = faust.SASLCredentials(username=opts["sasl_plain_username"],
+                                            password=opts["sasl_plain_password"],
+                                            ssl_context=opts.get("ssl_context"), mechanism=opts["sasl_mechanism"])
+    elif "ssl_context" in opts:
+        credentials = faust.SSLCredentials(opts["ssl_context"])
+    k = cfg.kafka
+    return {"broker": [f"kafka://{s}" for s in k.bootstrap_servers], "broker_client_id": client_id,
+            "broker_credentials": credentials, "producer_acks": -1,
+            "producer_compression_type": None if k.compression == "none" else k.compression,
+            "producer_max_request_size": max_record_bytes(cfg), "consumer_max_fetch_size": max_record_bytes(cfg)}
 
 
 async def ensure_topics(cfg: Config, attempts: int = 30) -> list[str]:

@@ -20,10 +20,10 @@ from prometheus_client.registry import Collector
 
 from mailgate.core import topics
 from mailgate.core.config import MetricsConfig
+from mailgate.core.topology import STAGES
 
 log = logging.getLogger("mailgate.core.metrics")
 
-STAGES = ("ingress", "processor", "egress")
 REGISTRIES: dict[str, CollectorRegistry] = {stage: CollectorRegistry() for stage in STAGES}
 for _registry in REGISTRIES.values():
     ProcessCollector(registry=_registry)

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailgate.core import topics
 from mailgate.core.config import Config, LocalBrokerConfig
 
 POM = Path(__file__).resolve().parent / "kafka-broker-pom.xml"
@@ -70,7 +71,7 @@ def _cluster_id() -> str:
 
 def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
     lb = cfg.local_broker
-    max_bytes = cfg.ingress.max_message_bytes + 1024 * 1024
+    max_bytes = topics.max_record_bytes(cfg)
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",

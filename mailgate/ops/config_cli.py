@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.config_events import KINDS, append, diff, effective_config, read_state, stored_settings
+from schemas import GatewayConfigured
 
 
 def _when(ms: int) -> str:
@@ -19,7 +20,7 @@ def _when(ms: int) -> str:
 
 
 def _describe(e) -> str:
-    verb = "configured" if type(e).__name__ == "GatewayConfigured" else "removed"
+    verb = "configured" if isinstance(e, GatewayConfigured) else "removed"
     return f"{_when(e.occurred_at)}  {e.operator:12} {verb:10} {e.kind}/{e.name}"
 
 
