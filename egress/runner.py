@@ -17,11 +17,11 @@ import time
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from egress.delivered_index import DeliveredIndex
-from egress.errors import ConnectionLostAfterData, DeliveryError
+from egress.errors import DeliveryError
 from egress.health import GatewayHealth
-from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
+from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key, failure_replies, next_target
 from egress.pool import SessionPool
-from mailgate.mail.reply import Reply
+from mailgate.mail import replies
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
@@ -185,7 +185,7 @@ class Egress:
         except Exception:  # a bug here must neither lose the message nor stop every other delivery: defer it
             log.exception("unexpected error delivering id=%s; deferring it", routed.message_id,
                           extra={"message_id": routed.message_id})
-            failed = [(r, Reply(451, "4.3.0", "internal delivery error")) for r in routed.recipients]
+            failed = [(r, replies.INTERNAL_DELIVERY_ERROR) for r in routed.recipients]
             outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
                                            now=now_ms(), error="internal delivery error (see the egress log)")
         await self._emit(outputs)
@@ -225,30 +225,31 @@ class Egress:
         attempt = routed.attempt + 1
         now = now_ms()
         if now >= routed.expires_at:
-            expired = [(r, Reply(451, "4.4.7", "queue lifetime exceeded")) for r in todo]
+            expired = [(r, replies.QUEUE_LIFETIME_EXCEEDED) for r in todo]
             return self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
                                               now=now, error="queue lifetime exceeded")
         targets = self.targets.targets(routed.route)
         if not targets:
-            none = [(r, Reply(451, "4.4.1", "no usable gateway")) for r in todo]
+            none = [(r, replies.NO_USABLE_GATEWAY) for r in todo]
             return self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
                                               error="no usable gateway for this route")
-        last_error = "no target tried"
+        last: DeliveryError | None = None
         for target in targets:
             started = time.monotonic()
             key = self.targets.health_key(target)
             try:
                 results, session = await self._send(target, routed, todo)
             except DeliveryError as err:
-                last_error = str(err)
+                last = err
                 self.health.record_failure(key)
-                out.append(self._attempted(routed, attempt, target, todo, [], last_error, started, None, unknown))
+                out.append(self._attempted(routed, attempt, target, todo, [], str(err), started, None, unknown))
                 log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err,
                          extra={"message_id": mid})
-                if isinstance(err, ConnectionLostAfterData):
-                    lost.extend(todo)
-                    break  # the server may have the message: wait for the retry rather than send it elsewhere now
-                continue
+                if err.may_have_been_delivered:
+                    lost.extend(todo)  # keep their write-ahead mark: the retry says the server may have them
+                if next_target(err):
+                    continue
+                break  # a definite refusal bounces; a message the server may have waits for the retry
             if any(rep.is_transient() for _, rep in results):
                 self.health.record_failure(key)
             else:
@@ -261,9 +262,8 @@ class Egress:
                      ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
             return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
                                               attempt=attempt, now=now_ms())
-        failed = [(r, Reply(451, "4.4.1", last_error)) for r in todo]
-        return out + self.outcome.outcome(routed, failed, gateway="", host="", attempt=attempt, now=now_ms(),
-                                          error=last_error)
+        return out + self.outcome.outcome(routed, failure_replies(last, todo), gateway="", host="", attempt=attempt,
+                                          now=now_ms(), error=str(last) if last is not None else "no target tried")
 
     async def _send(self, target, routed, rcpts):
         for fresh_try in (False, True):
@@ -275,7 +275,7 @@ class Egress:
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.
-                if fresh_try or not reused or getattr(err, "step", None) not in ("mail", "rset"):
+                if fresh_try or not reused or err.step not in ("mail", "rset"):
                     raise
         raise AssertionError("unreachable")
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
 from mailgate.mail.headers import header_block
-from mailgate.mail.reply import Reply
+from mailgate.mail import replies
 from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id, now_ms
@@ -29,7 +29,7 @@ from schemas import RecipientRejected, RecipientVerified
 
 log = logging.getLogger("mailgate.processor.verification")
 
-USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
+USER_UNKNOWN = replies.USER_UNKNOWN
 """The reply a rejected recipient's DSN reports (the one ingress would have given at RCPT)."""
 
 FOLLOWER_READY_S = 10.0
