@@ -73,7 +73,7 @@ class Egress:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
-        live = LiveConfig(self.cfg)
+        live = LiveConfig(self.cfg, "egress")
         self.reconfigure(await live.start())
         live.on_change(self.reconfigure)
         await self.index.start()

@@ -3,7 +3,8 @@ recipient exists, so unknown users are refused in the SMTP dialogue and never bo
 for a Backup MX with `defer_while_primary_up`, send the client back to the primary while the primary answers.
 
 Reads: the gateways' `smartermail` settings, a TCP probe of Backup MX primaries, and cache purge requests on
-`mail.config` (applied by the process's config follower). Emits: a Verdict and a reason, and RecipientVerified audit events.
+`mail.config` (applied by the process's config follower). Emits: a Verdict and a reason, and RecipientVerified
+audit events.
 Directory unreachable: a cached answer is used even if stale; with none, Domain Forward tempfails (451 4.4.3) and
 Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail).
 """

@@ -1,8 +1,8 @@
 """Verification policy (authoritative, replayable): re-check each inbound recipient against its gateway's directory.
 
 Reads: MessageReceived, the gateways' `smartermail` settings (through a per-process 10-minute cache, purged by
-`CachePurgeRequested` on `mail.config`, which the processor's config follower applies). Emits: the recipients that pass; RecipientVerified (stage processor) for
-each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
+`CachePurgeRequested` on `mail.config`, which the processor's config follower applies). Emits: the recipients that
+pass; RecipientVerified (stage processor) for each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
 one DSN for them to a non-null sender, as a new MessageReceived from <> on mail.received (and its audit copy).
 
 Directory unreachable (and no cached answer, fresh or stale): the recipient is KEPT — ingress already decided at

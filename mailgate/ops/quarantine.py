@@ -2,9 +2,9 @@
 
 Reads: `mail.quarantine` (MessageQuarantined with the MessageRouted to deliver on release) and `mail.events` (a
 QuarantineReleased or a MessageDiscarded with reason "quarantine_delete" takes a message out of the quarantine),
-both read from the beginning to the current end with `mailgate.core.topic_reader`. Emits: on release, the stored MessageRouted
-(times refreshed) to `mail.outbound`, then QuarantineReleased and the MessageRouted's audit copy to `mail.events`;
-on delete, MessageDiscarded(reason="quarantine_delete") to `mail.events`. The outbound record is written before the
+both read from the beginning to the current end with `mailgate.core.topic_reader`. Emits: on release, the stored
+MessageRouted (times refreshed) to `mail.outbound`, then QuarantineReleased and the MessageRouted's audit copy to
+`mail.events`; on delete, MessageDiscarded(reason="quarantine_delete") to `mail.events`. The outbound record is written before the
 event, so a crash between the two can at worst lead to a second release, whose duplicate egress suppresses.
 """
 from __future__ import annotations
