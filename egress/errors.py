@@ -40,6 +40,8 @@ class DeliveryError(Exception):
 
     transient: bool = True
     default_step: Step = "connect"
+    may_have_been_delivered: bool = False
+    """True when the server may have the message although the attempt failed: retry later, do not try elsewhere."""
 
     def __init__(self, detail: str = "", *, step: Step | None = None, secrets: Iterable[str] = ()) -> None:
         step = step or self.default_step

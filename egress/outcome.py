@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from mailgate.mail.dsn import build_dsn, dsn_received, header_block, should_send_dsn
+from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
+from mailgate.mail.headers import header_block
+from egress.errors import DeliveryError
+from mailgate.mail import replies
 from mailgate.mail.reply import Reply
 from mailgate.core import topics
 from mailgate.core.config import Config
@@ -29,6 +32,24 @@ that attempt is unknown, and the next attempt says so in its DeliveryAttempted e
 
 def delivered_key(message_id: str, rcpt: str) -> str:
     return f"{message_id}|{rcpt.lower()}"
+
+
+def next_target(err: DeliveryError) -> bool:
+    """Whether to try the route's next target after `err`: only for a transient failure that cannot have
+    delivered the message (a definite refusal bounces; "may have been delivered" waits for the retry)."""
+    return err.transient and not err.may_have_been_delivered
+
+
+def failure_replies(err: DeliveryError | None, rcpts: list[str]) -> list[tuple[str, Reply]]:
+    """Each recipient's reply after an attempt that failed as a whole (no per-recipient replies): the server's own
+    reply when it refused for good, so the message bounces with it; otherwise a transient reply, so it is deferred
+    (also for "may have been delivered", whose retry then sees the write-ahead record)."""
+    if err is not None and not err.transient:
+        reply = getattr(err, "reply", None)
+        final = reply if reply is not None and reply.is_permanent() else replies.refused(str(err))
+        return [(r, final) for r in rcpts]
+    later = replies.no_connection(str(err) if err is not None else "no target tried")
+    return [(r, later) for r in rcpts]
 
 
 class OutcomePolicy:

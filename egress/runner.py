@@ -17,20 +17,21 @@ import time
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from egress.delivered_index import DeliveredIndex
-from egress.errors import ConnectionLostAfterData, DeliveryError
+from egress.errors import DeliveryError
 from egress.health import GatewayHealth
-from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
+from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key, failure_replies, next_target
 from egress.pool import SessionPool
-from mailgate.mail.reply import Reply
+from mailgate.mail import replies
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
+from mailgate.core.deadletter import decode_or_dead_letter
 from mailgate.core.ids import now_ms
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import run_until_stopped
 from mailgate.mail.outputs import Output, audit
-from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, RecipientResult, SmtpReply,
-                     UndecodableRecord, decode, encode)
+from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, MessageDelivered, MessageRouted,
+                     RecipientResult, SmtpReply, encode)
 
 log = logging.getLogger("mailgate.egress")
 
@@ -140,10 +141,9 @@ class Egress:
         now = now_ms()
         due, wait_for = [], None
         for rec in records:
-            try:
-                routed = decode(rec.value)
-            except UndecodableRecord as err:
-                due.append((rec, None, str(err)))
+            routed, dead = decode_or_dead_letter(rec, MessageRouted, self.node)
+            if dead is not None:
+                due.append((rec, None, dead))
                 continue
             if routed.not_before > now:
                 wait_for = (rec, routed.not_before - now)
@@ -152,12 +152,13 @@ class Egress:
         # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
         # second sees the first's delivery in the index; different messages go concurrently.
         by_message: dict[object, list] = {}
-        for rec, routed, err in due:
-            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append((rec, routed, err))
+        for rec, routed, dead in due:
+            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append(
+                (rec, routed, dead))
 
         async def in_turn(items) -> None:
-            for rec, routed, err in items:
-                await self._one(tp, rec, routed, err)
+            for rec, routed, dead in items:
+                await self._one(tp, rec, routed, dead)
 
         await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:
@@ -174,21 +175,17 @@ class Egress:
         if tp in self.consumer.assignment():
             self.consumer.resume(tp)
 
-    async def _one(self, tp: TopicPartition, rec, routed, error: str | None) -> None:
-        if routed is None or type(routed).__name__ != "MessageRouted":
-            reason = error or f"unexpected {type(routed).__name__} on {tp.topic}"
-            log.error("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, rec.offset, reason)
+    async def _one(self, tp: TopicPartition, rec, routed, dead: DeadLettered | None) -> None:
+        if dead is not None:
             metrics.EGRESS_DEAD_LETTERED.inc()
-            await self._emit([Output(topics.DLQ, "", DeadLettered(
-                occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
-                offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
+            await self._emit([Output(topics.DLQ, "", dead)])
             return
         try:
             outputs = await self.deliver(routed)
         except Exception:  # a bug here must neither lose the message nor stop every other delivery: defer it
             log.exception("unexpected error delivering id=%s; deferring it", routed.message_id,
                           extra={"message_id": routed.message_id})
-            failed = [(r, Reply(451, "4.3.0", "internal delivery error")) for r in routed.recipients]
+            failed = [(r, replies.INTERNAL_DELIVERY_ERROR) for r in routed.recipients]
             outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
                                            now=now_ms(), error="internal delivery error (see the egress log)")
         await self._emit(outputs)
@@ -217,7 +214,7 @@ class Egress:
         await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
         lost: list[str] = []  # the connection dropped after DATA: the server may have these; keep their mark
         out += await self._attempt(routed, todo, unknown, lost)
-        delivered = {r for o in out if type(o.record).__name__ == "MessageDelivered" for r in o.record.recipients}
+        delivered = {r for o in out if isinstance(o.record, MessageDelivered) for r in o.record.recipients}
         return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered and r not in lost]
 
     async def _attempt(self, routed, todo: list[str], unknown: list[str], lost: list[str]) -> list[Output]:
@@ -228,30 +225,31 @@ class Egress:
         attempt = routed.attempt + 1
         now = now_ms()
         if now >= routed.expires_at:
-            expired = [(r, Reply(451, "4.4.7", "queue lifetime exceeded")) for r in todo]
+            expired = [(r, replies.QUEUE_LIFETIME_EXCEEDED) for r in todo]
             return self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
                                               now=now, error="queue lifetime exceeded")
         targets = self.targets.targets(routed.route)
         if not targets:
-            none = [(r, Reply(451, "4.4.1", "no usable gateway")) for r in todo]
+            none = [(r, replies.NO_USABLE_GATEWAY) for r in todo]
             return self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
                                               error="no usable gateway for this route")
-        last_error = "no target tried"
+        last: DeliveryError | None = None
         for target in targets:
             started = time.monotonic()
             key = self.targets.health_key(target)
             try:
                 results, session = await self._send(target, routed, todo)
             except DeliveryError as err:
-                last_error = str(err)
+                last = err
                 self.health.record_failure(key)
-                out.append(self._attempted(routed, attempt, target, todo, [], last_error, started, None, unknown))
+                out.append(self._attempted(routed, attempt, target, todo, [], str(err), started, None, unknown))
                 log.info("attempt id=%s gateway=%s host=%s failed: %s", mid, target.gateway, target.label, err,
                          extra={"message_id": mid})
-                if isinstance(err, ConnectionLostAfterData):
-                    lost.extend(todo)
-                    break  # the server may have the message: wait for the retry rather than send it elsewhere now
-                continue
+                if err.may_have_been_delivered:
+                    lost.extend(todo)  # keep their write-ahead mark: the retry says the server may have them
+                if next_target(err):
+                    continue
+                break  # a definite refusal bounces; a message the server may have waits for the retry
             if any(rep.is_transient() for _, rep in results):
                 self.health.record_failure(key)
             else:
@@ -264,9 +262,8 @@ class Egress:
                      ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
             return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
                                               attempt=attempt, now=now_ms())
-        failed = [(r, Reply(451, "4.4.1", last_error)) for r in todo]
-        return out + self.outcome.outcome(routed, failed, gateway="", host="", attempt=attempt, now=now_ms(),
-                                          error=last_error)
+        return out + self.outcome.outcome(routed, failure_replies(last, todo), gateway="", host="", attempt=attempt,
+                                          now=now_ms(), error=str(last) if last is not None else "no target tried")
 
     async def _send(self, target, routed, rcpts):
         for fresh_try in (False, True):
@@ -278,7 +275,7 @@ class Egress:
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.
-                if fresh_try or not reused or getattr(err, "step", None) not in ("mail", "rset"):
+                if fresh_try or not reused or err.step not in ("mail", "rset"):
                     raise
         raise AssertionError("unreachable")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 import re
 
+from mailgate.mail import replies
+
 
 class Verdict(enum.Enum):
     OK = (250, "2.1.5", "Ok")
@@ -16,7 +18,8 @@ class Verdict(enum.Enum):
     BAD_ADDRESS = (553, "5.1.3", "<{addr}>: Address rejected: {why}")
     BAD_SENDER = (553, "5.1.7", "<{addr}>: Sender address rejected: {why}")
     DOMAIN_NOT_ACCEPTED = (554, "5.7.1", "<{addr}>: Recipient address rejected: domain not accepted here")
-    USER_UNKNOWN = (550, "5.1.1", "<{addr}>: Recipient address rejected: User unknown")
+    USER_UNKNOWN = (replies.USER_UNKNOWN.code, replies.USER_UNKNOWN.enhanced_code,
+                    "<{addr}>: " + replies.USER_UNKNOWN.text)  # the reply the processor's DSN reports too
     DIRECTORY_UNAVAILABLE = (451, "4.4.3", "<{addr}>: Recipient address verification unavailable, try again later")
     PRIMARY_UP = (451, "4.7.1", "<{addr}>: Backup MX: please deliver to the primary server")
     TOO_MANY_RECIPIENTS = (452, "4.5.3", "Error: too many recipients")

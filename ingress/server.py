@@ -18,6 +18,7 @@ from mailgate.core import metrics
 from mailgate.core.config import Config
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import run_until_stopped
+from mailgate.mail.directory.purge import follow_purges
 
 log = logging.getLogger("mailgate.ingress")
 
@@ -48,7 +49,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
                            hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False)
 
-    live = LiveConfig(cfg, "ingress")
+    live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
+    follow_purges(live, lambda: verifier.directories, "ingress")
     following = asyncio.create_task(_follow_config(live, handler))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)

@@ -3,7 +3,8 @@ recipient exists, so unknown users are refused in the SMTP dialogue and never bo
 for a Backup MX with `defer_while_primary_up`, send the client back to the primary while the primary answers.
 
 Reads: the gateways' `smartermail` settings, a TCP probe of Backup MX primaries, and cache purge requests on
-`mail.config`. Emits: a Verdict and a reason, and RecipientVerified audit events.
+`mail.config` (applied by the process's config follower). Emits: a Verdict and a reason, and RecipientVerified
+audit events.
 Directory unreachable: a cached answer is used even if stale; with none, Domain Forward tempfails (451 4.4.3) and
 Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail).
 """
@@ -19,7 +20,6 @@ from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
 from mailgate.mail.directory.build import rebuild_directories, verification_method
-from mailgate.mail.directory.purge import PurgeFollower
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")
@@ -36,23 +36,18 @@ RETIRE_AFTER_S = 300.0
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
-                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
-                 purges: PurgeFollower | None = None) -> None:
+                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None) -> None:
         self.directories = directories
         self.node = node
         self.note = note
         self.probe = probe or PrimaryProbe()
-        self.purges = purges
         self.gateways: list[InboundGateway] = []
         self._retiring: set[asyncio.Task] = set()
 
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
-        """The verifier of an ingress process, its purge follower started (call inside the event loop)."""
-        directories = build_directories(cfg.inbound_gateways)
-        purges = PurgeFollower(cfg, directories, "ingress")
-        purges.start()
-        verifier = cls(directories, cfg.node_name, note, purges=purges)
+        """The verifier of an ingress process (its caches are purged through `mail.directory.purge.follow_purges`)."""
+        verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note)
         verifier.gateways = list(cfg.inbound_gateways)
         return verifier
 
@@ -61,7 +56,7 @@ class RecipientVerifier:
         directory is closed once transactions that began before the change are over."""
         new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
         self.directories.clear()
-        self.directories.update(new)  # in place: the purge follower holds this mapping
+        self.directories.update(new)  # in place: the cache purges apply to this mapping
         self.gateways = list(cfg.inbound_gateways)
         for d in retired:
             task = asyncio.get_running_loop().create_task(_close_later(d, RETIRE_AFTER_S))
@@ -93,8 +88,6 @@ class RecipientVerifier:
     async def aclose(self) -> None:
         for task in list(self._retiring):
             task.cancel()
-        if self.purges is not None:
-            await self.purges.aclose()
         await self.probe.aclose()
         for d in self.directories.values():
             await d.aclose()

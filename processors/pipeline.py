@@ -17,7 +17,6 @@ from mailgate.core.config_events import config_version
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
 from mailgate.mail.directory.build import rebuild_directories
-from mailgate.mail.directory.purge import PurgeFollower
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.spam_policy import SpamPolicy, check_gateway_actions
@@ -44,15 +43,22 @@ class Pipeline:
         self.node = node
         self.gateways = list(cfg.inbound_gateways)
         self.directories: dict[str, CachedDirectory] = build_directories(cfg.inbound_gateways)
-        self.purges = PurgeFollower(cfg, self.directories, "processor")
+        self.config_following: asyncio.Event | None = None
         self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
         self._retiring: set[asyncio.Task] = set()
 
     def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
         directories = dict(self.directories)
-        verify = VerificationPolicy(cfg, self.node, directories, purges=self.purges, version=route.version)
+        verify = VerificationPolicy(cfg, self.node, directories, version=route.version)
+        verify.config_following = self.config_following
         classify = SpamPolicy(cfg, self.node, route=route, version=route.version)
         return Steps(route.version, verify, classify, route)
+
+    def follow(self, following: asyncio.Event) -> None:
+        """The process's mail.config follower: verification waits (bounded) for it before its first lookup, so a
+        cache purge sent from then on is applied."""
+        self.config_following = following
+        self.steps.verify.config_following = following
 
     @property
     def verify(self) -> VerificationPolicy:
@@ -83,7 +89,7 @@ class Pipeline:
             return
         new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
         self.directories.clear()
-        self.directories.update(new)  # in place: the purge follower holds this mapping
+        self.directories.update(new)  # in place: cache purges apply to this mapping
         self.gateways = list(cfg.inbound_gateways)
         old, self.steps = self.steps, self._steps(cfg, self.steps.route.for_version(cfg, version))
         self._retire(old, retired)
@@ -107,6 +113,5 @@ class Pipeline:
         for task in list(self._retiring):
             task.cancel()
         await self.steps.classify.aclose()
-        await self.purges.aclose()
         for d in self.directories.values():
             await d.aclose()

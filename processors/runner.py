@@ -15,27 +15,25 @@ import faust
 
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
-from mailgate.core.ids import now_ms
+from mailgate.core.deadletter import decode_or_dead_letter
 from mailgate.core.live_config import LiveConfig
+from mailgate.mail.directory.purge import follow_purges
 from processors.pipeline import Pipeline
-from schemas import DeadLettered, UndecodableRecord, decode, encode
+from schemas import MessageReceived, encode
 
 log = logging.getLogger("mailgate.processor")
 
 
 def build_app(cfg: Config) -> faust.App:
-    k = cfg.kafka
     datadir = cfg.local_broker.home / "faust"  # faust wants a data dir even without tables
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         "mailgate-processor",
-        broker=[f"kafka://{s}" for s in k.bootstrap_servers],
+        **kafka.faust_settings(cfg, f"mailgate-processor-{cfg.node_name}"),
         key_serializer="raw", value_serializer="raw",
         topic_allow_declare=False, topic_disable_leader=True,
         web_enabled=False, processing_guarantee="at_least_once",
-        producer_acks=-1, producer_linger=0.005, producer_max_batch_size=1024 * 1024, producer_max_request_size=cfg.ingress.max_message_bytes + 1024 * 1024,
-        producer_compression_type=None if k.compression == "none" else k.compression,
-        consumer_max_fetch_size=cfg.ingress.max_message_bytes + 1024 * 1024,
+        producer_linger=0.005, producer_max_batch_size=1024 * 1024,
         broker_commit_every=100, broker_commit_interval=1.0,
         # A replica killed without leaving the group holds up a rebalance until its session expires.
         broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
@@ -52,31 +50,22 @@ def build_app(cfg: Config) -> faust.App:
             out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, internal=False)
         return out_topics[name]
 
-    async def dead_letter(event, reason: str) -> None:
-        msg = event.message
-        log.error("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
-        metrics.PROCESSOR_MESSAGES.labels("dead_lettered").inc()
-        await topic(topics.DLQ).send(value=encode(DeadLettered(
-            occurred_at=now_ms(), node=cfg.node_name, source_topic=msg.topic, partition=msg.partition,
-            offset=msg.offset, reason=reason, key=msg.key, value=msg.value)))
-
     @app.agent(received)
     async def process(stream):
         async for event in stream.events():
-            try:
-                record = decode(event.value)
-            except UndecodableRecord as err:
-                await dead_letter(event, str(err))
-                continue
-            if type(record).__name__ != "MessageReceived":
-                await dead_letter(event, f"unexpected {type(record).__name__} on {topics.RECEIVED}")
+            record, dead = decode_or_dead_letter(event.message, MessageReceived, cfg.node_name)
+            if dead is not None:
+                metrics.PROCESSOR_MESSAGES.labels("dead_lettered").inc()
+                await topic(topics.DLQ).send(value=encode(dead))
                 continue
             outputs = await pipeline.handle(record)
             for out in outputs:
                 await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
             metrics.observe_pipeline(outputs)
 
-    live = LiveConfig(cfg, "processor")
+    live = LiveConfig(cfg, "processor")  # the process's one mail.config follower: gateways and cache purges
+    follow_purges(live, lambda: pipeline.directories, "processor")
+    pipeline.follow(live.following)
 
     @app.task
     async def follow_config() -> None:

@@ -1,8 +1,8 @@
 """Verification policy (authoritative, replayable): re-check each inbound recipient against its gateway's directory.
 
 Reads: MessageReceived, the gateways' `smartermail` settings (through a per-process 10-minute cache, purged by
-`CachePurgeRequested` on `mail.config`). Emits: the recipients that pass; RecipientVerified (stage processor) for
-each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
+`CachePurgeRequested` on `mail.config`, which the processor's config follower applies). Emits: the recipients that
+pass; RecipientVerified (stage processor) for each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
 one DSN for them to a non-null sender, as a new MessageReceived from <> on mail.received (and its audit copy).
 
 Directory unreachable (and no cached answer, fresh or stale): the recipient is KEPT — ingress already decided at
@@ -16,20 +16,20 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
-from mailgate.mail.dsn import build_dsn, dsn_received, header_block, should_send_dsn
-from mailgate.mail.reply import Reply
+from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
+from mailgate.mail.headers import header_block
+from mailgate.mail import replies
 from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.directory import CachedDirectory, Verification, build_directories
 from mailgate.mail.directory.build import verification_method
-from mailgate.mail.directory.purge import PurgeFollower
 from mailgate.mail.outputs import Output, audit
 from schemas import RecipientRejected, RecipientVerified
 
 log = logging.getLogger("mailgate.processor.verification")
 
-USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
+USER_UNKNOWN = replies.USER_UNKNOWN
 """The reply a rejected recipient's DSN reports (the one ingress would have given at RCPT)."""
 
 FOLLOWER_READY_S = 10.0
@@ -39,28 +39,28 @@ FOLLOWER_READY_S = 10.0
 class VerificationPolicy:
     def __init__(self, cfg: Config, node: str,
                  directories: dict[str, CachedDirectory] | None = None,
-                 purges: PurgeFollower | None = None, version: str | None = None) -> None:
-        """`directories` and `purges` given: they are shared across configuration versions (the pipeline owns and
-        closes them); else this policy builds and owns its own."""
+                 version: str | None = None) -> None:
+        """`directories` given: they are shared across configuration versions (the pipeline owns and closes them);
+        else this policy builds and owns its own."""
         self.cfg = cfg
         self.node = node
         self.version = version
         self.gateways = {gw.name: gw for gw in cfg.inbound_gateways}
         self.directories = build_directories(cfg.inbound_gateways) if directories is None else directories
-        self._owns = purges is None
-        self.purges = PurgeFollower(cfg, self.directories, "processor") if purges is None else purges
+        self._owns = directories is None
+        self.config_following: asyncio.Event | None = None
+        """Set by the process's mail.config follower once later purges will be applied (None: nothing to wait for)."""
         self._started = False
 
     async def _start(self) -> None:
-        """Start following purges (lazily: the policy is built before faust's event loop runs)."""
+        """Before the first check, wait (bounded) for the config follower, so a purge sent from now on is applied."""
         self._started = True
-        if not self.directories:
+        if self.config_following is None:
             return
-        self.purges.start()
         try:
-            await asyncio.wait_for(self.purges.following.wait(), FOLLOWER_READY_S)
+            await asyncio.wait_for(self.config_following.wait(), FOLLOWER_READY_S)
         except asyncio.TimeoutError:
-            log.warning("cache purge follower not ready after %.0f s; verifying anyway", FOLLOWER_READY_S)
+            log.warning("mail.config follower not ready after %.0f s; verifying anyway", FOLLOWER_READY_S)
 
     async def __call__(self, received) -> tuple[list[Output], list[str]]:
         """(outputs, recipients that pass)."""
@@ -123,6 +123,5 @@ class VerificationPolicy:
     async def aclose(self) -> None:
         if not self._owns:
             return
-        await self.purges.aclose()
         for d in self.directories.values():
             await d.aclose()

@@ -19,9 +19,11 @@ from pydantic import BaseModel
 from mailgate.core import kafka, topics
 from mailgate.core.config import Config, ConfigError, InboundGateway, OutboundGateway, Secret, parse_config
 from mailgate.core.ids import now_ms
-from schemas import GatewayConfigured, GatewayRemoved, SettingsConfigured, UndecodableRecord, decode, encode
+from mailgate.core.topic_reader import Offsets, TopicReader
+from schemas import GatewayConfigured, GatewayRemoved, SettingsConfigured, encode
 
-GATEWAY_EVENTS = frozenset({"GatewayConfigured", "GatewayRemoved"})
+GATEWAY_EVENTS = (GatewayConfigured, GatewayRemoved)
+"""The records of `mail.config` that configure gateways (isinstance-ready)."""
 KINDS = {"inbound": ("inbound_gateways", InboundGateway), "outbound": ("outbound_gateways", OutboundGateway)}
 SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "relay_networks": ("ingress", "relay_networks")}
 """Settings outside the gateways that every running stage applies live: section name -> its path in the file."""
@@ -132,31 +134,21 @@ class GatewayState:
     event: Any
 
 
+async def read_state_to(reader: TopicReader, ends: Offsets) -> tuple[dict[str, GatewayState], list]:
+    """(latest state per key, every config event in log order) from `reader`'s position up to `ends`."""
+    history, state = [], {}
+    async for _, e in reader.read_to(ends):
+        if isinstance(e, CONFIG_EVENTS):  # other control records share the topic (e.g. CachePurgeRequested)
+            history.append(e)
+            state[state_key(e)] = state_entry(e)
+    return state, history
+
+
 async def read_state(cfg: Config) -> tuple[dict[str, GatewayState], list]:
-    """(latest state per key, every config event in log order) from mail.config."""
-    c = kafka.consumer(cfg, "mailgate-config-reader", None, isolation_level="read_uncommitted")
-    await c.start()
-    try:
-        tps = await kafka.assign_whole_topic(c, topics.CONFIG)
-        ends = await c.end_offsets(tps)
-        history, state = [], {}
-        while True:
-            positions = [await c.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
-                break
-            for recs in (await c.getmany(timeout_ms=500, max_records=1000)).values():
-                for r in recs:
-                    try:
-                        e = decode(r.value)
-                    except UndecodableRecord:
-                        continue
-                    if not isinstance(e, CONFIG_EVENTS):
-                        continue  # other control records share the topic (e.g. CachePurgeRequested)
-                    history.append(e)
-                    state[state_key(e)] = state_entry(e)
-        return state, history
-    finally:
-        await c.stop()
+    """(latest state per key, every config event in log order) from mail.config, as it is now."""
+    async with TopicReader(cfg, topics.CONFIG, "mailgate-config-reader") as reader:
+        await reader.seek("beginning")
+        return await read_state_to(reader, await reader.end_offsets())
 
 
 def effective_config(base: Config, state: dict[str, GatewayState]) -> Config:

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from mailgate.core.config import Config, KafkaSecurity
-from mailgate.core.topics import declared_topics
+from mailgate.core.topics import declared_topics, max_record_bytes
 
 log = logging.getLogger("mailgate.core.kafka")
 
@@ -112,10 +112,6 @@ async def check_security(cfg: Config, timeout_s: float = 15) -> None:
         return
 
 
-def max_record_bytes(cfg: Config) -> int:
-    return cfg.ingress.max_message_bytes + 1024 * 1024
-
-
 def producer(cfg: Config, client_id: str, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) whose request size matches the topics' max.message.bytes."""
     k = cfg.kafka
@@ -134,6 +130,17 @@ def consumer(cfg: Config, client_id: str, group_id: str | None, *topics: str, **
                                                                                       50 * 1024 * 1024),
             **overrides}
     return AIOKafkaConsumer(*topics, **opts)
+
+
+def faust_settings(cfg: Config, client_id: str) -> dict[str, Any]:
+    """faust App settings from the same figures as the aiokafka clients above: bootstrap servers, TLS and SASL (as
+    faust credentials, `faust_credentials`), compression, acks=all and the max record size, so the processor joins
+    any cluster the other stages can."""
+    k = cfg.kafka
+    return {"broker": [f"kafka://{s}" for s in k.bootstrap_servers], "broker_client_id": client_id,
+            "producer_acks": -1, "producer_compression_type": None if k.compression == "none" else k.compression,
+            "producer_max_request_size": max_record_bytes(cfg), "consumer_max_fetch_size": max_record_bytes(cfg),
+            **faust_credentials(cfg)}
 
 
 async def ensure_topics(cfg: Config, attempts: int = 30) -> list[str]:

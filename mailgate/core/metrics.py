@@ -20,10 +20,13 @@ from prometheus_client.registry import Collector
 
 from mailgate.core import topics
 from mailgate.core.config import MetricsConfig
+from mailgate.core.topology import STAGES
+from schemas import (DeliveryAttempted, DeliveryDeferred, DuplicateSuppressed, MessageBounced, MessageClassified,
+                     MessageDelivered, MessageDiscarded, MessageExpired, MessageQuarantined, MessageRouted,
+                     RecipientRejected, RecipientVerified)
 
 log = logging.getLogger("mailgate.core.metrics")
 
-STAGES = ("ingress", "processor", "egress")
 REGISTRIES: dict[str, CollectorRegistry] = {stage: CollectorRegistry() for stage in STAGES}
 for _registry in REGISTRIES.values():
     ProcessCollector(registry=_registry)
@@ -144,28 +147,31 @@ for _stage, _collector in DIRECTORY_CACHES.items():
     REGISTRIES[_stage].register(_collector)
 
 
-def _records(outputs: Iterable) -> Iterable[tuple[str, object]]:
+def _records(outputs: Iterable) -> Iterable[object]:
     for out in outputs:
         record = getattr(out, "record", None)
         if record is not None and not isinstance(record, bytes):
-            yield type(record).__name__, record
+            yield record
+
+
+_PIPELINE_COUNTS: dict[type, Callable[[object], None]] = {
+    MessageRouted: lambda r: PROCESSOR_MESSAGES.labels("routed").inc(),
+    MessageDiscarded: lambda r: PROCESSOR_MESSAGES.labels("discarded").inc(),
+    MessageQuarantined: lambda r: PROCESSOR_MESSAGES.labels("quarantined").inc(),
+    MessageClassified: lambda r: PROCESSOR_SPAM_LEVELS.labels(r.level).inc(),
+    RecipientVerified: lambda r: PROCESSOR_VERIFICATIONS.labels(
+        "fail_open" if r.method == "fail_open" else "verified").inc(),
+    RecipientRejected: lambda r: PROCESSOR_VERIFICATIONS.labels("rejected").inc(),
+}
+"""Event type → what counting it in the processor's metrics means."""
 
 
 def observe_pipeline(outputs: Iterable) -> None:
     """Count what the processor appended for one mail.received record (audit copies only, so nothing twice)."""
-    for name, record in _records(o for o in outputs if o.topic == topics.EVENTS):
-        if name == "MessageRouted":
-            PROCESSOR_MESSAGES.labels("routed").inc()
-        elif name == "MessageDiscarded":
-            PROCESSOR_MESSAGES.labels("discarded").inc()
-        elif name == "MessageQuarantined":
-            PROCESSOR_MESSAGES.labels("quarantined").inc()
-        elif name == "MessageClassified":
-            PROCESSOR_SPAM_LEVELS.labels(record.level).inc()
-        elif name == "RecipientVerified":
-            PROCESSOR_VERIFICATIONS.labels("fail_open" if record.method == "fail_open" else "verified").inc()
-        elif name == "RecipientRejected":
-            PROCESSOR_VERIFICATIONS.labels("rejected").inc()
+    for record in _records(o for o in outputs if o.topic == topics.EVENTS):
+        count = _PIPELINE_COUNTS.get(type(record))
+        if count is not None:
+            count(record)
 
 
 def attempt_result(attempt) -> str:
@@ -180,20 +186,20 @@ def attempt_result(attempt) -> str:
     return "delivered"
 
 
-_RECIPIENT_OUTCOMES = {"MessageDelivered": "delivered", "DeliveryDeferred": "deferred", "MessageBounced": "bounced",
-                       "MessageExpired": "expired"}
+_RECIPIENT_OUTCOMES = {MessageDelivered: "delivered", DeliveryDeferred: "deferred", MessageBounced: "bounced",
+                       MessageExpired: "expired"}
 
 
 def observe_egress(outputs: Iterable) -> None:
     """Count what egress appended (and Kafka acknowledged) for one routed record."""
-    for name, record in _records(o for o in outputs if o.topic == topics.EVENTS):
-        if name == "DeliveryAttempted":
+    for record in _records(o for o in outputs if o.topic == topics.EVENTS):
+        if isinstance(record, DeliveryAttempted):
             EGRESS_ATTEMPTS.labels(record.gateway or "none", attempt_result(record)).inc()
-        elif name == "DuplicateSuppressed":
+        elif isinstance(record, DuplicateSuppressed):
             EGRESS_DUPLICATES.inc(len(record.recipients))
-        elif name in _RECIPIENT_OUTCOMES:
-            EGRESS_RECIPIENTS.labels(_RECIPIENT_OUTCOMES[name]).inc(len(record.recipients))
-            if name == "MessageDelivered" and record.received_at:
+        elif type(record) in _RECIPIENT_OUTCOMES:
+            EGRESS_RECIPIENTS.labels(_RECIPIENT_OUTCOMES[type(record)]).inc(len(record.recipients))
+            if isinstance(record, MessageDelivered) and record.received_at:
                 EGRESS_DELIVERY_SECONDS.observe(max(record.occurred_at - record.received_at, 0) / 1000)
 
 

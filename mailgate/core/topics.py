@@ -38,6 +38,16 @@ CONFIG = "mail.config"
 `CachePurgeRequested` (key `cache-purge`), which every ingress and processor follows from its end."""
 
 
+RECORD_OVERHEAD_BYTES = 1024 * 1024
+"""Room a record needs beyond the message body: the envelope, our added headers and the event's other fields."""
+
+
+def max_record_bytes(cfg: Config) -> int:
+    """The largest record a mailgate topic holds: the largest message ingress accepts plus the overhead. Topics
+    (`max.message.bytes`), the local broker, producers and consumers (aiokafka and faust) all use this one figure."""
+    return cfg.ingress.max_message_bytes + RECORD_OVERHEAD_BYTES
+
+
 def retry_topic(delay_s: int) -> str:
     return f"{RETRY_PREFIX}{delay_s}s"
 
@@ -54,8 +64,7 @@ class TopicSpec:
 def declared_topics(cfg: Config) -> list[TopicSpec]:
     """The topics for this configuration, with settings matched to the maximum message size."""
     k = cfg.kafka
-    # A record carries the body plus envelope and headers we add; leave room for both.
-    max_record = str(cfg.ingress.max_message_bytes + 1024 * 1024)
+    max_record = str(max_record_bytes(cfg))
     common = {"min.insync.replicas": str(k.min_insync_replicas)}
     mail = {**common, "max.message.bytes": max_record, "retention.ms": str(k.mail_retention_s * 1000)}
     specs = [

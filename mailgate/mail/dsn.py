@@ -25,17 +25,6 @@ from schemas import MessageReceived
 CRLF = "\r\n"
 
 
-def header_block(message: bytes) -> bytes:
-    """The header section of `message`: everything before the first empty line, with the last header's CRLF.
-
-    A message with no empty line is all header; one that starts with an empty line has no header (b"").
-    """
-    if message.startswith(b"\r\n"):
-        return b""
-    end = message.find(b"\r\n\r\n")
-    return message if end < 0 else message[:end + 2]
-
-
 def should_send_dsn(mail_from: str, headers: bytes) -> bool:
     """False when a bounce must not be sent: null sender (`""` / `"<>"`), or the original is itself a delivery
     status report (`multipart/report; report-type=delivery-status`) or auto-submitted (`Auto-Submitted:` other than
@@ -166,7 +155,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-__all__ = ["build_dsn", "header_block", "should_send_dsn"]
+__all__ = ["build_dsn", "dsn_received", "should_send_dsn"]
 
 
 def dsn_received(cfg: Config, node: str, dsn_id: str, to: str, dsn: bytes, now: int) -> MessageReceived:

@@ -1,78 +1,27 @@
 """Reading the audit log: the timeline of one message from `mail.events`, and a range reader for any topic.
 
-Reads: `mail.events` (or any mailgate topic, for `events`, `queue` and `replay`) with a group-less consumer, so an
-operator tool never joins or disturbs a stage's consumer group. Emits: decoded events, or lines / JSON objects for
-people. A record that does not decode is shown as such (`Undecodable`), never raised.
+Reads: `mail.events` (or any mailgate topic, for `events`, `queue` and `replay`) through `mailgate.core.topic_reader`
+(group-less, so an operator tool never joins or disturbs a stage's consumer group). Emits: decoded events, or
+lines / JSON objects for people. A record that does not decode is shown as such (`Undecodable`), never raised.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-from mailgate.core import kafka, topics
+from mailgate.core import topic_reader, topics
 from mailgate.core.config import Config
-from schemas import UndecodableRecord, decode, event_name, to_json_dict
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """A record in a topic that is not a mailgate event (garbage, or a schema this version does not know)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    reason: str
+from mailgate.core.topic_reader import Undecodable
+from schemas import event_name, to_json_dict
 
 
 async def read_topic(cfg: Config, topic: str, *, since_ms: int | None = None, from_offset: int | None = None,
                      until_ms: int | None = None, follow: bool = False) -> AsyncIterator[tuple[Any, Any]]:
-    """Yield (kafka record, event or Undecodable) for `topic`, per partition in log order.
-
-    Starts at the first record written at or after `since_ms` (Kafka record timestamp), or at offset `from_offset`
-    of every partition, or at the beginning. Stops at the end as it was when called, unless `follow`; records
-    stamped after `until_ms` are skipped.
-    """
-    c = kafka.consumer(cfg, "mailgate-operator", None, isolation_level="read_uncommitted")
-    await c.start()
-    try:
-        tps = await kafka.assign_whole_topic(c, topic)
-        ends = await c.end_offsets(tps)
-        if since_ms is not None:
-            found = await c.offsets_for_times({tp: since_ms for tp in tps})
-            for tp in tps:
-                c.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
-        elif from_offset is not None:
-            starts = await c.beginning_offsets(tps)
-            for tp in tps:
-                c.seek(tp, min(max(from_offset, starts[tp]), ends[tp]))
-
-        async def behind() -> bool:
-            for tp, end in ends.items():
-                if await c.position(tp) < end:
-                    return True
-            return False
-
-        while follow or await behind():
-            batch = await c.getmany(timeout_ms=500, max_records=2000)
-            for tp in sorted(batch, key=lambda t: t.partition):
-                for r in batch[tp]:
-                    if not follow and r.offset >= ends[tp]:
-                        continue
-                    if until_ms is not None and r.timestamp > until_ms:
-                        continue
-                    yield r, _decode(r)
-    finally:
-        await c.stop()
-
-
-def _decode(r) -> Any:
-    try:
-        return decode(r.value)
-    except UndecodableRecord as err:
-        return Undecodable(r.topic, r.partition, r.offset, r.timestamp, str(err))
+    """`topic_reader.read_topic`, skipping records stamped after `until_ms` (Kafka record timestamp)."""
+    async for r, e in topic_reader.read_topic(cfg, topic, since_ms=since_ms, from_offset=from_offset, follow=follow):
+        if until_ms is None or r.timestamp <= until_ms:
+            yield r, e
 
 
 async def read_events(cfg: Config, message_id: str | None = None) -> list:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from mailgate.core import topics
 from mailgate.core.config import Config, LocalBrokerConfig
 
 POM = Path(__file__).resolve().parent / "kafka-broker-pom.xml"
@@ -73,7 +74,7 @@ def _cluster_id() -> str:
 
 def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
     lb = cfg.local_broker
-    max_bytes = cfg.ingress.max_message_bytes + 1024 * 1024
+    max_bytes = topics.max_record_bytes(cfg)
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",

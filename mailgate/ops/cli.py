@@ -14,6 +14,7 @@ import sys
 
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.logs import setup_logging
+from mailgate.core.topology import STAGES
 
 DEFAULT_CONFIG = "examples/mailgate.yaml"
 
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML configuration file")
         return sp
 
-    for stage in ("ingress", "processor", "egress"):
+    for stage in STAGES:
         with_config(sub.add_parser(stage, help=f"run the {stage} stage")).set_defaults(func=cmd_stage)
     b = with_config(sub.add_parser("broker", help="manage the local Kafka broker"))
     b.add_argument("action", choices=["start", "stop", "status"])

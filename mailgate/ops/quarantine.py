@@ -2,9 +2,9 @@
 
 Reads: `mail.quarantine` (MessageQuarantined with the MessageRouted to deliver on release) and `mail.events` (a
 QuarantineReleased or a MessageDiscarded with reason "quarantine_delete" takes a message out of the quarantine),
-both with group-less consumers from the beginning to the current end. Emits: on release, the stored MessageRouted
-(times refreshed) to `mail.outbound`, then QuarantineReleased and the MessageRouted's audit copy to `mail.events`;
-on delete, MessageDiscarded(reason="quarantine_delete") to `mail.events`. The outbound record is written before the
+both read from the beginning to the current end with `mailgate.core.topic_reader`. Emits: on release, the stored
+MessageRouted (times refreshed) to `mail.outbound`, then QuarantineReleased and the MessageRouted's audit copy to
+`mail.events`; on delete, MessageDiscarded(reason="quarantine_delete") to `mail.events`. The outbound record is written before the
 event, so a crash between the two can at worst lead to a second release, whose duplicate egress suppresses.
 """
 from __future__ import annotations
@@ -16,47 +16,32 @@ from datetime import datetime, timezone
 from mailgate.core import kafka, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
+from mailgate.core.topic_reader import Undecodable, read_topic
 from mailgate.mail.outputs import audit
-from schemas import MessageDiscarded, QuarantineReleased, UndecodableRecord, decode, encode
+from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode, encode
 
 RESOLVED_DISCARD_REASON = "quarantine_delete"
 
 
-async def read_topic(cfg: Config, topic: str) -> list:
+async def _events(cfg: Config, topic: str) -> list:
     """Every decodable record of `topic`, from the beginning to its end at the time of the call."""
-    # No stage writes transactionally, so read_uncommitted reaches the end offsets exactly (no markers).
-    c = kafka.consumer(cfg, "mailgate-quarantine", None, isolation_level="read_uncommitted")
-    await c.start()
-    try:
-        tps = await kafka.assign_whole_topic(c, topic)
-        ends = await c.end_offsets(tps)
-        out = []
-        while any([await c.position(tp) < end for tp, end in ends.items()]):
-            batch = await c.getmany(timeout_ms=500, max_records=5000)
-            for recs in batch.values():
-                for r in recs:
-                    try:
-                        out.append(decode(r.value))
-                    except UndecodableRecord:
-                        continue
-        return out
-    finally:
-        await c.stop()
+    return [e async for _, e in read_topic(cfg, topic, client_id="mailgate-quarantine")
+            if not isinstance(e, Undecodable)]
 
 
 def _resolved(events: list) -> set[str]:
     done = set()
     for e in events:
-        name = type(e).__name__
-        if name == "QuarantineReleased" or (name == "MessageDiscarded" and e.reason == RESOLVED_DISCARD_REASON):
+        if isinstance(e, QuarantineReleased) or (isinstance(e, MessageDiscarded)
+                                                 and e.reason == RESOLVED_DISCARD_REASON):
             done.add(e.message_id)
     return done
 
 
 async def held(cfg: Config) -> dict:
     """The messages in quarantine now: message id → MessageQuarantined (with `routed`), oldest first."""
-    records = [r for r in await read_topic(cfg, topics.QUARANTINE) if type(r).__name__ == "MessageQuarantined"]
-    done = _resolved(await read_topic(cfg, topics.EVENTS))
+    records = [r for r in await _events(cfg, topics.QUARANTINE) if isinstance(r, MessageQuarantined)]
+    done = _resolved(await _events(cfg, topics.EVENTS))
     return {r.message_id: r for r in sorted(records, key=lambda r: r.occurred_at) if r.message_id not in done}
 
 

@@ -16,9 +16,9 @@ from mailgate.ops import broker
 
 from mailgate.core import kafka
 from mailgate.core.config import Config
+from mailgate.core.topology import STAGES
 
 log = logging.getLogger("mailgate.up")
-STAGES = ("processor", "egress", "ingress")
 
 
 def up(cfg: Config, config_path: str, local_broker: bool = True) -> int:
@@ -34,7 +34,7 @@ def up(cfg: Config, config_path: str, local_broker: bool = True) -> int:
     def spawn(stage: str) -> None:
         procs[stage] = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", stage, "--config", config_path])
 
-    for stage in STAGES:
+    for stage in reversed(STAGES):  # downstream first: ingress, which accepts mail, starts last
         spawn(stage)
     log.info("mailgate up in %.1fs: ingress on %s:%d (Ctrl-C to stop)", time.monotonic() - started,
              cfg.ingress.listen_host, cfg.ingress.listen_port)

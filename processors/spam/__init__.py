@@ -4,7 +4,7 @@
 `headers` edits header fields without touching any other byte; `actions` turns a level's actions into an outcome.
 """
 from processors.spam.actions import ActionOutcome, Disposition, actions_for, apply_actions, check_actions
-from processors.spam.headers import add_header, header_block, header_values, prefix_subject, set_header
+from mailgate.mail.headers import add_header, header_block, header_values, prefix_subject, set_header
 from processors.spam.levels import Classification, Level, ScorerResult, classify, level_for
 from processors.spam.scorers import (RspamdScorer, ScannerUnavailable, Scorer, SpamdReply, SpamdScorer,
                                      TrustedHeaderScorer, build_scorer, build_scorers)

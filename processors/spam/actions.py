@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from mailgate.core.config import SpamAction, SpamActions
-from processors.spam.headers import add_header, prefix_subject, set_header
+from mailgate.mail.headers import add_header, prefix_subject, set_header
 from processors.spam.levels import Classification, Level
 
 Disposition = Literal["deliver", "delete", "quarantine"]

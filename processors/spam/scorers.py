@@ -21,7 +21,7 @@ import httpx
 
 from mailgate.core.config import SpamConfig, SpamScorer
 from mailgate.core.netaddr import AddressSet
-from processors.spam.headers import header_values
+from mailgate.mail.headers import header_values
 
 DEFAULT_MAX_SCAN_BYTES = 512 * 1024
 MAX_REPLY_BYTES = 1024 * 1024

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,9 @@ from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate.core import topics
 from mailgate.core.config import parse_config
 from mailgate.mail.directory import CachedDirectory, DirectoryUnavailable
-from mailgate.mail.directory.purge import PURGE_KEY, PurgeFollower
+from mailgate.core.live_config import LiveConfig
+from mailgate.core.topic_reader import Undecodable
+from mailgate.mail.directory.purge import follow_purges
 from processors.verification import VerificationPolicy
 from schemas import CachePurgeRequested, MessageReceived, decode, encode
 
@@ -112,18 +115,18 @@ async def test_outbound_mail_is_not_verified():
 async def test_purge_request_applied_by_follower():
     fake = FakeDirectory({"bob@example.test", "eve@other.test"})
     cache = CachedDirectory(fake)
-    follower = PurgeFollower(config(), {"gw": cache}, "ingress")
+    live = LiveConfig(config(), "ingress")  # not started: records are handed to it as its follower would
+    follow_purges(live, lambda: {"gw": cache}, "ingress")
     await cache.verify("bob@example.test")
     await cache.verify("eve@other.test")
     record = CachePurgeRequested(occurred_at=1, node="t", operator="op", target="example.test", request_id="r")
-    follower._handle(b"gateway-x", encode(record))  # not a purge key: ignored
-    follower._handle(PURGE_KEY, b"not avro")  # logged, ignored
-    follower._handle(PURGE_KEY, encode(record))
+    at = SimpleNamespace(partition=0, offset=0)
+    live._dispatch([(at, Undecodable("mail.config", 0, 0, 0, "not avro"))])  # logged, ignored
+    live._dispatch([(at, record)])
     await cache.verify("bob@example.test")
     await cache.verify("eve@other.test")
     assert fake.calls == 3  # bob asked again, eve still cached
     assert decode(encode(record)) == record
-    await follower.aclose()
     await cache.aclose()
 
 

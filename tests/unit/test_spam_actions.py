@@ -3,7 +3,7 @@ import pytest
 
 from mailgate.core.config import SpamAction, SpamActions
 from processors.spam.actions import ActionOutcome, actions_for, apply_actions, check_actions, spam_level_stars
-from processors.spam.headers import header_values
+from mailgate.mail.headers import header_values
 from processors.spam.levels import Classification, ScorerResult
 
 MSG = b"From: a@example.com\r\nSubject: Offer\r\n\r\nBuy now\r\n"

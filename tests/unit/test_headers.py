@@ -1,10 +1,11 @@
-"""processors.spam.headers: edits touch only the edited header lines, never other bytes."""
+"""mailgate.mail.headers: the one header_block (RFC 5322 header section), and edits that touch only the edited
+header lines, never other bytes."""
 import email
 import email.policy
 
 import pytest
 
-from processors.spam.headers import add_header, header_block, header_values, prefix_subject, set_header
+from mailgate.mail.headers import add_header, header_block, header_values, prefix_subject, set_header
 
 DKIM = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=sel;\r\n"
         b"\th=from:to:subject:date; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
@@ -33,6 +34,17 @@ def test_header_block_stops_at_the_blank_line():
     assert header_block(MSG) == HEAD
     assert header_block(b"A: 1\r\nB: 2") == b"A: 1\r\nB: 2"
     assert header_block(b"\r\nbody only\r\n") == b""
+
+
+def test_header_block_edges():
+    """RFC 5322 2.1: the header section ends at the first empty line, whatever the line ends."""
+    assert header_block(b"A: 1\r\nB: 2\r\n") == b"A: 1\r\nB: 2\r\n"  # no blank line: all header
+    assert header_block(b"\r\nA: 1\r\n\r\nbody") == b""  # blank line first: no header at all
+    assert header_block(b"\nA: 1\n") == b""
+    assert header_block(b"A: 1\nB: 2\n\nbody\nC: 3\n") == b"A: 1\nB: 2\n"  # LF-only line ends
+    assert header_block(b"A: 1\n x\nB: 2\n\n") == b"A: 1\n x\nB: 2\n"  # folded field kept whole
+    assert header_block(b"A: 1\r\n\r\nB: 2\r\n\r\n") == b"A: 1\r\n"  # the first empty line, not the last
+    assert header_block(b"") == b""
 
 
 def test_add_header_goes_on_top_and_nothing_else_changes():

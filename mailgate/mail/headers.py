@@ -1,4 +1,5 @@
-"""Byte-preserving header edits on a raw RFC 5322 message.
+"""The header section of a raw RFC 5322 message, and byte-preserving edits of it (the one `header_block`, used by
+DSNs, the processor's verification and spam actions).
 
 Reads: the message as bytes (CRLF line ends; a message with bare-LF line ends gets LF in the lines added).
 Emits: new bytes in which only the touched header fields differ; every other byte, including the folding of
@@ -70,7 +71,9 @@ def _field(name: str, value: str, eol: bytes) -> bytes:
 
 
 def header_block(msg: bytes) -> bytes:
-    """The header section: every header line with its line end, without the blank line before the body."""
+    """The header section (RFC 5322 section 2.1): every line up to the first empty line, each with its line end,
+    without the empty line. A message with no empty line is all header; one that starts with an empty line has
+    none (b""). CRLF and bare-LF line ends are both understood, so an LF-only message is split where it should be."""
     return b"".join(_split(msg)[0])
 
 
