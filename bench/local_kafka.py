@@ -37,8 +37,9 @@ def local_kafka(extra: dict | None = None, keep: bool = False) -> Iterator[tuple
             "kafka": {"bootstrap_servers": [f"127.0.0.1:{port}"], "partitions": 2},
             "local_broker": {"home": str(workdir / "broker"), "libs": str(ROOT / ".mailgate" / "kafka-libs"),
                              "port": port, "controller_port": controller, "heap": "-Xms256m -Xmx768m"},
-            "metrics": {"ingress_port": 0, "processor_port": 0, "egress_port": 0},
-            **(extra or {})}
+            "metrics": {"ingress_port": 0, "processor_port": 0, "egress_port": 0}}
+    for section, values in (extra or {}).items():
+        data[section] = {**data.get(section, {}), **values}
     cfg = parse_config(data)
     broker.start(cfg)
     try:

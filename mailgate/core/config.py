@@ -152,6 +152,9 @@ class DeliveryConfig(Strict):
         4, ge=1, le=1024, description="mail.outbound partitions one destination's mail spreads over, so that "
         "several egress replicas deliver to it at once; 1 keeps a destination on one partition.")
     messages_per_connection: int = Field(100, ge=1, description="Messages sent over one SMTP connection.")
+    delivered_index_margin_s: int = Field(
+        86400, ge=0, description="How much longer than a message can come back (the longest queue lifetime, or "
+        "kafka.mail_retention_s for a replay) egress remembers it was delivered, in mail.delivered and in memory.")
     helo_name: str = Field(default_factory=socket.getfqdn, description="Name egress sends in EHLO.")
     bounce_from: str = Field("MAILER-DAEMON", description="Local part of the DSN sender (sent as <>).")
 
