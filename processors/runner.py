@@ -59,8 +59,11 @@ def build_app(cfg: Config) -> faust.App:
             occurred_at=now_ms(), node=cfg.node_name, source_topic=msg.topic, partition=msg.partition,
             offset=msg.offset, reason=reason, key=msg.key, value=msg.value)))
 
+    config_loaded = asyncio.Event()  # set once mail.config was read: route nothing with the file's gateways
+
     @app.agent(received)
     async def process(stream):
+        await config_loaded.wait()
         async for event in stream.events():
             try:
                 record = decode(event.value)
@@ -79,8 +82,11 @@ def build_app(cfg: Config) -> faust.App:
 
     @app.task
     async def follow_config() -> None:
-        pipeline.reconfigure(await live.start())
-        live.on_change(pipeline.reconfigure)
+        try:
+            pipeline.reconfigure(await live.start())
+            live.on_change(pipeline.reconfigure)
+        finally:
+            config_loaded.set()
 
     assigned = False
 
