@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.scenario.test_observability import scrape, total
 from tests.support.harness import Gateway, free_port
 
 pytestmark = pytest.mark.scenario
@@ -25,7 +26,8 @@ FAST = {"max_session_s": 5, "idle_timeout_s": 2}
 def gw(tmp_path_factory, kafka_jars):
     """One broker, and two ingress processes: the limits above on smtp_port, short timers on `fast_port`."""
     g = Gateway(tmp_path_factory.mktemp("limits"))
-    g.configure({"ingress": LIMITS, "inbound_gateways": [{
+    g.metrics_port = free_port()
+    g.configure({"ingress": LIMITS, "metrics": {"ingress_port": g.metrics_port}, "inbound_gateways": [{
         "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"], "primary_port": free_port(),
         "domain_verification": {"mode": "specified_domains", "domains": ["example.test"]}}]})
     g.start_broker()
@@ -35,6 +37,7 @@ def gw(tmp_path_factory, kafka_jars):
         data = yaml.safe_load(main_config.read_text())
         g.fast_port = free_port()
         data["ingress"].update({"listen_port": g.fast_port, **FAST})
+        data["metrics"]["ingress_port"] = 0
         g.config_path = Path(g.workdir / "fast.yaml")
         g.config_path.write_text(yaml.safe_dump(data))
         g.start("ingress")
@@ -90,6 +93,8 @@ def test_flood_from_one_address_gets_421_past_50_connections_while_another_addre
         assert time.monotonic() < deadline, "connection slots not freed after the flood"
         time.sleep(0.2)
     assert "reason=limit_exceeded limit=connection_count" in gw.logs()
+    limited = total(scrape(gw.metrics_port), "mailgate_ingress_limit_exceeded_total", limit="connection_count")
+    assert limited >= 150
 
 
 def test_message_rate_counts_mail_from_over_all_connections_of_a_client(gw):
@@ -107,6 +112,7 @@ def test_message_rate_counts_mail_from_over_all_connections_of_a_client(gw):
     assert [r[:3] for r in replies] == [b"250"] * 5 + [b"421"]  # client_message_rate_limit = 5
     assert replies[-1].startswith(b"421 4.7.0 gw.test Error: too many messages from 127.0.0.3")
     assert "reason=limit_exceeded limit=message_rate" in gw.logs()
+    assert total(scrape(gw.metrics_port), "mailgate_ingress_limit_exceeded_total", limit="message_rate") == 1
 
 
 def test_messages_per_connection_then_421_and_the_client_reconnects(gw):
