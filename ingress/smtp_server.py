@@ -78,11 +78,11 @@ class GatewaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refused:
-            await self._over_limit("connection_count", Verdict.TOO_MANY_CONNECTIONS)
+            self._over_limit("connection_count", Verdict.TOO_MANY_CONNECTIONS)
             return
         await super()._handle_client()
 
-    async def _over_limit(self, limit: str, verdict: Verdict) -> None:
+    def _over_limit(self, limit: str, verdict: Verdict) -> None:
         """Answer 421 4.7.0 for `limit`, log it, count it, close the connection."""
         self._closing = True
         client = self._client()
@@ -94,17 +94,17 @@ class GatewaySMTP(SMTP):
 
     def _session_expired(self) -> None:
         self._session_timer = None
-        self.loop.create_task(self._over_limit("session_time", Verdict.SESSION_TIME))
+        self._over_limit("session_time", Verdict.SESSION_TIME)
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
         if self.session is not None and self.session.host_name and not self.envelope.mail_from and arg:
             self.messages += 1
             if self.max_messages and self.messages > self.max_messages:
-                await self._over_limit("messages_per_connection", Verdict.MESSAGES_PER_CONNECTION)
+                self._over_limit("messages_per_connection", Verdict.MESSAGES_PER_CONNECTION)
                 return
             if self.limits is not None and not self.limits.message(self._client()):
-                await self._over_limit("message_rate", Verdict.MESSAGE_RATE)
+                self._over_limit("message_rate", Verdict.MESSAGE_RATE)
                 return
         await super().smtp_MAIL(arg)
 
