@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,7 +105,6 @@ def measure(config_path: Path, module: Path | None) -> dict:
 
 
 def main() -> None:
-    from local_kafka import local_kafka
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", default="250000,1000000")
     ap.add_argument("--history-days", type=int, default=365)
@@ -115,6 +114,19 @@ def main() -> None:
     old.write_text(subprocess.run(["git", "show", f"{args.before_commit}:egress/delivered_index.py"], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout)
     rows = []
+    try:
+        _run(args, old, rows)
+    finally:
+        shutil.rmtree(old.parent, ignore_errors=True)
+    print(f"{'history':>9} {'code':<7} {'start s':>8} {'entries':>9} {'read':>9} {'RSS MB':>7} {'peak MB':>8}")
+    for r in rows:
+        print(f"{r['history']:>9} {r['code']:<7} {r['start_s']:>8} {r['entries']:>9} "
+              f"{r['records_read'] if r['records_read'] is not None else r['entries']:>9} {r['rss_mb']:>7} "
+              f"{r['peak_mb']:>8}")
+
+
+def _run(args, old: Path, rows: list) -> None:
+    from local_kafka import local_kafka
     for n in [int(x) for x in args.records.split(",")]:
         with local_kafka(extra={"kafka": {"partitions": 4}}) as (cfg, data, workdir):
             path = workdir / "mailgate.yaml"
@@ -125,11 +137,6 @@ def main() -> None:
                 r = measure(path, module)
                 rows.append({"history": n, "code": label, **r})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    print(f"{'history':>9} {'code':<7} {'start s':>8} {'entries':>9} {'read':>9} {'RSS MB':>7} {'peak MB':>8}")
-    for r in rows:
-        print(f"{r['history']:>9} {r['code']:<7} {r['start_s']:>8} {r['entries']:>9} "
-              f"{r['records_read'] if r['records_read'] is not None else r['entries']:>9} {r['rss_mb']:>7} "
-              f"{r['peak_mb']:>8}")
 
 
 if __name__ == "__main__":
