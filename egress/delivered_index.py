@@ -1,13 +1,23 @@
-"""The delivered index: which (message id, recipient) pairs were already delivered, read from `mail.delivered`.
+"""The delivered index: which (message id, recipient) pairs were recently delivered, read from `mail.delivered`.
 
-Reads: the compacted `mail.delivered` topic, from the beginning, with its own group-less consumer, and follows it.
-Emits: membership answers. `catch_up()` waits until every record written before the call is in memory, so that a
-replica that takes over a partition after a rebalance knows what the previous owner delivered.
+Reads: `mail.delivered` with its own group-less consumer, and follows it. At start-up it seeks every partition to
+the first record younger than the index lifetime (Kafka's time index, `offsets_for_times`), so it reads only what is
+live, never the whole history. Emits: membership answers. `catch_up()` waits until every record written before the
+call is in memory, so that a replica that takes over a partition after a rebalance knows what the previous owner
+delivered.
+
+Bounded: an entry lives as long as a duplicate can still arrive — while any mail topic can still hold (or replay)
+the message: the longest of the queue lifetimes and `kafka.mail_retention_s`, plus `delivery.delivered_index_margin_s`
+(`topics.delivered_lifetime_ms`). Older entries are dropped from memory as time passes (entries are kept in the order they were
+written, so dropping is a walk from the oldest end), and Kafka deletes them from the topic (`cleanup.policy`
+`compact,delete` with `retention.ms` = the same lifetime, declared in mailgate/core/topics.py). Memory and start-up
+time follow the delivery rate over one lifetime, not the history.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import TopicPartition
 
@@ -17,34 +27,93 @@ from mailgate.core.config import Config
 
 log = logging.getLogger("mailgate.egress.index")
 
+EXPIRE_EVERY_S = 60.0
+"""How often entries past the lifetime are dropped from memory."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Expiring:
+    """Keys with the time they were written, oldest first; keys older than the lifetime are dropped."""
+
+    def __init__(self, lifetime_ms: int) -> None:
+        self.lifetime_ms = lifetime_ms
+        self.written: dict[str, int] = {}
+
+    def put(self, key: str, at_ms: int) -> None:
+        self.written.pop(key, None)  # re-insert at the young end
+        self.written[key] = at_ms
+
+    def discard(self, key: str) -> None:
+        self.written.pop(key, None)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.written
+
+    def __len__(self) -> int:
+        return len(self.written)
+
+    def expire(self, now_ms: int) -> int:
+        """Drop the entries written before now - lifetime; returns how many."""
+        cutoff = now_ms - self.lifetime_ms
+        dropped = 0
+        while self.written:
+            key, at = next(iter(self.written.items()))
+            if at >= cutoff:
+                break
+            del self.written[key]
+            dropped += 1
+        return dropped
+
 
 class DeliveredIndex:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.keys: set[str] = set()
-        self.sending: set[str] = set()
+        self.lifetime_ms = topics.delivered_lifetime_ms(cfg)
+        self.keys = _Expiring(self.lifetime_ms)
+        self.sending = _Expiring(self.lifetime_ms)
         self._consumer = None
         self._task: asyncio.Task | None = None
         self._position: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
+        self._expired_at = time.monotonic()
+        self.records_read = 0
+        """Records read from mail.delivered since start (start-up reads only the live ones)."""
 
     async def start(self) -> None:
         c = kafka.consumer(self.cfg, f"mailgate-egress-index-{self.cfg.node_name}", None,
                            isolation_level="read_uncommitted")
         await c.start()
-        await kafka.assign_whole_topic(c, topics.DELIVERED)
+        tps = await kafka.assign_whole_topic(c, topics.DELIVERED)
+        await self._seek_to_live(c, tps)
         self._consumer = c
         self._task = asyncio.create_task(self._follow())
         await self.catch_up()
-        log.info("delivered index loaded: %d entries", len(self.keys))
+        log.info("delivered index loaded: %d entries (lifetime %d s)", len(self.keys), self.lifetime_ms // 1000)
+
+    async def _seek_to_live(self, c, tps: list[TopicPartition]) -> None:
+        """Position each partition at its first record younger than the lifetime (the end if there is none)."""
+        since = _now_ms() - self.lifetime_ms
+        found = await c.offsets_for_times({tp: since for tp in tps})
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                await c.seek_to_end(tp)
+            else:
+                c.seek(tp, hit.offset)
 
     async def _follow(self) -> None:
         c = self._consumer
         while True:
             batch = await c.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
+                self.records_read += len(records)
                 for r in records:
-                    self.apply(r.key.decode(), r.value)
+                    self.apply(r.key.decode(), r.value, r.timestamp)
+            if time.monotonic() - self._expired_at >= EXPIRE_EVERY_S:
+                self.expire()
             async with self._progress:
                 for tp in c.assignment():
                     self._position[tp] = await c.position(tp)
@@ -60,16 +129,28 @@ class DeliveredIndex:
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(done), timeout_s)
 
-    def apply(self, key: str, value: bytes | None) -> None:
+    def apply(self, key: str, value: bytes | None, at_ms: int | None = None) -> None:
         """One mail.delivered record: delivered, being sent (write-ahead), or a tombstone clearing the latter."""
+        at_ms = _now_ms() if at_ms is None else at_ms
+        if at_ms < _now_ms() - self.lifetime_ms:
+            return  # past its lifetime: no duplicate of it can arrive any more
         if value == SENDING_MARK:
             if key not in self.keys:
-                self.sending.add(key)
+                self.sending.put(key, at_ms)
         elif value:
-            self.keys.add(key)
+            self.keys.put(key, at_ms)
             self.sending.discard(key)
         else:
             self.sending.discard(key)
+
+    def expire(self, now_ms: int | None = None) -> int:
+        """Drop entries past their lifetime from memory; returns how many."""
+        self._expired_at = time.monotonic()
+        now_ms = _now_ms() if now_ms is None else now_ms
+        dropped = self.keys.expire(now_ms) + self.sending.expire(now_ms)
+        if dropped:
+            log.info("delivered index: %d entries past their lifetime dropped, %d live", dropped, len(self.keys))
+        return dropped
 
     def was_sending(self, key: str) -> bool:
         """An attempt began sending to this recipient and its outcome was never recorded."""
@@ -78,8 +159,11 @@ class DeliveredIndex:
     def __contains__(self, key: str) -> bool:
         return key in self.keys
 
+    def __len__(self) -> int:
+        return len(self.keys)
+
     def add(self, key: str) -> None:
-        self.keys.add(key)
+        self.keys.put(key, _now_ms())
 
     async def close(self) -> None:
         if self._task is not None:

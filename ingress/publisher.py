@@ -4,6 +4,13 @@ Reads: MessageReceived records from the SMTP handler. Writes: the record with it
 copy without the body to `mail.events`, with the idempotent producer (acks=all). `publish` returns only when Kafka
 acknowledged both, and raises PublishFailed otherwise — the handler then answers 451 4.3.0, never 250.
 The producer is (re)started in the background, so ingress listens even while Kafka is down.
+
+The window between the two writes: if `mail.received` acknowledged the message but the audit copy failed, the audit
+write is retried until `publish_timeout_s`; if it lands the client gets 250. If not, the client gets 451 — but the
+message is stored and will be delivered — so the audit copy and a `TempfailedMessageStored` (a second copy the
+client may send) are retried in the background until Kafka takes them. One Kafka transaction for both writes was
+measured instead (bench/publish_txn.py, docs/performance.md): it costs 2x the accept latency with one session and
+45x with 20 concurrent sessions (one open transaction per producer), so the retried audit write was chosen.
 """
 from __future__ import annotations
 
@@ -21,8 +28,16 @@ from schemas import TempfailedMessageStored, encode
 log = logging.getLogger("mailgate.ingress.publisher")
 
 
+AUDIT_RETRY_FIRST_S = 0.2
+AUDIT_RETRY_MAX_S = 5.0
+
+
 class PublishFailed(Exception):
     """Kafka did not acknowledge the record in time; nothing may be promised to the client."""
+
+
+class AuditNotStored(Exception):
+    """`mail.received` acknowledged the message but `mail.events` did not take its audit copy (cause chained)."""
 
 
 class Publisher:
@@ -69,33 +84,91 @@ class Publisher:
         async def send_both() -> None:
             f1 = await p.send(topics.RECEIVED, encode(record), key=key)
             f2 = await p.send(topics.EVENTS, encode(audit), key=key)
-            await asyncio.gather(f1, f2)
+            stored, audited = await asyncio.gather(f1, f2, return_exceptions=True)
+            if isinstance(stored, BaseException):
+                raise stored
+            if isinstance(audited, BaseException):
+                raise AuditNotStored(type(audited).__name__) from audited
 
         # The send goes on after a timeout (the producer keeps retrying a record it accepted), so the task is
         # shielded and watched: if Kafka takes the record after the client was told 451, the audit log says so.
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         task = asyncio.create_task(send_both())
         try:
             await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
         except asyncio.TimeoutError:
             self._watch_late(task, record)
             raise PublishFailed("no acknowledgement within publish_timeout_s") from None
+        except AuditNotStored as err:
+            if await self._retry_audit(p, audit, deadline):
+                return
+            log.warning("id=%s is stored in %s but its audit copy was not (%s) within publish_timeout_s; "
+                        "answering 451 4.3.0 and writing the audit copy and TempfailedMessageStored when Kafka "
+                        "takes them", record.message_id, topics.RECEIVED, err)
+            self._audit_after_451(record, audit)
+            raise PublishFailed("audit copy not acknowledged within publish_timeout_s") from err
         except Exception as err:
             raise PublishFailed(type(err).__name__) from err
+
+    async def _retry_audit(self, p: AIOKafkaProducer, audit, deadline: float) -> bool:
+        """Re-send the audit copy until it is acknowledged (True) or the client's reply cannot wait (False)."""
+        loop = asyncio.get_running_loop()
+        delay = AUDIT_RETRY_FIRST_S
+        while loop.time() + delay < deadline:
+            await asyncio.sleep(delay)
+            try:
+                fut = await p.send(topics.EVENTS, encode(audit), key=audit.message_id.encode())
+                await asyncio.wait_for(fut, max(deadline - loop.time(), 0.01))
+                log.info("id=%s audit copy stored on retry", audit.message_id)
+                return True
+            except Exception as err:  # retried until the deadline whatever the error
+                log.info("id=%s audit copy not stored yet: %s", audit.message_id, type(err).__name__)
+            delay = min(delay * 2, AUDIT_RETRY_MAX_S)
+        return False
 
     def _watch_late(self, task: asyncio.Task, record) -> None:
         def done(t: asyncio.Task) -> None:
             self._pending.discard(t)
-            if t.cancelled() or t.exception() is not None:
+            if t.cancelled():
+                return
+            err = t.exception()
+            if err is not None and not isinstance(err, AuditNotStored):
                 return  # not stored: the 451 was true
             log.warning("id=%s was stored after the client got 451 4.3.0; it will be delivered, and a retry by "
                         "the client would be a second copy", record.message_id)
-            self.note(TempfailedMessageStored(
-                message_id=record.message_id, occurred_at=now_ms(), node=self.cfg.node_name,
-                client_address=record.client_address, mail_from=record.mail_from,
-                rcpt_to=list(record.rcpt_to), body_sha256=record.body_sha256))
+            audit = dataclasses.replace(record, body=None) if err is not None else None
+            self._audit_after_451(record, audit)
 
         self._pending.add(task)
         task.add_done_callback(done)
+
+    def _audit_after_451(self, record, audit) -> None:
+        """In the background, until Kafka takes them: the audit copy (if `audit`), then TempfailedMessageStored."""
+        tempfailed = TempfailedMessageStored(
+            message_id=record.message_id, occurred_at=now_ms(), node=self.cfg.node_name,
+            client_address=record.client_address, mail_from=record.mail_from,
+            rcpt_to=list(record.rcpt_to), body_sha256=record.body_sha256)
+
+        async def write_until_stored() -> None:
+            for event in ([audit] if audit is not None else []) + [tempfailed]:
+                delay = AUDIT_RETRY_FIRST_S
+                while True:
+                    p = self._producer
+                    try:
+                        if p is None:
+                            raise PublishFailed("not connected to Kafka")
+                        await (await p.send(topics.EVENTS, encode(event), key=record.message_id.encode()))
+                        break
+                    except Exception as err:
+                        log.warning("id=%s audit event %s not stored yet (%s); retrying in %.1fs",
+                                    record.message_id, type(event).__name__, type(err).__name__, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, AUDIT_RETRY_MAX_S)
+            log.info("id=%s audit record of the 451 stored", record.message_id)
+
+        task = asyncio.create_task(write_until_stored())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def note(self, record) -> None:
         """Append an audit event without waiting (a RCPT reply never waits on the audit log)."""
@@ -122,6 +195,12 @@ class Publisher:
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
         if self._pending:
-            await asyncio.wait(list(self._pending), timeout=self.timeout_s)
+            _, unfinished = await asyncio.wait(list(self._pending), timeout=self.timeout_s)
+            for t in unfinished:
+                t.cancel()
+            if unfinished:
+                log.error("%d audit writes still unacknowledged at shutdown are given up (see warnings above)",
+                          len(unfinished))
+                await asyncio.gather(*unfinished, return_exceptions=True)
         if self._producer is not None:
             await self._producer.stop()

@@ -31,6 +31,10 @@ class Verdict(enum.Enum):
     LOCAL_ERROR = (451, "4.3.0", "Error: local error in processing, try again later")
     IDLE_TIMEOUT = (421, "4.4.2", "{host} Error: timeout exceeded")
     TOO_MANY_ERRORS = (421, "4.7.0", "{host} Error: too many errors")
+    TOO_MANY_CONNECTIONS = (421, "4.7.0", "{host} Error: too many connections from {client}")
+    MESSAGE_RATE = (421, "4.7.0", "{host} Error: too many messages from {client}")
+    MESSAGES_PER_CONNECTION = (421, "4.7.0", "{host} Error: too many messages in this connection, reconnect")
+    SESSION_TIME = (421, "4.7.0", "{host} Error: session time limit exceeded")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value

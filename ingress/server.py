@@ -2,7 +2,8 @@
 
 Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the port answers 451 while Kafka is
 down), the user-verification directories, the SMTP protocol (ingress.smtp_server) on `listen_host:listen_port`,
-and the metrics endpoint (`/readyz` answers 200 once the publisher is connected to Kafka).
+and the metrics endpoint (`/readyz` answers 200 once the publisher is connected to Kafka). The per-client limits
+(ingress.limits) are one object shared by every session of the process.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import ssl
 
 from ingress.handler import IngressHandler
+from ingress.limits import ClientLimits
 from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.verification import RecipientVerifier
@@ -42,10 +44,13 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     handler = IngressHandler(cfg, publisher, verifier)
     tls = _tls_context(cfg)
     ic = cfg.ingress
+    limits = ClientLimits(ic)  # one per process: per-client counts span all its sessions
 
     def factory() -> GatewaySMTP:
         metrics.INGRESS_SESSIONS.inc()
         return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
+                           limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
+                           max_session_s=ic.max_session_s,
                            hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False)
 

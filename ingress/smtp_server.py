@@ -4,6 +4,11 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
 `ingress.replies.standard_reply`, so aiosmtpd's own protocol errors carry enhanced status codes too. On top of aiosmtpd:
   * an idle client gets `421 4.4.2` before the connection is closed (aiosmtpd just closes it);
   * after `max_errors` 4xx/5xx replies in one session the client gets `421 4.7.0` and is disconnected;
+  * per-client limits (ingress.limits: connections per client IP, messages per client per time unit) and
+    per-session ones (messages per connection, session time): over one, `421 4.7.0`, a `disconnect ... reason=`
+    log line, `mailgate_ingress_limit_exceeded{limit}`, and the connection is closed;
+  * the idle timer counts DATA activity: bytes of a message arriving reset it, so a slow but moving DATA is not
+    cut off (aiosmtpd resets it only per command line);
   * MAIL/RCPT hand the raw address between `<` and `>` to the handler, so the relay policy judges exactly what the
     client sent (aiosmtpd's RFC 5322 parser would drop source routes and refuse some relay forms with a 553 before
     the policy saw them).
@@ -21,18 +26,87 @@ from typing import AnyStr
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from ingress.data_reader import DataState, read_data
-
+from ingress.limits import ClientLimits
 from ingress.replies import Verdict, standard_reply
+from mailgate.core import metrics
 
 log = logging.getLogger("mailgate.ingress")
 
 
 class GatewaySMTP(SMTP):
-    def __init__(self, handler: object, *, max_errors: int, **kwargs: object) -> None:
+    def __init__(self, handler: object, *, max_errors: int, limits: ClientLimits | None = None,
+                 max_messages_per_connection: int = 0, max_session_s: float = 0, **kwargs: object) -> None:
         super().__init__(handler, **kwargs)
         self.max_errors = max_errors
         self.error_count = 0
         self._closing = False
+        self.limits = limits
+        self.max_messages = max_messages_per_connection
+        self.max_session_s = max_session_s
+        self.messages = 0
+        self._counted: str | None = None  # the client IP this session holds a connection slot of
+        self._refused = False
+        self._in_data = False
+        self._session_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        first = self.transport is None  # a second call is the STARTTLS upgrade of the same session
+        super().connection_made(transport)
+        if not first:
+            return
+        client = self._client()
+        if self.limits is not None:
+            if self.limits.connect(client):
+                self._counted = client
+            else:
+                self._refused = True
+        if self.max_session_s:
+            self._session_timer = self.loop.call_later(self.max_session_s, self._session_expired)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        if self._counted is not None and self.limits is not None:
+            self.limits.disconnect(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_data:
+            self._reset_timeout()  # the idle timer counts DATA activity
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            self._over_limit("connection_count", Verdict.TOO_MANY_CONNECTIONS)
+            return
+        await super()._handle_client()
+
+    def _over_limit(self, limit: str, verdict: Verdict) -> None:
+        """Answer 421 4.7.0 for `limit`, log it, count it, close the connection."""
+        self._closing = True
+        client = self._client()
+        log.warning("disconnect client=%s reason=limit_exceeded limit=%s", client, limit)
+        metrics.INGRESS_LIMITED.labels(limit).inc()
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(verdict.reply(host=self.hostname, client=client).encode() + b"\r\n")
+            self.transport.close()
+
+    def _session_expired(self) -> None:
+        self._session_timer = None
+        self._over_limit("session_time", Verdict.SESSION_TIME)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        if self.session is not None and self.session.host_name and not self.envelope.mail_from and arg:
+            self.messages += 1
+            if self.max_messages and self.messages > self.max_messages:
+                self._over_limit("messages_per_connection", Verdict.MESSAGES_PER_CONNECTION)
+                return
+            if self.limits is not None and not self.limits.message(self._client()):
+                self._over_limit("message_rate", Verdict.MESSAGE_RATE)
+                return
+        await super().smtp_MAIL(arg)
 
     def _client(self) -> str:
         peer = self.session.peer if self.session is not None else None
@@ -65,12 +139,15 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._in_data = True
         try:
             data = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
         except asyncio.CancelledError:
             log.info("connection lost during DATA client=%s", self._client())
             self._writer.close()
             raise
+        finally:
+            self._in_data = False
         if data.state is DataState.LOST:
             return
         if data.state is not DataState.OK:

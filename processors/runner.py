@@ -50,8 +50,11 @@ def build_app(cfg: Config) -> faust.App:
             out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes, internal=False)
         return out_topics[name]
 
+    config_loaded = asyncio.Event()  # set once mail.config was read: route nothing with the file's gateways
+
     @app.agent(received)
     async def process(stream):
+        await config_loaded.wait()
         async for event in stream.events():
             record, dead = decode_or_dead_letter(event.message, MessageReceived, cfg.node_name)
             if dead is not None:
@@ -69,8 +72,11 @@ def build_app(cfg: Config) -> faust.App:
 
     @app.task
     async def follow_config() -> None:
-        pipeline.reconfigure(await live.start())
-        live.on_change(pipeline.reconfigure)
+        try:
+            pipeline.reconfigure(await live.start())
+            live.on_change(pipeline.reconfigure)
+        finally:
+            config_loaded.set()
 
     assigned = False
 

@@ -1,6 +1,11 @@
 """The one codec every stage uses: typed event records <-> Avro single-object encoding.
 
-Reads: the `*.avsc` files beside this module (one schema per event, the only contract between stages).
+Reads: the `*.avsc` files beside this module (one schema per event, the only contract between stages) and every
+released writer schema kept in `released/<Name>/<fingerprint>.avsc` (written by `scripts/snapshot-schemas`).
+A record names its writer schema by fingerprint; it is read with that writer schema and resolved to the current
+(reader) schema by Avro schema resolution, so a record written by any earlier release decodes to today's record
+class (fields added since then take their defaults). A fingerprint no kept schema has (a record from a newer
+release) raises `UnknownSchemaVersion`, naming the fingerprint.
 Emits: a frozen dataclass per event (nested records too), and bytes in Avro single-object encoding
 (`C3 01`, the schema's 8-byte CRC-64-AVRO fingerprint little-endian, then the Avro binary body), so every record
 names its own schema. `decode` of bytes that are not such a record raises `UndecodableRecord`, never anything else.
@@ -19,11 +24,22 @@ import fastavro
 
 MAGIC = b"\xc3\x01"
 SCHEMA_DIR = Path(__file__).parent
+RELEASED_DIR = SCHEMA_DIR / "released"
 _EMPTY64 = 0xC15D213AA4D7A795
 
 
 class UndecodableRecord(Exception):
     """Bytes that are not a mailgate event this codec knows (reason in the message)."""
+
+
+class UnknownSchemaVersion(UndecodableRecord):
+    """A single-object record whose writer-schema fingerprint no release this code knows has (a newer release wrote
+    it, or it is not ours). `fingerprint` is the 16-hex-digit CRC-64-AVRO fingerprint as Avro tools print it."""
+
+    def __init__(self, fingerprint: str) -> None:
+        super().__init__(f"unknown schema fingerprint {fingerprint} (written by a newer release, or not a "
+                         f"mailgate schema: no kept writer schema has it)")
+        self.fingerprint = fingerprint
 
 
 def _crc64_table() -> list[int]:
@@ -67,20 +83,46 @@ class EventType:
     raw: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class WriterSchema:
+    """A schema some release wrote records with: the current event type it resolves to, and the parsed writer
+    schema (None when it is the current schema itself: no resolution needed)."""
+
+    event: EventType
+    writer: Any
+
+
+def header_of(raw: dict) -> bytes:
+    """The 10-byte single-object header (marker + fingerprint) of a schema given as JSON data."""
+    canonical = fastavro.schema.to_parsing_canonical_form(raw)
+    return MAGIC + struct.pack("<Q", fingerprint64(canonical))
+
+
+def _parse(raw: dict) -> Any:
+    return fastavro.parse_schema(_strip_logical(copy.deepcopy(raw)), _write_hint=False)
+
+
 class _Registry:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, released: Path) -> None:
         self.by_name: dict[str, EventType] = {}
-        self.by_header: dict[bytes, EventType] = {}
+        self.by_header: dict[bytes, WriterSchema] = {}
         self.classes: dict[str, type] = {}
         for path in sorted(directory.glob("*.avsc")):
             raw = json.loads(path.read_text())
-            parsed = fastavro.parse_schema(_strip_logical(copy.deepcopy(raw)), _write_hint=False)
-            canonical = fastavro.schema.to_parsing_canonical_form(raw)
-            header = MAGIC + struct.pack("<Q", fingerprint64(canonical))
-            cls = self._record_class(raw)
-            et = EventType(raw["name"], cls, parsed, header, raw)
+            header = header_of(raw)
+            et = EventType(raw["name"], self._record_class(raw), _parse(raw), header, raw)
             self.by_name[et.name] = et
-            self.by_header[header] = et
+            self.by_header[header] = WriterSchema(et, None)
+        for path in sorted(released.glob("*/*.avsc")):
+            self.add_writer(json.loads(path.read_text()))
+
+    def add_writer(self, raw: dict) -> None:
+        """Keep a released writer schema: records it wrote resolve to the current schema of the same name."""
+        header = header_of(raw)
+        et = self.by_name.get(raw["name"])
+        if et is None or header in self.by_header:
+            return  # an event no longer in the contract, or the current schema itself
+        self.by_header[header] = WriterSchema(et, _parse(raw))
 
     def _record_class(self, schema: dict) -> type:
         name = schema["name"]
@@ -116,7 +158,7 @@ class _Registry:
                 self._visit_nested(t["items"])
 
 
-REGISTRY = _Registry(SCHEMA_DIR)
+REGISTRY = _Registry(SCHEMA_DIR, RELEASED_DIR)
 
 
 def _to_avro(value: Any) -> Any:
@@ -156,11 +198,18 @@ def decode(data: bytes | None) -> Any:
     """Single-object-encoded bytes → the typed event record; UndecodableRecord for anything else."""
     if not data or len(data) < 10 or data[:2] != MAGIC:
         raise UndecodableRecord("not an Avro single-object record (no C3 01 marker)")
-    et = REGISTRY.by_header.get(bytes(data[:10]))
-    if et is None:
-        raise UndecodableRecord(f"unknown schema fingerprint {data[2:10][::-1].hex()}")
+    ws = REGISTRY.by_header.get(bytes(data[:10]))
+    if ws is None:
+        raise UnknownSchemaVersion(data[2:10][::-1].hex())
+    et = ws.event
     try:
-        value = fastavro.schemaless_reader(io.BytesIO(data[10:]), et.parsed, None)
+        if ws.writer is None:
+            value = fastavro.schemaless_reader(io.BytesIO(data[10:]), et.parsed, None)
+        else:
+            value = fastavro.schemaless_reader(io.BytesIO(data[10:]), ws.writer, et.parsed)
+    except fastavro.read.SchemaResolutionError as err:
+        raise UndecodableRecord(f"{et.name} record written with schema {data[2:10][::-1].hex()} cannot be "
+                                f"resolved to the current schema: {err}") from None
     except Exception as err:  # fastavro raises many types on corrupt input
         raise UndecodableRecord(f"corrupt {et.name} record: {type(err).__name__}") from None
     return _from_avro(et.parsed, value)

@@ -156,11 +156,29 @@ class IngressConfig(Strict):
                                       description="Clients allowed to relay outbound: IP, a.b.c.d-a.b.c.e, CIDR.")
     publish_timeout_s: float = Field(10, gt=0, description="Longest wait for Kafka's ack before 451 4.3.0.")
     tls: TlsServerConfig | None = Field(None, description="STARTTLS certificate; no STARTTLS when absent.")
+    client_connection_count_limit: int = Field(
+        50, ge=0, description="Simultaneous connections one client IP may have (Postfix "
+        "smtpd_client_connection_count_limit); one more is answered 421 4.7.0 and closed. 0: no limit.")
+    client_message_rate_limit: int = Field(
+        0, ge=0, description="Messages (MAIL FROM) one client IP may send per client_rate_time_unit_s, over all its "
+        "connections (Postfix smtpd_client_message_rate_limit); one more is answered 421 4.7.0. 0: no limit.")
+    client_rate_time_unit_s: float = Field(60, gt=0, description="Time unit of the rate limits (Postfix "
+                                                                   "anvil_rate_time_unit).")
+    max_messages_per_connection: int = Field(
+        1000, ge=0, description="Messages (MAIL FROM) one connection may send; one more is answered 421 4.7.0 and "
+        "the connection closed (the client reconnects). 0: no limit.")
+    max_session_s: float = Field(
+        3600, ge=0, description="Longest SMTP session, active or not; then 421 4.7.0 and the connection is "
+        "closed (a message in DATA is not accepted). 0: no limit.")
+    client_limit_exceptions: list[str] | None = Field(
+        None, description="Clients the per-client limits do not apply to: IP, range or CIDR (Postfix "
+        "smtpd_client_event_limit_exceptions); default: relay_networks, as Postfix's default $mynetworks.")
 
-    @field_validator("relay_networks")
+    @field_validator("relay_networks", "client_limit_exceptions")
     @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        AddressSet.parse(v)
+    def _networks(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            AddressSet.parse(v)
         return v
 
 
@@ -183,6 +201,9 @@ class DeliveryConfig(Strict):
         4, ge=1, le=1024, description="mail.outbound partitions one destination's mail spreads over, so that "
         "several egress replicas deliver to it at once; 1 keeps a destination on one partition.")
     messages_per_connection: int = Field(100, ge=1, description="Messages sent over one SMTP connection.")
+    delivered_index_margin_s: int = Field(
+        86400, ge=0, description="How much longer than a message can come back (the longest queue lifetime, or "
+        "kafka.mail_retention_s for a replay) egress remembers it was delivered, in mail.delivered and in memory.")
     helo_name: str = Field(default_factory=socket.getfqdn, description="Name egress sends in EHLO.")
     bounce_from: str = Field("MAILER-DAEMON", description="Local part of the DSN sender (sent as <>).")
 

@@ -70,6 +70,9 @@ INGRESS_REJECTED_MESSAGES = Counter("mailgate_ingress_messages_rejected",
 INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
                                     "Messages answered 451 4.3.0 because Kafka did not acknowledge them.",
                                     registry=_ingress)
+INGRESS_LIMITED = Counter("mailgate_ingress_limit_exceeded",
+                          "Clients answered 421 4.7.0 for going over a limit, by limit (connection_count, "
+                          "message_rate, messages_per_connection, session_time).", ["limit"], registry=_ingress)
 INGRESS_PUBLISH_SECONDS = Histogram("mailgate_ingress_publish_seconds",
                                     "Time from the end of DATA until Kafka acknowledged the message (acks=all).",
                                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),

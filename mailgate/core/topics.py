@@ -28,7 +28,9 @@ EVENTS = "mail.events"
 """The append-only audit log: every fact any stage learns about a message, without bodies. Key: message id."""
 
 DELIVERED = "mail.delivered"
-"""Compacted index of delivered (message id, recipient) pairs, read by egress to suppress duplicate deliveries."""
+"""Index of delivered (message id, recipient) pairs, read by egress to suppress duplicate deliveries. Compacted
+(the latest state per pair) and deleted by time: a pair is kept `delivered_lifetime_ms` (as long as a duplicate can
+still arrive), then Kafka drops it."""
 
 DLQ = "mail.dlq"
 """Records that could not be decoded or processed: `DeadLettered` with the original bytes and the reason."""
@@ -46,6 +48,18 @@ def max_record_bytes(cfg: Config) -> int:
     """The largest record a mailgate topic holds: the largest message ingress accepts plus the overhead. Topics
     (`max.message.bytes`), the local broker, producers and consumers (aiokafka and faust) all use this one figure."""
     return cfg.ingress.max_message_bytes + RECORD_OVERHEAD_BYTES
+
+
+def delivered_lifetime_ms(cfg: Config) -> int:
+    """How long a delivered (message id, recipient) is remembered: while any mail topic can still hold (or replay)
+    the message — the longest queue lifetime or the mail topics' retention — plus a margin."""
+    d = cfg.delivery
+    longest_s = max(d.max_queue_lifetime_s, d.backup_mx_queue_lifetime_s, cfg.kafka.mail_retention_s)
+    return (longest_s + d.delivered_index_margin_s) * 1000
+
+
+DELIVERED_SEGMENT_MS = 3600 * 1000
+"""mail.delivered rolls a segment every hour, so expired pairs are deleted within an hour of their lifetime."""
 
 
 def retry_topic(delay_s: int) -> str:
@@ -72,7 +86,9 @@ def declared_topics(cfg: Config) -> list[TopicSpec]:
         TopicSpec(OUTBOUND, k.partitions, mail),
         TopicSpec(QUARANTINE, k.partitions, {**mail, "retention.ms": str(k.events_retention_s * 1000)}),
         TopicSpec(EVENTS, k.partitions, {**common, "retention.ms": str(k.events_retention_s * 1000)}),
-        TopicSpec(DELIVERED, k.partitions, {**common, "cleanup.policy": "compact"}),
+        TopicSpec(DELIVERED, k.partitions, {**common, "cleanup.policy": "compact,delete",
+                                            "retention.ms": str(delivered_lifetime_ms(cfg)),
+                                            "segment.ms": str(DELIVERED_SEGMENT_MS)}),
         TopicSpec(DLQ, 1, {**mail, "retention.ms": str(k.events_retention_s * 1000)}),
         # Compaction keeps every change for the events' retention (config history), then the latest per gateway.
         TopicSpec(CONFIG, 1, {**common, "cleanup.policy": "compact",

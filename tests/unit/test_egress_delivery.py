@@ -35,8 +35,7 @@ def engine(gateways: list[dict]) -> Egress:
     e.targets = TargetResolver(cfg, e.health)
     e.pool = SessionPool(cfg.delivery)
     e.outcome = OutcomePolicy(cfg, "n1")
-    e.index = DeliveredIndex.__new__(DeliveredIndex)  # its sets only; no consumer
-    e.index.keys, e.index.sending = set(), set()
+    e.index = DeliveredIndex(cfg)  # not started: no consumer
     e.written = []
 
     async def emit(outputs) -> None:  # the write-ahead records egress appends before DATA
