@@ -39,7 +39,6 @@ def build_app(cfg: Config) -> faust.App:
         broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
         consumer_auto_offset_reset="earliest", stream_wait_empty=False,
         datadir=str(datadir),
-        **kafka.faust_credentials(cfg),  # TLS and SASL from kafka.security, as every other client
     )
     received = app.topic(topics.RECEIVED, key_type=bytes, value_type=bytes, internal=False)
     pipeline = Pipeline(cfg, cfg.node_name)

@@ -140,7 +140,7 @@ def faust_settings(cfg: Config, client_id: str) -> dict[str, Any]:
     return {"broker": [f"kafka://{s}" for s in k.bootstrap_servers], "broker_client_id": client_id,
             "producer_acks": -1, "producer_compression_type": None if k.compression == "none" else k.compression,
             "producer_max_request_size": max_record_bytes(cfg), "consumer_max_fetch_size": max_record_bytes(cfg),
-            **faust_credentials(cfg)}
+            "broker_credentials": None, **faust_credentials(cfg)}
 
 
 async def ensure_topics(cfg: Config, attempts: int = 30) -> list[str]:
