@@ -103,6 +103,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     from mailgate.ops.cli import _config
     cfg = _config(args)
     if args.action == "apply":
+        if not args.file:
+            raise UsageError("config apply needs the FILE whose gateways become the running ones")
         return asyncio.run(apply(cfg, load_config(args.file), args.operator, args.dry_run))
     if args.action == "history":
         return asyncio.run(history(cfg, args.json))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -31,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def venv(tmp_path_factory) -> Path:
     """A fresh venv outside the tree with only the built wheel of mailgate installed in it."""
     base = tmp_path_factory.mktemp("wheel")
-    dist = base / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+    dist, src = base / "dist", base / "src"
+    # Built from a copy, as from a fresh checkout: no build/ or egg-info left over from earlier builds, none left here.
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".mailgate", "build", "dist", "*.egg-info",
+                                                             "__pycache__", "tests", "docs", "bench"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
                    check=True, cwd=base, timeout=600)
     wheel = next(dist.glob("mailgate-*.whl"))
     env_dir = base / "venv"
