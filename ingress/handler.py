@@ -20,7 +20,6 @@ from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
 from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate.core import metrics
-from mailgate.mail.addresses import BadAddress, parse_mailbox
 from mailgate.core.config import Config
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
@@ -81,11 +80,9 @@ class IngressHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
-        if address not in ("", "<>"):
-            try:
-                parse_mailbox(address)
-            except BadAddress as err:
-                return Verdict.BAD_SENDER.reply(addr=address, why=str(err))
+        verdict, why = self.policy.sender_verdict(address)
+        if verdict is not Verdict.SENDER_OK:
+            return verdict.reply(addr=address, why=why)
         # aiosmtpd takes an empty mail_from for "no MAIL yet": the null sender is kept as "<>" in the session.
         envelope.mail_from = "<>" if address in ("", "<>") else address
         envelope.mail_options.extend(mail_options)

@@ -1,6 +1,8 @@
-"""Recipient policy at RCPT time: may this client send to this address through us, and where will it go?
+"""Sender and recipient policy: is this MAIL FROM acceptable, and may this client send to this address through us?
 
-Reads: the configuration (relay networks, inbound gateways). Emits: a RecipientDecision — accepted with its
+Reads: the configuration (relay networks, inbound gateways, `ingress.reject_non_fqdn_sender`). Emits: a Verdict for
+MAIL FROM (Postfix's defaults: a syntactically valid sender is accepted, `user@host` without a dot too, unless the
+strict `reject_non_fqdn_sender` is set), and a RecipientDecision — accepted with its
 direction (outbound via gateways, or inbound to a primary) or refused with a Verdict and a reason for the audit log.
 No open relay: an address is accepted only for a clients in `relay_networks` (outbound) or for a domain an enabled
 inbound gateway accepts (inbound). User verification is a separate, later check (ingress.verification).
@@ -32,6 +34,16 @@ class RecipientPolicy:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.relay_networks = AddressSet.parse(cfg.ingress.relay_networks)
+
+    def sender_verdict(self, address: str) -> tuple[Verdict, str]:
+        """MAIL FROM: (SENDER_OK, "") or (BAD_SENDER, why). The null sender `<>` is always accepted."""
+        if address in ("", "<>"):
+            return Verdict.SENDER_OK, ""
+        try:
+            parse_mailbox(address, require_fqdn=self.cfg.ingress.reject_non_fqdn_sender)
+        except BadAddress as err:
+            return Verdict.BAD_SENDER, str(err)
+        return Verdict.SENDER_OK, ""
 
     def may_relay(self, client_address: str) -> bool:
         return client_address in self.relay_networks

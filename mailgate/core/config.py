@@ -126,9 +126,29 @@ class LocalBrokerSaslSsl(Strict):
                                                          "kafka.security.ca_file (ssl.client.auth=required).")
 
 
+def cache_dir() -> Path:
+    """The per-user directory for the local broker's jars and data: $MAILGATE_CACHE_DIR, else
+    $XDG_CACHE_HOME/mailgate, else ~/.cache/mailgate. Never the current directory."""
+    if os.environ.get("MAILGATE_CACHE_DIR"):
+        return Path(os.environ["MAILGATE_CACHE_DIR"]).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache").absolute() / "mailgate"
+
+
+def _in_cache(v: object) -> object:
+    """A relative path is relative to cache_dir(), so that no command depends on the current directory."""
+    p = Path(v).expanduser() if isinstance(v, (str, Path)) else v
+    return cache_dir() / p if isinstance(p, Path) and not p.is_absolute() else p
+
+
 class LocalBrokerConfig(Strict):
-    home: Path = Field(Path(".mailgate/broker"), description="Data dir, log and pid file of the local broker.")
-    libs: Path = Field(Path(".mailgate/kafka-libs"), description="Where the Kafka jars are cached.")
+    home: Annotated[Path, BeforeValidator(_in_cache)] = Field(
+        default_factory=lambda: cache_dir() / "broker",
+        description="Data dir, log and pid file of the local broker (and the processor's faust data dir); "
+                    "a relative path is relative to the per-user cache (~/.cache/mailgate or $MAILGATE_CACHE_DIR).")
+    libs: Annotated[Path, BeforeValidator(_in_cache)] = Field(
+        default_factory=lambda: cache_dir() / "kafka-libs",
+        description="Where the Kafka jars are cached (fetched once with mvn); relative: as `home`.")
     port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
     controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
     heap: str = Field("-Xms256m -Xmx512m", description="JVM heap options.")
@@ -173,6 +193,9 @@ class IngressConfig(Strict):
     client_limit_exceptions: list[str] | None = Field(
         None, description="Clients the per-client limits do not apply to: IP, range or CIDR (Postfix "
         "smtpd_client_event_limit_exceptions); default: relay_networks, as Postfix's default $mynetworks.")
+    reject_non_fqdn_sender: bool = Field(
+        False, description="Refuse MAIL FROM whose domain is not a fully qualified name (no dot), as Postfix's "
+        "reject_non_fqdn_sender; off by default, as in Postfix (swaks's default sender user@host passes).")
 
     @field_validator("relay_networks", "client_limit_exceptions")
     @classmethod

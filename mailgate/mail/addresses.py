@@ -26,8 +26,10 @@ class Mailbox:
         return f"{self.local}@{self.domain}"
 
 
-def parse_mailbox(address: str) -> Mailbox:
-    """`local@domain` → Mailbox (domain lowercased); BadAddress for anything a relay check cannot trust."""
+def parse_mailbox(address: str, require_fqdn: bool = True) -> Mailbox:
+    """`local@domain` → Mailbox (domain lowercased); BadAddress for anything a relay check cannot trust.
+
+    `require_fqdn=False` also takes a single-label domain (`root@vm`), as Postfix does for senders by default."""
     a = address.strip()
     if a.startswith("<") and a.endswith(">"):
         a = a[1:-1]
@@ -49,8 +51,10 @@ def parse_mailbox(address: str) -> Mailbox:
         d = d.encode("idna").decode("ascii") if not d.isascii() else d
     except UnicodeError:
         raise BadAddress("malformed domain") from None
-    if not _DOMAIN.match(d) or "." not in d:
+    if not _DOMAIN.match(d):
         raise BadAddress("malformed domain")
+    if require_fqdn and "." not in d:
+        raise BadAddress("not a fully qualified domain")
     return Mailbox(local, d)
 
 

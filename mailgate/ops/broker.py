@@ -1,7 +1,9 @@
 """The local Apache Kafka broker for development and tests: fetch jars, format, start, stop, status.
 
-Reads: `local_broker` config, `mailgate/ops/kafka-broker-pom.xml`. Writes: jars under `local_broker.libs` (fetched once with mvn),
-`server.properties`, data dir, `kafka.log` and `kafka.pid` under `local_broker.home`.
+Reads: `local_broker` config, `mailgate/ops/kafka-broker-pom.xml` (package data). Writes: jars under
+`local_broker.libs` (fetched once with mvn), `server.properties`, data dir, `kafka.log` and `kafka.pid` under
+`local_broker.home`. Both default to the per-user cache (~/.cache/mailgate, or $MAILGATE_CACHE_DIR), never to
+the current directory.
 One node in KRaft mode with combined broker and controller roles.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ def fetch_jars(lb: LocalBrokerConfig) -> Path:
         return libs
     if shutil.which("mvn") is None:
         raise BrokerError("mvn is not on PATH: install Maven to fetch the Kafka jars")
+    libs.parent.mkdir(parents=True, exist_ok=True)
     tmp = libs.with_name(libs.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
@@ -211,6 +214,8 @@ def start(cfg: Config) -> BrokerStatus:
     if lb.sasl_ssl is not None:
         _check_sasl_ssl(cfg)
     libs = fetch_jars(lb)
+    if shutil.which("java") is None:
+        raise BrokerError("java is not on PATH: install a Java 17+ runtime to run the local Kafka broker")
     p = _paths(lb)
     p["home"].mkdir(parents=True, exist_ok=True)
     _write_properties(cfg, p)

@@ -2,26 +2,49 @@
 
 `mailgate ingress|processor|egress --config FILE` runs one stage (any number of replicas);
 `mailgate up --config FILE` runs the local broker and all three stages; `mailgate broker start|stop|status`;
-`mailgate topics create`; `mailgate trace <message-id>`; `mailgate cache purge [address|domain]`.
-Configuration is validated before anything starts.
+`mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate cache purge [address|domain]`;
+`mailgate sink --listen HOST:PORT`. The configuration file is `--config`, else $MAILGATE_CONFIG, else
+/etc/mailgate/mailgate.yaml, and is validated before anything starts. Every failure is one line on stderr and an
+exit status from mailgate.ops.exits (a traceback only with `--debug`).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.logs import setup_logging
 from mailgate.core.topology import STAGES
+from mailgate.ops import exits
 
-DEFAULT_CONFIG = "examples/mailgate.yaml"
+DEFAULT_CONFIG = "/etc/mailgate/mailgate.yaml"
+CONFIG_ENV = "MAILGATE_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LONG_RUNNING = {"ingress", "processor", "egress", "up", "admin", "sink"}
+"""Commands whose own logs are the product; the others quiet the Kafka client's connection chatter."""
+
+
+def config_path(given: str | None) -> str:
+    """--config, else $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml; made absolute for child processes."""
+    path = given or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+    return str(Path(path).expanduser().absolute())
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
-    if args.command != "broker":  # a wrong Kafka password or CA stops here, in one line (the local broker may be down)
+    path = config_path(args.config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as err:
+        if not Path(path).exists():
+            raise ConfigError(f"{err} (give --config FILE or set {CONFIG_ENV})") from None
+        raise
+    args.loaded = cfg
+    if args.command != "broker":  # a wrong Kafka password or CA stops here, in one line
         from mailgate.core.kafka import check_security
         asyncio.run(check_security(cfg))
     return cfg
@@ -51,21 +74,18 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print("broker stopped" if broker.stop(cfg) else "broker was not running")
     else:
         st = broker.status(cfg)
-        print(f"running, pid {st.pid}, 127.0.0.1:{st.port}" if st.running else "not running")
-        return 0 if st.running else 3
-    return 0
-
-
-def cmd_topics(args: argparse.Namespace) -> int:
-    from mailgate.core import kafka
-    created = asyncio.run(kafka.ensure_topics(_config(args)))
-    print("created: " + (", ".join(created) if created else "none (all exist)"))
+        if args.json:
+            print(json.dumps({"running": st.running, "pid": st.pid, "port": st.port,
+                              "home": str(cfg.local_broker.home)}))
+        else:
+            print(f"running, pid {st.pid}, 127.0.0.1:{st.port}" if st.running else "not running")
+        return exits.OK if st.running else exits.FAILURE
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from mailgate.ops.supervisor import up
-    return up(_config(args), args.config, local_broker=not args.no_broker)
+    return up(_config(args), config_path(args.config), local_broker=not args.no_broker)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -97,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     req = ReplayRequest(topic=args.topic, reason=args.reason, from_offset=args.from_offset,
                         since_ms=parse_time(args.since) if args.since else None,
                         until_ms=parse_time(args.until) if args.until else None, message_id=args.message_id,
-                        force_redeliver=args.force_redeliver, dry_run=args.dry_run)
+                        force_redeliver=args.force_redeliver, dry_run=args.dry_run, as_json=args.json)
     asyncio.run(replay(_config(args), req))
     return 0
 
@@ -128,6 +148,7 @@ def _operator_commands(sub, with_config) -> None:
                     help="deliver even to recipients already delivered (outbound/retry only)")
     rp.add_argument("--reason", required=True, help="why (recorded in the ReplayRequested event)")
     rp.set_defaults(func=cmd_replay)
+    rp.add_argument("--json", action="store_true", help="--dry-run: one JSON object per selected record")
     q = with_config(sub.add_parser("queue", help="what is waiting, per destination and retry tier"))
     q.add_argument("--json", action="store_true", help="rows as JSON")
     q.set_defaults(func=cmd_queue)
@@ -149,27 +170,69 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace) -> int:
+    from mailgate.ops.sink import parse_listen, run
+    try:
+        parse_listen(args.listen)
+    except ValueError as err:
+        print(f"mailgate sink: error: {err}", file=sys.stderr)
+        return exits.USAGE
+    run(args.listen)
+    return exits.OK
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mailgate.ops.quarantine import run
-    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator))
+    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator, as_json=args.json))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit status 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(exits.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid log level {value!r}: choose from {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"mailgate {version('mailgate')}"
+    except PackageNotFoundError:
+        return "mailgate (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mailgate", description="SMTP mail gateway on Apache Kafka")
+    p = Parser(prog="mailgate", description="SMTP mail gateway on Apache Kafka",
+               epilog="Exit status: 0 ok, 1 failure, 2 usage, 3 configuration, 4 Kafka unreachable, 130 Ctrl-C.")
+    p.add_argument("--version", action="version", version=_version())
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--log-level", type=_log_level, default="INFO", help=", ".join(LOG_LEVELS))
+    p.add_argument("--debug", action="store_true", help="show a traceback when a command fails")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML configuration file")
+        sp.add_argument("--config", "-c", default=None,
+                        help=f"YAML configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
         return sp
 
     for stage in STAGES:
         with_config(sub.add_parser(stage, help=f"run the {stage} stage")).set_defaults(func=cmd_stage)
     b = with_config(sub.add_parser("broker", help="manage the local Kafka broker"))
     b.add_argument("action", choices=["start", "stop", "status"])
+    b.add_argument("--json", action="store_true", help="status: one JSON object")
     b.set_defaults(func=cmd_broker)
-    with_config(sub.add_parser("topics", help="create the declared topics")).set_defaults(func=cmd_topics)
+    from mailgate.ops import status_cli, topics_cli
+    topics_cli.register(sub, with_config)
+    status_cli.register(sub, with_config)
+    s = sub.add_parser("sink", help="a stand-in SMTP server that accepts every message and prints a line for each")
+    s.add_argument("--listen", default="127.0.0.1:2526", help="HOST:PORT to bind (default 127.0.0.1:2526)")
+    s.set_defaults(func=cmd_sink)
     u = with_config(sub.add_parser("up", help="run the local broker and all stages until Ctrl-C"))
     u.add_argument("--no-broker", action="store_true", help="use the configured Kafka; do not start one")
     u.set_defaults(func=cmd_up)
@@ -181,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("action", choices=["list", "show", "release", "delete"])
     q.add_argument("message_id", nargs="?", help="the message (show, release, delete)")
     q.add_argument("--operator", help="who releases it, for the audit log (default: the OS user)")
+    q.add_argument("--json", action="store_true", help="list, show: JSON instead of text")
     q.set_defaults(func=cmd_quarantine)
     _operator_commands(sub, with_config)
     a = with_config(sub.add_parser("admin", help="the administration web page and HTTP API"))
@@ -199,24 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_format, args.log_level)
+    setup_logging(args.log_format, "DEBUG" if args.debug and args.log_level == "INFO" else args.log_level)
+    if args.command not in LONG_RUNNING and not args.debug:
+        for chatty in ("aiokafka", "asyncio"):  # connection retries, "Unclosed AIOKafkaConsumer" after a failure
+            logging.getLogger(chatty).setLevel(logging.CRITICAL + 1)
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"mailgate: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        return 130
-    except Exception as err:  # a clear line, not a traceback, for operator errors
-        from mailgate.ops.broker import BrokerError
-        from mailgate.ops.events_view import TimeSpecError
-        from mailgate.ops.replay import ReplayError
-        from mailgate.core.kafka import KafkaSecurityError
-        if isinstance(err, (BrokerError, ReplayError, TimeSpecError, KafkaSecurityError)):
-            print(f"mailgate: {err}", file=sys.stderr)
-            return 1
-        logging.getLogger("mailgate").exception("failed")
-        return 1
+        return exits.INTERRUPTED
+    except Exception as err:  # one clear line for the operator; the traceback only with --debug
+        if args.debug:
+            logging.getLogger("mailgate").exception("failed")
+        cfg = getattr(args, "loaded", None)
+        status, message = exits.classify(err, config_path(getattr(args, "config", None)) if cfg else None,
+                                         cfg.kafka.bootstrap_servers if cfg else None)
+        print(f"mailgate {args.command}: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

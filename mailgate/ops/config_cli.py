@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, non_live_changes,
                                          read_state, state_key, stored_settings)
-from mailgate.core.kafka import check_security
+from mailgate.ops.exits import UsageError
 from processors.spam_policy import check_gateway_actions
 from schemas import GatewayRemoved
 
@@ -72,9 +72,15 @@ async def history(cfg: Config, as_json: bool) -> int:
     return 0
 
 
-async def gateways(cfg: Config) -> int:
+async def gateways(cfg: Config, as_json: bool = False) -> int:
     state, _ = await read_state(cfg)
     live = effective_config(cfg, state)
+    if as_json:
+        rows = [{"kind": kind, **g.model_dump(mode="json", exclude={"auth_password", "smartermail"})}
+                for kind, gws in (("outbound", live.outbound_gateways), ("inbound", live.inbound_gateways))
+                for g in gws]
+        print(json.dumps(rows))
+        return 0
     print(f"{'kind':9} {'name':16} {'mode':17} {'status':9} target / domains")
     for g in live.outbound_gateways:
         print(f"{'outbound':9} {g.name:16} {g.mode:17} {g.status:9} {g.address}:{g.port} ({g.encryption})"
@@ -91,7 +97,7 @@ async def set_status(cfg: Config, kind: str, name: str, status: str, operator: s
     field, _ = KINDS[kind]
     gws = getattr(live, field)
     if not any(g.name == name for g in gws):
-        raise ConfigError(f"no {kind} gateway named {name!r}")
+        raise UsageError(f"no {kind} gateway named {name!r}")
     changed = [g.model_copy(update={"status": status}) if g.name == name else g for g in gws]
     desired = live.model_copy(update={field: changed})
     # The first change seeds mail.config with every gateway of the file: from then on the topic is authoritative.
@@ -142,10 +148,14 @@ async def _applied_version(url: str) -> str | None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    if args.action != "keygen":
-        asyncio.run(check_security(cfg))  # a wrong Kafka password or CA: one clear line
+    if args.action == "check":
+        from mailgate.ops.config_check import check
+        return check(args.file, as_json=args.json)
+    from mailgate.ops.cli import _config
+    cfg = _config(args)
     if args.action == "apply":
+        if not args.file:
+            raise UsageError("config apply needs the FILE whose gateways become the running ones")
         return asyncio.run(apply(cfg, load_config(args.file), args.operator, args.dry_run))
     if args.action == "version":
         return asyncio.run(version(cfg, args.metrics or [], args.json))
@@ -157,25 +167,28 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    asyncio.run(check_security(cfg))
+    from mailgate.ops.cli import _config
+    cfg = _config(args)
     if args.action == "list":
-        return asyncio.run(gateways(cfg))
+        return asyncio.run(gateways(cfg, args.json))
     if args.action in ("enable", "disable"):
         return asyncio.run(set_status(cfg, args.kind, args.name, args.action + "d", args.operator))
     if args.action == "add":
         return asyncio.run(add(cfg, args.kind, json.loads(args.settings), args.operator))
     from egress.verify import print_verify
+    if not any(g.name == args.name for g in cfg.outbound_gateways):
+        raise UsageError(f"no outbound gateway named {args.name!r}")
     return asyncio.run(print_verify(cfg, args.name))
 
 
 def register(sub, with_config) -> None:
     c = with_config(sub.add_parser("config", help="configuration as audited events in mail.config"))
-    c.add_argument("action", choices=["apply", "history", "keygen", "version"])
-    c.add_argument("file", nargs="?", help="apply: the YAML file whose gateways become the running ones")
+    c.add_argument("action", choices=["apply", "history", "keygen", "check", "version"])
+    c.add_argument("file", nargs="?", help="apply: the YAML file whose gateways become the running ones; "
+                                           "check: the file to check (default: the --config file)")
     c.add_argument("--dry-run", action="store_true", help="apply: print the changes, write nothing")
     c.add_argument("--operator", help="who makes the change (default: the OS user)")
-    c.add_argument("--json", action="store_true", help="history, version: JSON output")
+    c.add_argument("--json", action="store_true", help="history: one JSON object per change; check, version: JSON")
     c.add_argument("--metrics", action="append", metavar="URL",
                    help="version: a stage's metrics endpoint (http://host:port) to compare; repeatable")
     c.set_defaults(func=cmd_config)
@@ -185,4 +198,5 @@ def register(sub, with_config) -> None:
     g.add_argument("--kind", choices=list(KINDS), default="outbound", help="inbound or outbound (default)")
     g.add_argument("--settings", help="add: the gateway's settings as JSON (secrets as {\"env\": NAME})")
     g.add_argument("--operator", help="who makes the change (default: the OS user)")
+    g.add_argument("--json", action="store_true", help="list: the gateways as a JSON array")
     g.set_defaults(func=cmd_gateway)

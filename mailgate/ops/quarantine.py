@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
+import sys
 from datetime import datetime, timezone
 
 from mailgate.core import kafka, topics
@@ -57,8 +59,19 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def cmd_list(cfg: Config) -> int:
+def _as_dict(q) -> dict:
+    routed = decode(q.routed)
+    return {"message_id": q.message_id, "held_at": q.occurred_at, "level": q.level, "score": q.total_score,
+            "from": _header(q.headers, "From"), "subject": _header(q.headers, "Subject"),
+            "mail_from": routed.mail_from, "recipients": list(routed.recipients),
+            "destination": routed.route.destination}
+
+
+async def cmd_list(cfg: Config, as_json: bool = False) -> int:
     messages = await held(cfg)
+    if as_json:
+        print(json.dumps([_as_dict(q) for q in messages.values()]))
+        return 0
     for mid, q in messages.items():
         print(f"{mid}  {_when(q.occurred_at)}  {q.level:6} {q.total_score:7.1f}  "
               f"from={_header(q.headers, 'From')!r} subject={_header(q.headers, 'Subject')!r}")
@@ -73,10 +86,13 @@ async def _one(cfg: Config, message_id: str):
     return q
 
 
-async def cmd_show(cfg: Config, message_id: str) -> int:
+async def cmd_show(cfg: Config, message_id: str, as_json: bool = False) -> int:
     q = await _one(cfg, message_id)
     if q is None:
         return 1
+    if as_json:
+        print(json.dumps({**_as_dict(q), "headers": q.headers}))
+        return 0
     routed = decode(q.routed)
     print(f"message {message_id}: level {q.level}, score {q.total_score:.1f}, held since {_when(q.occurred_at)}")
     print(f"envelope: from <{routed.mail_from}> to {', '.join(routed.recipients)}; route {routed.route.destination}")
@@ -123,15 +139,16 @@ async def cmd_delete(cfg: Config, message_id: str, operator: str | None = None) 
     return 0
 
 
-async def run(cfg: Config, action: str, message_id: str | None, operator: str | None = None) -> int:
+async def run(cfg: Config, action: str, message_id: str | None, operator: str | None = None,
+              as_json: bool = False) -> int:
     """One operator command; exit status 0 on success, 1 when the message is not in quarantine, 2 on usage."""
     if action == "list":
-        return await cmd_list(cfg)
+        return await cmd_list(cfg, as_json)
     if not message_id:
-        print(f"quarantine {action} needs a message id")
+        print(f"mailgate quarantine: error: {action} needs a message id", file=sys.stderr)
         return 2
     if action == "show":
-        return await cmd_show(cfg, message_id)
+        return await cmd_show(cfg, message_id, as_json)
     if action == "release":
         return await cmd_release(cfg, message_id, operator)
     return await cmd_delete(cfg, message_id, operator)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import getpass
+import json
 import os
 import sys
 import time
@@ -39,6 +40,8 @@ class ReplayRequest:
     message_id: str | None = None
     force_redeliver: bool = False
     dry_run: bool = False
+    as_json: bool = False
+    """--dry-run --json: one JSON object per selected record, then one for the total."""
 
     def range_text(self) -> str:
         start = f"offset {self.from_offset}" if self.from_offset is not None else f"since {when(self.since_ms)}Z"
@@ -102,13 +105,20 @@ async def replay(cfg: Config, req: ReplayRequest, out=sys.stdout, err=sys.stderr
     async for rec, e in read_topic(cfg, req.topic, **scan):
         if selected(req, want, e):
             chosen.add((rec.partition, rec.offset))
-            if req.dry_run:
+            if req.dry_run and req.as_json:
+                print(json.dumps({"topic": req.topic, "partition": rec.partition, "offset": rec.offset,
+                                  "message_id": e.message_id}), file=out)
+            elif req.dry_run:
                 print(f"would replay {req.topic}[{rec.partition}]@{rec.offset} {e.message_id}", file=out)
         elif isinstance(e, Undecodable):
             skipped += 1
     if skipped:
         print(f"replay: skipping {skipped} undecodable record(s) (they are in mail.dlq)", file=err)
     total = len(chosen)
+    if req.as_json and (req.dry_run or total == 0):
+        print(json.dumps({"dry_run": req.dry_run, "selected": total, "topic": req.topic,
+                          "range": req.range_text()}), file=out)
+        return total
     if req.dry_run or total == 0:
         print(f"{'dry run: ' if req.dry_run else ''}{total} record(s) selected from {req.topic} "
               f"({req.range_text()})", file=out)

@@ -121,7 +121,7 @@ def test_bad_action_stops_start_up_naming_gateway_and_action():
         SpamPolicy(cfg, "t", scorers=[])
 
 
-def test_processor_with_a_bad_action_exits_2_with_the_path_of_the_action(tmp_path):
+def test_processor_with_a_bad_action_exits_3_with_the_path_of_the_action(tmp_path):
     import subprocess
     import sys
 
@@ -133,6 +133,6 @@ def test_processor_with_a_bad_action_exits_2_with_the_path_of_the_action(tmp_pat
     path.write_text(yaml.safe_dump(cfg))
     done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "processor", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
+    assert done.returncode == 3  # configuration (mailgate.ops.exits.CONFIG)
     assert "inbound_gateways.in.spam_actions.high.0: prefix_subject needs text" in done.stderr
     assert "Traceback" not in done.stderr

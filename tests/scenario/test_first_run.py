@@ -1,0 +1,102 @@
+"""The README's first run, as a new user types it: `./scripts/run-gateway`, then the swaks line, then
+`mailgate trace <id>`. The message must be delivered to the stand-in primary within a second of its 250.
+
+The command lines are read from README.md, so the README cannot drift from what is tested. The run uses the example
+configuration's fixed ports (2525-2527, 9092-9093, 9101-9103). The user's Python is a fresh virtual environment
+(seeing the machine's site-packages for the dependencies), first on PATH, so run-gateway's install step really runs
+(`pip install -e .` into it, the Debian package check, the jars) without touching the machine's own installation;
+the per-user cache is a temporary directory holding the already-fetched jars (so mvn has nothing to do).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = (2525, 2526, 2527, 9092, 9093, 9101, 9102, 9103)
+
+
+def readme_commands() -> dict[str, str]:
+    """The run, swaks and trace command lines of the README's set-up section, exactly as written there."""
+    text = (ROOT / "README.md").read_text()
+    setup = text[text.index("## Set-up"):text.index("## Commands")]
+    indented = [line.strip() for line in setup.splitlines() if line.startswith("    ") and line.strip()]
+    return {"run": next(c for c in indented if "run-gateway" in c),
+            "swaks": next(c for c in indented if c.startswith("swaks ")),
+            "trace": next(c for c in indented if c.startswith("mailgate trace "))}
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout_s: float) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        m = re.search(pattern, path.read_text(errors="replace"))
+        if m:
+            return m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern!r} after {timeout_s}s (exit {proc.poll()}):\n"
+                         f"{path.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture
+def user_env(tmp_path, kafka_jars):
+    """A user's shell on a set-up machine: its python3 a fresh venv, its cache a temporary directory."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "kafka-libs").symlink_to(Path(kafka_jars).resolve())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAILGATE_CONFIG", "MAILGATE_SKIP_INSTALL")}
+    return {**env, "MAILGATE_CACHE_DIR": str(cache), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+
+
+def test_readme_first_run_delivers_swaks_message_to_the_stand_in_primary_within_a_second(tmp_path, user_env):
+    busy = [p for p in PORTS if _busy(p)]
+    assert not busy, f"the example configuration's ports {busy} are in use on this host"
+    cmds = readme_commands()
+    out = tmp_path / "run-gateway.out"
+    with open(out, "wb") as f:
+        run = subprocess.Popen(["bash", "-c", cmds["run"]], cwd=ROOT, env=user_env, stdout=f,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(out, r"run-gateway: ready", run, timeout_s=420)
+        assert "kafka jars: " in out.read_text()  # the install step ran
+        swaks = subprocess.run(shlex.split(cmds["swaks"]), cwd=ROOT, env=user_env, capture_output=True, text=True,
+                               timeout=60)
+        m = re.search(r"<[-~] +250 2\.0\.0 Ok: queued as (\S+)", swaks.stdout)
+        assert m, swaks.stdout + swaks.stderr
+        mid = m.group(1)
+        _wait_for(out, rf"sink 127\.0\.0\.1:2526: accepted {mid} ", run, timeout_s=30)
+        trace = subprocess.run(shlex.split(cmds["trace"].replace("<id>", mid)) + ["--json"], cwd=ROOT,
+                               env=user_env, capture_output=True, text=True, timeout=60)
+        assert trace.returncode == 0, trace.stderr
+        events = {e["type"]: e for e in map(json.loads, trace.stdout.splitlines())}
+        assert {"MessageReceived", "MessageRouted", "MessageDelivered"} <= set(events), trace.stdout
+        took_ms = events["MessageDelivered"]["occurred_at"] - events["MessageReceived"]["occurred_at"]
+        print(f"first run: {mid} delivered {took_ms} ms after it was received\n{trace.stdout}")
+        assert took_ms < 1000
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(10)
