@@ -139,7 +139,7 @@ def test_wrong_password_stops_start_up_with_one_clear_line(secured, command):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert lines[0].startswith(f"mailgate: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, "
+    assert lines[0].startswith(f"mailgate {command[0]}: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, "
                                "SCRAM-SHA-512 as 'mailgate'): login refused: "), lines[0]
     assert "invalid credentials" in lines[0] and KAFKA_SASL_PASSWORD not in proc.stdout + proc.stderr
 
@@ -153,7 +153,7 @@ def test_untrusted_broker_certificate_stops_start_up_with_one_clear_line(secured
     proc = mailgate(gw, "processor", config=path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"mailgate: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
+        f"mailgate processor: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
         "broker certificate not trusted: unable to get local issuer certificate"], proc.stderr[-3000:]
 
 
@@ -166,7 +166,7 @@ def test_a_client_without_its_certificate_is_refused_with_one_clear_line(secured
     proc = mailgate(gw, "egress", config=path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"mailgate: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
+        f"mailgate egress: Kafka at {gw.cfg.kafka.bootstrap_servers[0]} (SASL_SSL, SCRAM-SHA-512 as 'mailgate'): "
         "TLS refused by the broker: SSLV3_ALERT_BAD_CERTIFICATE (does it require a client certificate? "
         "see kafka.security.cert_file)"], proc.stderr[-3000:]
 
