@@ -23,14 +23,16 @@ from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) "
+                "(peer missing: chromium)",
                 allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium) (peer missing: selenium)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.scenario
 from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
+from tests.support.secrets import BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD
 # The committed screenshots are refreshed with MAILGATE_SCREENSHOTS=docs; otherwise they go to a scratch dir.
 SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("MAILGATE_SCREENSHOTS") == "docs" else \
     Path(tempfile.gettempdir()) / "mailgate-screenshots"
@@ -194,9 +196,9 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     fill(browser, "f-port", "587")
     Select(browser.find_element(By.ID, "f-encryption")).select_by_value("tls")
     fill(browser, "f-auth-username", "relayuser")
-    fill(browser, "f-auth-password", "Relay-Pa55")
+    fill(browser, "f-auth-password", BROWSER_RELAY_PASSWORD)
     _save_and_wait_listed(browser, "relay1")
-    assert "Relay-Pa55" not in browser.page_source
+    assert BROWSER_RELAY_PASSWORD not in browser.page_source
 
     _new(browser, "specific_domains")
     assert _cards(browser)["row-sender-domains"] and not _cards(browser)["card-inbound"]
@@ -234,7 +236,7 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     browser.find_element(By.ID, "f-sm-enabled").click()
     fill(browser, "f-sm-url", "https://mail.example.org")
     fill(browser, "f-sm-username", "gateway")
-    fill(browser, "f-sm-password", "Sm-Pa55")
+    fill(browser, "f-sm-password", BROWSER_SMARTERMAIL_PASSWORD)
     shot(browser, "gateway-form-domain-forward.png")
     _save_and_wait_listed(browser, "forward1")
 
@@ -250,7 +252,7 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     assert state["outbound/unreachable"].settings["sender_domains"] == ["sales.example.test", "billing.example.test"]
     assert state["inbound/forward1"].settings["domain_verification"]["mode"] == "all_but_specified_domains"
     assert state["inbound/backup1"].settings["mode"] == "backup_mx"
-    for secret in ("Relay-Pa55", "Sm-Pa55"):
+    for secret in (BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD):
         assert all(secret not in s.event.settings_json for s in state.values())
         assert secret not in gw.logs()  # admin.log and every stage's log
 

@@ -41,12 +41,11 @@ def test_event_names_are_past_tense_facts(name):
     assert name.endswith(("ed", "Requested")) or name in {"DeadLettered"}, name
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [n for n in ALL if (RELEASED / f"{n}.avsc").exists()])
 def test_released_records_still_decode_with_the_current_schema(name):
-    """A schema change that breaks records already in Kafka fails here: add fields with defaults instead."""
+    """A schema change that breaks records already in Kafka fails here: add fields with defaults instead. (A new
+    schema has nothing released yet: it is not in the list, rather than a skip.)"""
     released = RELEASED / f"{name}.avsc"
-    if not released.exists():
-        pytest.skip("new schema, nothing released yet")
     old = fastavro.parse_schema(json.loads(released.read_text()))
     new = fastavro.parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
     sample = _sample(json.loads(released.read_text()))

@@ -10,9 +10,8 @@ from mailgate.core.config import SmarterMailConfig
 from mailgate.mail.directory import (DirectoryAnswerUnrecognised, DirectoryLoginFailed, DirectoryUnavailable,
                                      SmarterMailDirectory, UserDirectory)
 from mailgate.mail.directory.smartermail import redact
+from tests.support.secrets import DIRECTORY_UNIT_PASSWORD as PASSWORD
 from tests.support.smartermail_api import SmarterMailAPI
-
-PASSWORD = "Tr0ub4dor&3-horse"
 
 
 def config(url: str, password: str = PASSWORD, **kw: object) -> SmarterMailConfig:
