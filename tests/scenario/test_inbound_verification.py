@@ -13,6 +13,7 @@ import pytest
 
 from mailgate.core import kafka, topics
 from tests.support.harness import ROOT, _wait_line
+from tests.support.harness import send_marker
 from tests.support.smartermail_api import SmarterMailAPI
 
 pytestmark = pytest.mark.scenario
@@ -144,9 +145,12 @@ def test_fifty_messages_make_one_lookup_and_cache_purge_asks_again(gateway, prim
     primary.wait_for(50, timeout_s=120)
     # One get-user call: ingress asks and caches; the processor takes ingress's fresh answer from the record
     # (MessageReceived.verified_recipients) as a cached one instead of asking again.
-    time.sleep(2)  # a second call, if any, would come within this
-    wait_calls(api, 1)
-    print(f"\nweb-service get-user calls for 50 messages: {api.calls['get-user']}")
+    # A second call, if any, would come from the processor handling those 50: a marker delivered after them
+    # (to another, not yet cached, recipient) shows they were all handled.
+    marker = send_marker(gateway.smtp_port, "carol@example.test")
+    gateway.wait_events(marker, "MessageDelivered", timeout_s=120)
+    wait_calls(api, 2)  # bob once (50 messages), carol once (the marker)
+    print(f"\nweb-service get-user calls for 50 messages to one recipient: {api.calls['get-user'] - 1}")
 
     for stage in ("ingress", "processor"):
         _wait_line(gateway.workdir / f"{stage}-0.log", f"{stage} following cache purges", gateway.procs[stage][0])
@@ -158,8 +162,8 @@ def test_fifty_messages_make_one_lookup_and_cache_purge_asks_again(gateway, prim
         _wait_line(gateway.workdir / f"{stage}-0.log", f"{stage} applied cache purge", gateway.procs[stage][0])
 
     assert client.send("bob@example.test")[0] == 250
-    primary.wait_for(51, timeout_s=60)
-    wait_calls(api, 2)  # the purge made ingress ask again; the processor again used its answer
+    primary.wait_for(52, timeout_s=60)
+    wait_calls(api, 3)  # the purge made ingress ask again; the processor again used its answer
     assert_password_never_shown(gateway, client)
 
 
