@@ -49,6 +49,7 @@ def env(tmp_path_factory, kafka_jars):
                                         "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
                                         "domain_verification": {"domains": ["example.test"]}}]})
     gw.start_broker()
+    gw.start_all()  # here, not in a test: each test runs alone or in any order
     port = free_port()
     env_vars = {**os.environ, "MAILGATE_SECRET_KEY": new_key()}
     log = open(work / "admin.log", "ab")
@@ -92,6 +93,20 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture
+def session(env, browser):
+    """The browser on the page, logged in (whatever test ran before, if any)."""
+    _, _, url = env
+    browser.get(url)
+    wait(browser, lambda d: visible(d, "login-form") or visible(d, "view-gateways"))
+    if visible(browser, "login-form"):
+        fill(browser, "login-username", "admin")
+        fill(browser, "login-password", PASSWORD)
+        browser.find_element(By.ID, "login-submit").click()
+        wait(browser, lambda d: visible(d, "view-gateways"))
+    return browser
+
+
 def wait(driver, cond, timeout_s: float = 20):
     return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: cond(d))
 
@@ -118,6 +133,8 @@ def fill(driver, element_id: str, text: str) -> None:
 def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
     _, _, url = env
     browser.get(url)
+    browser.delete_all_cookies()  # logged out, whatever ran before
+    browser.get(url)
     wait(browser, lambda d: visible(d, "login-form"))
     assert not visible(browser, "nav")
     fill(browser, "login-username", "admin")
@@ -132,9 +149,9 @@ def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
     assert browser.execute_script("return document.cookie") == ""  # the session cookie is invisible to scripts
 
 
-def test_trace_of_a_message_sent_through_the_pipeline(env, browser):
+def test_trace_of_a_message_sent_through_the_pipeline(env, session):
     gw, primary, _ = env
-    gw.start_all()
+    browser = session
     with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:
         s.ehlo("client.test")
         s.mail("alice@sender.test")
@@ -172,8 +189,9 @@ def _save_and_wait_listed(browser, name: str) -> None:
     wait(browser, lambda d: visible(d, "view-gateways") and d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{name}"]'))
 
 
-def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser):
+def test_create_each_gateway_type_through_the_form_and_disable_one(env, session):
     gw, _, _ = env
+    browser = session
     browser.find_element(By.ID, "nav-gateways").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-name="primary"]'))  # the file's gateway
     assert "Otherwise, this page will be blank." in browser.page_source
@@ -257,9 +275,10 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
         assert secret not in gw.logs()  # admin.log and every stage's log
 
 
-def test_release_a_quarantined_message(env, browser):
+def test_release_a_quarantined_message(env, session):
     from tests.unit.test_admin_api import _hold
     gw, _, _ = env
+    browser = session
     asyncio.run(_hold(gw.cfg, "QBROWSER1"))
     browser.find_element(By.ID, "nav-quarantine").click()
     row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-message-id="QBROWSER1"]'))[0]
