@@ -77,6 +77,8 @@ class SmtpSession:
             raise ServerReplied(Reply.parse(err.code, err.message), step="greeting") from None
         except OSError as err:
             raise ConnectFailed(f"{t.label}: {err.strerror or err}", step="connect") from None
+        except (UnicodeError, ValueError) as err:  # a host name the resolver cannot even encode (e.g. ".")
+            raise ConnectFailed(f"{t.label}: cannot resolve: {err}", step="connect") from None
         try:
             await s.ehlo()
             if t.encryption == "tls":

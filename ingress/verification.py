@@ -6,7 +6,8 @@ Reads: the gateways' `smartermail` settings, a TCP probe of Backup MX primaries,
 `mail.config` (applied by the process's config follower). Emits: a Verdict and a reason, and RecipientVerified
 audit events.
 Directory unreachable: a cached answer is used even if stale; with none, Domain Forward tempfails (451 4.4.3) and
-Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail).
+Backup MX accepts (its primary, and so its directory, is expected to be down when it receives mail). A directory
+that answers something unrecognised is not down: both modes tempfail (451 4.4.3).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class RecipientVerifier:
             return Verdict.OK, ""
         v = await directory.verify(address)
         if v.exists is None:
-            if gateway.mode == "backup_mx":
+            if gateway.mode == "backup_mx" and not v.unrecognised:
                 log.info("directory unreachable; backup MX accepts <%s> id=%s", address, message_id)
                 return Verdict.OK, ""
             log.info("directory unreachable; tempfail <%s> id=%s", address, message_id)

@@ -20,6 +20,7 @@ from mailgate.core.config import Config, ConfigError, SpamActions
 from mailgate.core.ids import now_ms
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
+from processors.spam.scorers import SmtpContext
 from processors.spam import (ActionOutcome, Classification, ScannerUnavailable, Scorer, actions_for, apply_actions,
                              build_scorers, check_actions, classify, header_block)
 from schemas import MessageClassified, MessageDiscarded, MessageQuarantined, ScorerScore, encode
@@ -89,7 +90,8 @@ class SpamPolicy:
         while True:
             began = time.monotonic()
             try:
-                verdict = await classify(self.scorers, body, received.client_address, self.cfg.spam)
+                verdict = await classify(self.scorers, body, received.client_address, self.cfg.spam,
+                                         SmtpContext.of(received))
             except ScannerUnavailable as err:
                 tries += 1
                 log.warning("spam scan of %s failed (try %d), retrying in %.0fs: %s",

@@ -1,6 +1,7 @@
 """Shared fixtures: the project root on sys.path, a whole mailgate per scenario test, a recording SMTP primary."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,53 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+REQUIRE_PEERS = "MAILGATE_REQUIRE_PEERS"
+"""Set to 1 (scripts/test does, so CI does): a test skipped because a real peer (spamd, rspamd, chromium, selenium)
+is missing fails instead. Peer skips say so in their reason: "(peer missing: <name>)"."""
+PEER_MISSING = "peer missing:"
+
+
+_MISSING_AT_COLLECTION: list[str] = []
+
+
+def _peer_skip(report) -> str | None:
+    """The reason of a skip for a missing peer when peers are required, else None."""
+    if report.skipped and os.environ.get(REQUIRE_PEERS) == "1" and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if PEER_MISSING in reason:
+            return reason
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test skipped for a missing peer fails instead (when required)."""
+    outcome = yield
+    report = outcome.get_result()
+    if (reason := _peer_skip(report)) is not None:
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_PEERS}=1 and a real peer is missing: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module skipped at import for a missing peer stays a skip (so the rest of the run goes on) and is named at
+    the end of the session, which then fails."""
+    outcome = yield
+    if (reason := _peer_skip(outcome.get_result())) is not None:
+        _MISSING_AT_COLLECTION.append(f"{collector.nodeid}: {reason}")
+
+
+def _fail_for_missing_peers(session) -> None:
+    if not _MISSING_AT_COLLECTION:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"{REQUIRE_PEERS}=1 and a real peer is missing:" +
+                            "".join("\n  " + m for m in _MISSING_AT_COLLECTION))
+    session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +87,10 @@ def gateway(tmp_path, kafka_jars):
 
 
 def _sweep_for_secrets(base: Path) -> tuple[int, int, list[str]]:
-    """Search every stage/broker log and Kafka log segment under `base` for the tests' passwords."""
-    from tests.support.secrets import ALL
-    needles = [s.encode() for s in ALL]
+    """Search every stage/broker log and Kafka log segment under `base` for every form of the tests' passwords
+    (plain, URL-encoded, base64 at each alignment, AUTH PLAIN blobs: tests/support/secrets.py)."""
+    from tests.support.secrets import needles as secret_needles
+    needles = secret_needles()
     files = size = 0
     hits = []
     for path in base.rglob("*"):
@@ -52,12 +101,14 @@ def _sweep_for_secrets(base: Path) -> tuple[int, int, list[str]]:
             continue
         data = path.read_bytes()
         files, size = files + 1, size + len(data)
-        hits += [f"{path}: {n.decode()!r}" for n in needles if n in data]
+        hits += [f"{path}: {label}" for label, n in needles if n in data]
     return files, size, hits
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Invariant 5 over the whole run: no password the tests configured appears in any log or topic."""
+    """Invariant 5 over the whole run: no password the tests configured appears in any log or topic. And, when
+    peers are required, a module skipped for a missing peer fails the run."""
+    _fail_for_missing_peers(session)
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or factory._basetemp is None:
         return

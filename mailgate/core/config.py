@@ -346,7 +346,9 @@ class OutboundGateway(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name.")
     mode: Literal["round_robin", "specific_domains"] = Field("round_robin",
                                                              description="Pool membership or per-domain use.")
-    address: str = Field(min_length=1, description="IP address or host name of the gateway server.")
+    address: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:-]+$",
+                         description="IP address or host name of the gateway server (ASCII; an IDN in its "
+                                     "xn-- form).")
     port: int = Field(25, ge=1, le=65535, description="SMTP port of the gateway server.")
     encryption: Literal["none", "ssl", "tls"] = Field("none", description="none, ssl (implicit), tls (STARTTLS).")
     tls_verify: bool = Field(True, description="Verify the server certificate.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from mailgate.core.config import SpamConfig
-from processors.spam.scorers import ScannerUnavailable, Scorer
+from processors.spam.scorers import ScannerUnavailable, Scorer, SmtpContext
 
 Level = Literal["none", "low", "medium", "high"]
 LEVELS: tuple[Level, ...] = ("none", "low", "medium", "high")
@@ -65,9 +65,10 @@ def level_for(total: float, cfg: SpamConfig) -> Level:
     return "none"
 
 
-async def _ask(scorer: Scorer, message: bytes, client_address: str, catch: bool) -> ScorerResult:
+async def _ask(scorer: Scorer, message: bytes, client_address: str, catch: bool,
+               context: SmtpContext | None = None) -> ScorerResult:
     try:
-        score = await scorer.score(message, client_address)
+        score = await scorer.score(message, client_address, context=context)
     except ScannerUnavailable as err:
         if not catch:
             raise
@@ -76,11 +77,11 @@ async def _ask(scorer: Scorer, message: bytes, client_address: str, catch: bool)
 
 
 async def classify(scorers: Sequence[Scorer], message: bytes, client_address: str,
-                   cfg: SpamConfig) -> Classification:
+                   cfg: SpamConfig, context: SmtpContext | None = None) -> Classification:
     """Ask every scorer concurrently and classify. With on_scanner_failure "retry" the first ScannerUnavailable
     cancels the other scorers and propagates; other exceptions (bugs) always propagate."""
     catch = cfg.on_scanner_failure == "pass"
-    tasks = [asyncio.ensure_future(_ask(s, message, client_address, catch)) for s in scorers]
+    tasks = [asyncio.ensure_future(_ask(s, message, client_address, catch, context)) for s in scorers]
     try:
         results = tuple(await asyncio.gather(*tasks))
     except BaseException:

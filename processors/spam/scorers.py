@@ -1,6 +1,7 @@
 """Spam scorers: ask one scanner for one message's score.
 
-Reads: the raw message bytes and the SMTP client's address. Emits: a float score (the scanner's own scale,
+Reads: the raw message bytes and the SMTP context (client address; for scanners that use it, an `SmtpContext`
+with HELO, envelope sender and recipients, authenticated user and queue id). Emits: a float score (the scanner's own scale,
 SpamAssassin-like: ~5 is spam), None when the scorer has no opinion, or `ScannerUnavailable` when the scanner
 cannot answer now (the caller decides between retrying later and passing the message unscored).
 
@@ -40,7 +41,28 @@ class Scorer(Protocol):
     name: str
     weight: float
 
-    async def score(self, message: bytes, client_address: str) -> float | None: ...
+    async def score(self, message: bytes, client_address: str,
+                    context: "SmtpContext | None" = None) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class SmtpContext:
+    """What the SMTP session told us about a message, for scanners whose rules use it (rspamd's HELO, SPF and
+    authenticated-user rules): the client's IP, its HELO name, the envelope sender ("" for <>, None when not
+    known), the envelope recipients, the user it authenticated as (None if it did not) and our id for the message."""
+
+    client_address: str
+    helo: str = ""
+    mail_from: str | None = None
+    rcpt_to: tuple[str, ...] = ()
+    user: str | None = None
+    queue_id: str = ""
+
+    @classmethod
+    def of(cls, received) -> "SmtpContext":
+        """The context of a `MessageReceived` record."""
+        return cls(received.client_address, received.client_helo or "", received.mail_from or "",
+                   tuple(received.rcpt_to or ()), received.client_auth or None, received.message_id)
 
 
 def scan_head(message: bytes, max_bytes: int) -> bytes:
@@ -98,7 +120,7 @@ class SpamdScorer:
         if user is not None and not re.fullmatch(r"[\x21-\x7e]+", user):
             raise ValueError(f"spamd user {user!r} must be printable ASCII without spaces")
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
+    async def score(self, message: bytes, client_address: str, context: SmtpContext | None = None) -> float | None:
         return (await self.check(message)).score
 
     async def check(self, message: bytes) -> SpamdReply:
@@ -136,9 +158,45 @@ class SpamdScorer:
                 await writer.wait_closed()
 
 
+@dataclass(frozen=True)
+class RspamdReply:
+    """rspamd's verdict from /checkv2: its score, the action it recommends and the symbols that hit (name: options)."""
+
+    score: float
+    action: str
+    symbols: dict[str, tuple[str, ...]]
+
+
+def rspamd_headers(context: SmtpContext) -> list[tuple[bytes, bytes]]:
+    """The /checkv2 request headers that carry the SMTP context (rspamd's protocol: IP, Helo, From, one Rcpt per
+    recipient, User, Queue-Id); values are UTF-8 with any CR/LF removed, absent values are not sent."""
+    pairs: list[tuple[str, str]] = [("IP", context.client_address), ("Helo", context.helo),
+                                    ("From", "" if context.mail_from is None else context.mail_from or "<>")]
+    pairs += [("Rcpt", r) for r in context.rcpt_to]
+    pairs += [("User", context.user or ""), ("Queue-Id", context.queue_id)]
+    return [(k.encode(), re.sub(r"[\r\n]", "", v).encode()) for k, v in pairs if v]
+
+
+def parse_rspamd_reply(reply: object) -> RspamdReply:
+    """rspamd's JSON reply as a value; ValueError when it has no finite numeric score."""
+    if not isinstance(reply, dict) or "score" not in reply:
+        raise ValueError("reply has no score")
+    try:
+        score = float(reply["score"])
+    except (TypeError, ValueError):
+        raise ValueError("reply has no numeric score") from None
+    if not math.isfinite(score):
+        raise ValueError(f"score {score} is not finite")
+    symbols = reply.get("symbols") if isinstance(reply.get("symbols"), dict) else {}
+    hits = {str(name): tuple(str(o) for o in (v.get("options") or ()) if isinstance(v, dict))
+            for name, v in symbols.items()}
+    return RspamdReply(score, str(reply.get("action", "")), hits)
+
+
 class RspamdScorer:
-    """rspamd's controller: POST the message to `{url}/checkv2` with the client's IP; the JSON `score` is the score.
-    Without a shared `client`, each call opens (and closes) its own."""
+    """rspamd's normal worker: POST the message to `{url}/checkv2` with the SMTP context in rspamd's request
+    headers; the JSON `score` is the score (for GTUBE rspamd answers action "reject" with the reject threshold as
+    the score). Without a shared `client`, each call opens (and closes) its own."""
 
     def __init__(self, url: str = "http://127.0.0.1:11333", timeout_s: float = 15, name: str = "rspamd",
                  weight: float = 1.0, client: httpx.AsyncClient | None = None,
@@ -147,8 +205,12 @@ class RspamdScorer:
         self.timeout_s, self.name, self.weight = timeout_s, name, weight
         self.client, self.max_scan_bytes = client, max_scan_bytes
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
-        headers = {"IP": client_address} if client_address else {}
+    async def score(self, message: bytes, client_address: str, context: SmtpContext | None = None) -> float | None:
+        return (await self.check(message, context or SmtpContext(client_address))).score
+
+    async def check(self, message: bytes, context: SmtpContext) -> RspamdReply:
+        """Send the message (its head, if large) with its context; ScannerUnavailable on any failure."""
+        headers = rspamd_headers(context)
         body = scan_head(message, self.max_scan_bytes)
         where = f"rspamd {self.name} at {self.url}"
         try:
@@ -162,13 +224,9 @@ class RspamdScorer:
         if response.status_code != 200:
             raise ScannerUnavailable(f"{where}: HTTP {response.status_code}")
         try:
-            reply = response.json()
-            score = float(reply["score"])
-        except (ValueError, KeyError, TypeError):
-            raise ScannerUnavailable(f"{where}: reply has no numeric score") from None
-        if not math.isfinite(score):
-            raise ScannerUnavailable(f"{where}: score {score} is not finite")
-        return score
+            return parse_rspamd_reply(response.json())
+        except ValueError as err:  # json's JSONDecodeError is a ValueError
+            raise ScannerUnavailable(f"{where}: {err}") from None
 
 
 _STATUS_SCORE = re.compile(r"\bscore=(-?[0-9]+(?:\.[0-9]+)?)")
@@ -183,7 +241,7 @@ class TrustedHeaderScorer:
         self.trusted = AddressSet.parse(trusted)
         self.name, self.weight = name, weight
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
+    async def score(self, message: bytes, client_address: str, context: SmtpContext | None = None) -> float | None:
         if client_address not in self.trusted:
             return None
         for value in header_values(message, "X-Spam-Score")[:1]:

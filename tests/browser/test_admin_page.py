@@ -23,14 +23,16 @@ from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) "
+                "(peer missing: chromium)",
                 allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium) (peer missing: selenium)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.scenario
 from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
+from tests.support.secrets import BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD
 # The committed screenshots are refreshed with MAILGATE_SCREENSHOTS=docs; otherwise they go to a scratch dir.
 SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("MAILGATE_SCREENSHOTS") == "docs" else \
     Path(tempfile.gettempdir()) / "mailgate-screenshots"
@@ -47,6 +49,7 @@ def env(tmp_path_factory, kafka_jars):
                                         "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
                                         "domain_verification": {"domains": ["example.test"]}}]})
     gw.start_broker()
+    gw.start_all()  # here, not in a test: each test runs alone or in any order
     port = free_port()
     env_vars = {**os.environ, "MAILGATE_SECRET_KEY": new_key()}
     log = open(work / "admin.log", "ab")
@@ -90,6 +93,20 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture
+def session(env, browser):
+    """The browser on the page, logged in (whatever test ran before, if any)."""
+    _, _, url = env
+    browser.get(url)
+    wait(browser, lambda d: visible(d, "login-form") or visible(d, "view-gateways"))
+    if visible(browser, "login-form"):
+        fill(browser, "login-username", "admin")
+        fill(browser, "login-password", PASSWORD)
+        browser.find_element(By.ID, "login-submit").click()
+        wait(browser, lambda d: visible(d, "view-gateways"))
+    return browser
+
+
 def wait(driver, cond, timeout_s: float = 20):
     return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: cond(d))
 
@@ -116,6 +133,8 @@ def fill(driver, element_id: str, text: str) -> None:
 def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
     _, _, url = env
     browser.get(url)
+    browser.delete_all_cookies()  # logged out, whatever ran before
+    browser.get(url)
     wait(browser, lambda d: visible(d, "login-form"))
     assert not visible(browser, "nav")
     fill(browser, "login-username", "admin")
@@ -130,9 +149,9 @@ def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
     assert browser.execute_script("return document.cookie") == ""  # the session cookie is invisible to scripts
 
 
-def test_trace_of_a_message_sent_through_the_pipeline(env, browser):
+def test_trace_of_a_message_sent_through_the_pipeline(env, session):
     gw, primary, _ = env
-    gw.start_all()
+    browser = session
     with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:
         s.ehlo("client.test")
         s.mail("alice@sender.test")
@@ -170,8 +189,9 @@ def _save_and_wait_listed(browser, name: str) -> None:
     wait(browser, lambda d: visible(d, "view-gateways") and d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{name}"]'))
 
 
-def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser):
+def test_create_each_gateway_type_through_the_form_and_disable_one(env, session):
     gw, _, _ = env
+    browser = session
     browser.find_element(By.ID, "nav-gateways").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-name="primary"]'))  # the file's gateway
     assert "Otherwise, this page will be blank." in browser.page_source
@@ -194,9 +214,9 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     fill(browser, "f-port", "587")
     Select(browser.find_element(By.ID, "f-encryption")).select_by_value("tls")
     fill(browser, "f-auth-username", "relayuser")
-    fill(browser, "f-auth-password", "Relay-Pa55")
+    fill(browser, "f-auth-password", BROWSER_RELAY_PASSWORD)
     _save_and_wait_listed(browser, "relay1")
-    assert "Relay-Pa55" not in browser.page_source
+    assert BROWSER_RELAY_PASSWORD not in browser.page_source
 
     _new(browser, "specific_domains")
     assert _cards(browser)["row-sender-domains"] and not _cards(browser)["card-inbound"]
@@ -234,7 +254,7 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     browser.find_element(By.ID, "f-sm-enabled").click()
     fill(browser, "f-sm-url", "https://mail.example.org")
     fill(browser, "f-sm-username", "gateway")
-    fill(browser, "f-sm-password", "Sm-Pa55")
+    fill(browser, "f-sm-password", BROWSER_SMARTERMAIL_PASSWORD)
     shot(browser, "gateway-form-domain-forward.png")
     _save_and_wait_listed(browser, "forward1")
 
@@ -250,14 +270,15 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, browser)
     assert state["outbound/unreachable"].settings["sender_domains"] == ["sales.example.test", "billing.example.test"]
     assert state["inbound/forward1"].settings["domain_verification"]["mode"] == "all_but_specified_domains"
     assert state["inbound/backup1"].settings["mode"] == "backup_mx"
-    for secret in ("Relay-Pa55", "Sm-Pa55"):
+    for secret in (BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD):
         assert all(secret not in s.event.settings_json for s in state.values())
         assert secret not in gw.logs()  # admin.log and every stage's log
 
 
-def test_release_a_quarantined_message(env, browser):
+def test_release_a_quarantined_message(env, session):
     from tests.unit.test_admin_api import _hold
     gw, _, _ = env
+    browser = session
     asyncio.run(_hold(gw.cfg, "QBROWSER1"))
     browser.find_element(By.ID, "nav-quarantine").click()
     row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-message-id="QBROWSER1"]'))[0]

@@ -14,7 +14,7 @@ from processors.spam.levels import classify
 from processors.spam.scorers import ScannerUnavailable, SpamdScorer
 from tests.support.spamd import GTUBE, SPAMD, Spamd, running_spamd
 
-pytestmark = pytest.mark.skipif(SPAMD is None, reason="SpamAssassin's spamd is not installed")
+pytestmark = pytest.mark.skipif(SPAMD is None, reason="SpamAssassin's spamd is not installed (peer missing: spamd)")
 
 HAM = (b"Date: Wed, 26 Nov 2025 14:00:00 +0000\r\n"
        b"From: Alice Example <alice@example.com>\r\n"

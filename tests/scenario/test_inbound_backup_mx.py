@@ -8,7 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from tests.support.harness import SmtpPrimary, free_port
+from mailgate.core.topics import RETRY_PREFIX
+from tests.support.harness import SmtpPrimary, free_port, unconsumed
 
 pytestmark = pytest.mark.scenario
 
@@ -64,7 +65,12 @@ def test_mail_for_a_down_primary_is_deferred_then_delivered_exactly_once(gateway
         print(f"\nbackup MX drain: 50 messages delivered {drain_s:.1f} s after the primary came back")
         for m in ids:
             gateway.wait_events(m, "MessageDelivered", timeout_s=60)
-        time.sleep(3)  # one more retry period: nothing may arrive twice
+        # Nothing may arrive twice: wait until egress has handled every record in the retry tiers (a second
+        # delivery would come from one of them), then count.
+        deadline = time.monotonic() + 120
+        while unconsumed(gateway.cfg, "mailgate-egress", RETRY_PREFIX):
+            assert time.monotonic() < deadline, "egress never drained the retry tiers"
+            time.sleep(0.5)
         got = primary.messages
     finally:
         primary.stop()

@@ -13,6 +13,7 @@ import pytest
 
 from mailgate.core import kafka, topics
 from tests.support.harness import ROOT, _wait_line
+from tests.support.harness import send_marker
 from tests.support.smartermail_api import SmarterMailAPI
 
 pytestmark = pytest.mark.scenario
@@ -144,9 +145,12 @@ def test_fifty_messages_make_one_lookup_and_cache_purge_asks_again(gateway, prim
     primary.wait_for(50, timeout_s=120)
     # One get-user call: ingress asks and caches; the processor takes ingress's fresh answer from the record
     # (MessageReceived.verified_recipients) as a cached one instead of asking again.
-    time.sleep(2)  # a second call, if any, would come within this
-    wait_calls(api, 1)
-    print(f"\nweb-service get-user calls for 50 messages: {api.calls['get-user']}")
+    # A second call, if any, would come from the processor handling those 50: a marker delivered after them
+    # (to another, not yet cached, recipient) shows they were all handled.
+    marker = send_marker(gateway.smtp_port, "carol@example.test")
+    gateway.wait_events(marker, "MessageDelivered", timeout_s=120)
+    wait_calls(api, 2)  # bob once (50 messages), carol once (the marker)
+    print(f"\nweb-service get-user calls for 50 messages to one recipient: {api.calls['get-user'] - 1}")
 
     for stage in ("ingress", "processor"):
         _wait_line(gateway.workdir / f"{stage}-0.log", f"{stage} following cache purges", gateway.procs[stage][0])
@@ -158,8 +162,8 @@ def test_fifty_messages_make_one_lookup_and_cache_purge_asks_again(gateway, prim
         _wait_line(gateway.workdir / f"{stage}-0.log", f"{stage} applied cache purge", gateway.procs[stage][0])
 
     assert client.send("bob@example.test")[0] == 250
-    primary.wait_for(51, timeout_s=60)
-    wait_calls(api, 2)  # the purge made ingress ask again; the processor again used its answer
+    primary.wait_for(52, timeout_s=60)
+    wait_calls(api, 3)  # the purge made ingress ask again; the processor again used its answer
     assert_password_never_shown(gateway, client)
 
 
@@ -170,11 +174,15 @@ def test_cache_entry_expires_after_ttl(gateway, api):
     gateway.start("ingress")
     client = Client(gateway.smtp_port)
 
+    asked_at = time.monotonic()  # before the first send: the lookup (and so its TTL) starts after this
     assert client.send("bob@example.test")[0] == 250
     assert client.send("bob@example.test")[0] == 250
     assert api.calls["get-user"] == 1
-    time.sleep(3)  # past the 2 s TTL
-    assert client.send("bob@example.test")[0] == 250
+    deadline = asked_at + 60
+    while api.calls["get-user"] < 2:  # no fixed sleep: keep sending until the directory is asked again
+        assert time.monotonic() < deadline, "the cache entry never expired"
+        assert client.send("bob@example.test")[0] == 250
+    assert time.monotonic() - asked_at >= 2.0  # not before the 2 s TTL
     assert api.calls["get-user"] == 2
 
 
@@ -196,4 +204,21 @@ def test_directory_down_cached_accepted_uncached_tempfails_for_forward_and_is_ac
     api.down_mode = "close"
     code, reply = client.send("carol@example.test")
     assert code == 451 and reply.startswith("4.4.3 "), reply
+    assert_password_never_shown(gateway, client)
+
+
+def test_an_unrecognised_directory_answer_tempfails_even_at_a_backup_mx_and_is_logged(gateway, api):
+    """Regression: Backup MX accepted everything when the directory's wording for an unknown user changed."""
+    gateway.configure({"inbound_gateways": [
+        gateway_entry("bmx", "backup_mx", ["backup.test"], api.url, 25)]})
+    gateway.start_broker()
+    gateway.start("ingress")
+    client = Client(gateway.smtp_port)
+    assert client.send("dave@backup.test")[0] == 250
+    api.unknown_user_message = "The user was not found"
+    code, reply = client.send("unknown@backup.test")
+    assert code == 451 and reply.startswith("4.4.3 "), reply
+    logs = gateway.logs()
+    assert "unrecognised answer, HTTP 200" in logs and "The user was not found" in logs
+    assert api.calls["alias"] == 0
     assert_password_never_shown(gateway, client)

@@ -13,7 +13,7 @@ import yaml
 from mailgate.core import kafka, topics
 from mailgate.core.secrets import new_key
 from tests.scenario.test_outbound_routing import send_batch
-from tests.support.harness import ROOT, SmtpPrimary
+from tests.support.harness import ROOT, SmtpPrimary, wait_logged
 
 pytestmark = pytest.mark.scenario
 from tests.support.secrets import CONFIG_EVENTS_PASSWORD as PASSWORD
@@ -66,7 +66,7 @@ def test_config_apply_disables_a_gateway_in_running_egress_and_history_shows_it(
         new_file = gateway.workdir / "desired.yaml"
         new_file.write_text(yaml.safe_dump(desired))
         print(cli(gateway, "config", "apply", str(new_file), "--operator", "carol"))
-        time.sleep(3)  # running stages follow mail.config
+        wait_logged(gateway, "GatewayConfigured outbound gateway a by carol")  # running stages follow mail.config
 
         before_a, before_b = len(a.messages), len(b.messages)
         send_batch(gateway.smtp_port, range(10, 20))

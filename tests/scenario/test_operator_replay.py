@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.scenario.test_walking_skeleton import inbound_config, queued_id, send
-from tests.support.harness import ROOT
+from tests.support.harness import ROOT, send_marker
 
 pytestmark = pytest.mark.scenario
 
@@ -47,8 +47,10 @@ def test_replay_after_fix_delivers_the_bounced_message_and_not_the_delivered_one
 
     gateway.wait_events(bounced, "MessageDelivered", timeout_s=90)
     gateway.wait_events(delivered, "DuplicateSuppressed", timeout_s=90)
-    time.sleep(1)  # let a wrongful second delivery, if any, arrive before counting
-    rcpts = sorted(r for m in primary.messages for r in m.rcpt_tos)
+    marker = send_marker(gateway.smtp_port, "bob@example.test")  # a wrongful second delivery would come before it
+    gateway.wait_events(marker, "MessageDelivered", timeout_s=90)
+    primary.wait_for(3, timeout_s=60)
+    rcpts = sorted(r for m in primary.messages if m.mail_from != "marker@sender.test" for r in m.rcpt_tos)
     assert rcpts == ["bob@example.test", "carol@example.test"], rcpts
     assert gateway.event_types(delivered).count("MessageDelivered") == 1
     requests = [e for e in gateway.events() if type(e).__name__ == "ReplayRequested"]

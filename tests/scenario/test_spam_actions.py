@@ -9,7 +9,7 @@ import pytest
 from tests.scenario.test_walking_skeleton import queued_id, send
 from tests.support.spamd import GTUBE, SPAMD, running_spamd
 
-pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed")]
+pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed (peer missing: spamd)")]
 
 PLAIN = (b"Date: Wed, 26 Nov 2025 14:00:00 +0000\r\nFrom: Alice <alice@sender.test>\r\n"
          b"To: Bob <bob@clean.test>\r\nSubject: Lunch tomorrow\r\n"

@@ -13,7 +13,7 @@ from tests.scenario.test_walking_skeleton import queued_id, send
 from tests.support.harness import ROOT
 from tests.support.spamd import SPAMD, running_spamd
 
-pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed")]
+pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed (peer missing: spamd)")]
 
 
 @pytest.fixture

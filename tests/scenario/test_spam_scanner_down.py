@@ -11,7 +11,7 @@ from tests.scenario.test_spam_actions import PLAIN, spam_config, strip_added
 from tests.scenario.test_walking_skeleton import queued_id, send
 from tests.support.spamd import SPAMD, free_port, running_spamd
 
-pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed")]
+pytestmark = [pytest.mark.scenario, pytest.mark.skipif(SPAMD is None, reason="spamd is not installed (peer missing: spamd)")]
 
 CLEAN = {"none": [{"action": "add_header", "header_name": "X-Clean", "header_value": "yes"}]}
 

@@ -204,3 +204,47 @@ def _merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def wait_logged(gateway: Gateway, line: str, stages: tuple[str, ...] = ("ingress", "processor", "egress"),
+                timeout_s: float = 60) -> None:
+    """Wait until every running process of `stages` has logged `line` (e.g. that it applied a config change)."""
+    for stage in stages:
+        for i, proc in enumerate(gateway.procs.get(stage, [])):
+            _wait_line(gateway.workdir / f"{stage}-{i}.log", line, proc, timeout_s)
+
+
+def send_marker(port: int, rcpt: str, sender: str = "marker@sender.test") -> str:
+    """Send one marker message (its own sender, so counts can leave it out) and return its queue id. A negative
+    check ("nothing more arrives") waits for the marker at the downstream instead of sleeping: whatever the thing
+    under test would wrongly have caused was queued before the marker on the same path."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+        s.ehlo("client.test")
+        s.mail(sender)
+        code, reply = s.rcpt(rcpt)
+        assert code == 250, reply
+        code, reply = s.data(b"From: " + sender.encode() + b"\r\nSubject: marker\r\n\r\nmarker\r\n")
+        assert code == 250, reply
+    return reply.decode().rsplit(" ", 1)[1]
+
+
+def unconsumed(cfg: Config, group: str, topic_prefix: str) -> int:
+    """Records in the topics starting with `topic_prefix` that consumer group `group` has not yet committed past
+    (its lag): 0 means every such record was handled. Asks the broker without joining the group."""
+    from aiokafka import TopicPartition
+
+    async def lag() -> int:
+        c = kafka.consumer(cfg, "test-lag", group)
+        await c.start()
+        try:
+            cluster = await c._client.fetch_all_metadata()  # as mailgate.core.kafka.assign_whole_topic does
+            tps = [TopicPartition(t, p) for t in cluster.topics() if t.startswith(topic_prefix)
+                   for p in sorted(cluster.partitions_for_topic(t) or ())]
+            if not tps:
+                return 0
+            ends = await c.end_offsets(tps)
+            return sum([max(0, ends[tp] - (await c.committed(tp) or 0)) for tp in tps])
+        finally:
+            await c.stop()
+    return asyncio.run(lag())

@@ -13,7 +13,7 @@ from ingress.replies import Verdict
 from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate.core import topics
 from mailgate.core.config import parse_config
-from mailgate.mail.directory import CachedDirectory, DirectoryUnavailable
+from mailgate.mail.directory import CachedDirectory, DirectoryAnswerUnrecognised, DirectoryUnavailable
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.topic_reader import Undecodable
 from mailgate.mail.directory.purge import follow_purges
@@ -27,10 +27,13 @@ class FakeDirectory:
     def __init__(self, users: set[str]) -> None:
         self.users = users
         self.down = False
+        self.garbled = False
         self.calls = 0
 
     async def user_exists(self, address: str) -> bool:
         self.calls += 1
+        if self.garbled:
+            raise DirectoryAnswerUnrecognised("unrecognised answer")
         if self.down:
             raise DirectoryUnavailable("down")
         return address.lower() in self.users
@@ -68,6 +71,18 @@ async def test_rcpt_verdicts(mode, verdict):
     assert (await v.check(gw, "bob@example.test", "M"))[0] is Verdict.OK  # cached
     assert (await v.check(gw, "carol@example.test", "M"))[0] is verdict
     assert [n.recipient for n in notes] == ["bob@example.test", "bob@example.test"]
+    await v.aclose()
+
+
+@pytest.mark.parametrize("mode", ["domain_forward", "backup_mx"])
+async def test_an_unrecognised_directory_answer_tempfails_in_every_mode(mode):
+    """A Backup MX accepts while its directory is unreachable (the primary is down), but a directory that answers
+    something unrecognised is up: accepting would take mail for every address."""
+    fake = FakeDirectory({"bob@example.test"})
+    fake.garbled = True
+    v = RecipientVerifier({"gw": CachedDirectory(fake)}, "t")
+    gw = config(mode).inbound_gateways[0]
+    assert await v.check(gw, "carol@example.test", "M") == (Verdict.DIRECTORY_UNAVAILABLE, "directory_unavailable")
     await v.aclose()
 
 

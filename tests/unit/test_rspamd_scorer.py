@@ -1,60 +1,43 @@
-"""The rspamd scorer against a real HTTP server speaking rspamd's /checkv2 (score in the JSON reply)."""
+"""The rspamd request and reply as values: which /checkv2 headers carry the SMTP context, and which replies are a
+score. The scorer against a real rspamd is tests/integration/test_rspamd_scorer.py."""
 from __future__ import annotations
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from processors.spam.scorers import RspamdScorer, ScannerUnavailable
-from tests.support.harness import free_port
+from processors.spam.scorers import SmtpContext, parse_rspamd_reply, rspamd_headers
 
 
-class _Rspamd(BaseHTTPRequestHandler):
-    seen: list = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Rspamd.seen.append((self.path, self.headers.get("IP"), body))
-        if b"FAIL" in body:
-            self.send_response(500)
-            self.end_headers()
-            return
-        score = 15.5 if b"viagra" in body else 0.3
-        data = json.dumps({"score": score, "required_score": 15, "action": "no action"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+def test_every_part_of_the_smtp_context_is_one_rspamd_header():
+    ctx = SmtpContext("203.0.113.5", "mx.sender.test", "alice@sender.test", ("bob@a.test", "carol@a.test"),
+                      "alice", "m-1")
+    assert rspamd_headers(ctx) == [(b"IP", b"203.0.113.5"), (b"Helo", b"mx.sender.test"),
+                                   (b"From", b"alice@sender.test"), (b"Rcpt", b"bob@a.test"),
+                                   (b"Rcpt", b"carol@a.test"), (b"User", b"alice"), (b"Queue-Id", b"m-1")]
 
 
-@pytest.fixture
-def rspamd():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Rspamd)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Rspamd.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def test_null_sender_is_sent_as_empty_path_and_unknown_parts_are_left_out():
+    assert (b"From", b"<>") in rspamd_headers(SmtpContext("203.0.113.5", mail_from=""))
+    assert rspamd_headers(SmtpContext("203.0.113.5")) == [(b"IP", b"203.0.113.5")]
 
 
-async def test_scores_come_from_checkv2_with_the_client_ip(rspamd):
-    s = RspamdScorer(url=rspamd, timeout_s=5)
-    assert await s.score(b"Subject: buy viagra\r\n\r\nnow\r\n", "203.0.113.5") == 15.5
-    assert await s.score(b"Subject: hello\r\n\r\nhi\r\n", "203.0.113.5") == 0.3
-    path, ip, _ = _Rspamd.seen[0]
-    assert path == "/checkv2" and ip == "203.0.113.5"
+def test_line_breaks_cannot_inject_a_header():
+    assert rspamd_headers(SmtpContext("203.0.113.5", helo="x\r\nUser: admin")) == [
+        (b"IP", b"203.0.113.5"), (b"Helo", b"xUser: admin")]
 
 
-async def test_server_error_and_no_server_are_scanner_unavailable(rspamd):
-    with pytest.raises(ScannerUnavailable):
-        await RspamdScorer(url=rspamd, timeout_s=5).score(b"Subject: FAIL\r\n\r\n", "203.0.113.5")
-    with pytest.raises(ScannerUnavailable):
-        await RspamdScorer(url=f"http://127.0.0.1:{free_port()}", timeout_s=2).score(b"x\r\n", "203.0.113.5")
+def test_utf8_addresses_are_sent_as_utf8():
+    assert (b"Rcpt", "jörg@a.test".encode()) in rspamd_headers(SmtpContext("::1", rcpt_to=("jörg@a.test",)))
+
+
+def test_reply_score_action_and_symbol_options():
+    reply = parse_rspamd_reply({"score": 15.0, "action": "reject",
+                                "symbols": {"GTUBE": {"score": 0.0}, "X": {"options": ["a", "b"]}}})
+    assert reply.score == 15.0 and reply.action == "reject"
+    assert reply.symbols == {"GTUBE": (), "X": ("a", "b")}
+
+
+@pytest.mark.parametrize("reply", [{}, [], {"score": "many"}, {"score": None}, {"score": float("nan")},
+                                   {"score": "inf"}])
+def test_a_reply_without_a_finite_score_is_an_error(reply):
+    with pytest.raises(ValueError):
+        parse_rspamd_reply(reply)

@@ -7,11 +7,11 @@ import httpx
 import pytest
 
 from mailgate.core.config import SmarterMailConfig
-from mailgate.mail.directory import (DirectoryLoginFailed, DirectoryUnavailable, SmarterMailDirectory,
-                                  UserDirectory)
+from mailgate.mail.directory import (DirectoryAnswerUnrecognised, DirectoryLoginFailed, DirectoryUnavailable,
+                                     SmarterMailDirectory, UserDirectory)
+from mailgate.mail.directory.smartermail import redact
+from tests.support.secrets import DIRECTORY_UNIT_PASSWORD as PASSWORD
 from tests.support.smartermail_api import SmarterMailAPI
-
-PASSWORD = "Tr0ub4dor&3-horse"
 
 
 def config(url: str, password: str = PASSWORD, **kw: object) -> SmarterMailConfig:
@@ -60,46 +60,105 @@ async def test_domain_names(directory, api):
     assert api.calls["domain-names"] == 1
 
 
-async def test_domain_the_server_does_not_host_is_unavailable(directory):
-    with pytest.raises(DirectoryUnavailable, match="Domain not found"):
+async def test_domain_the_server_does_not_host_is_an_unrecognised_answer(directory):
+    with pytest.raises(DirectoryAnswerUnrecognised, match="HTTP 400"):
         await directory.user_exists("alice@elsewhere.net")
 
 
-async def test_token_is_reused_then_renewed_before_it_expires(api):
-    api.token_lifetime_s = 2.0  # renewed halfway, at 1 s
-    async with SmarterMailDirectory(config(api.url)) as directory:
+class Clock:
+    """A monotonic clock the test moves: token renewal without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_token_is_reused_then_renewed_with_the_refresh_token_before_it_expires(api):
+    clock = Clock()  # the server's tokens last 900 s; renewed 60 s early
+    async with SmarterMailDirectory(config(api.url), clock=clock) as directory:
         assert await directory.user_exists("alice@example.com")
         assert await directory.user_exists("alice@example.com")
-        assert api.calls["authenticate-user"] == 1
-        await asyncio.sleep(1.1)
+        assert (api.calls["authenticate-user"], api.calls["refresh-token"]) == (1, 0)
+        clock.now += 900 - 55
         assert await directory.user_exists("alice@example.com")
-    assert api.calls["authenticate-user"] == 2
+        clock.now += 900 - 55  # the first refresh token was spent: the second comes from the refresh reply
+        assert await directory.user_exists("alice@example.com")
+    assert (api.calls["authenticate-user"], api.calls["refresh-token"]) == (1, 2)
     assert api.calls["unauthorized"] == 0  # renewed ahead of time, not after a 401
 
 
 async def test_expiry_read_from_the_jwt_when_the_reply_has_no_expiration(api):
-    api.token_lifetime_s, api.send_expiration = 2.0, False
-    async with SmarterMailDirectory(config(api.url)) as directory:
+    api.send_expiration = False
+    clock = Clock()
+    async with SmarterMailDirectory(config(api.url), clock=clock) as directory:
         assert await directory.domain_names()
-        await asyncio.sleep(1.1)
+        clock.now += 800
         assert await directory.domain_names()
-    assert (api.calls["authenticate-user"], api.calls["unauthorized"]) == (2, 0)
+        assert api.calls["refresh-token"] == 0
+        clock.now += 60
+        assert await directory.domain_names()
+    assert (api.calls["authenticate-user"], api.calls["refresh-token"], api.calls["unauthorized"]) == (1, 1, 0)
 
 
-async def test_revoked_token_logs_in_again_once(directory, api):
+async def test_revoked_tokens_refresh_fails_then_logs_in_again_once(directory, api):
     assert await directory.user_exists("alice@example.com")
-    api.revoke_tokens()
+    api.revoke_tokens()  # as a server restart: access and refresh tokens forgotten
     assert await directory.user_exists("alice@example.com")
-    assert api.calls["authenticate-user"] == 2
-    assert api.calls["unauthorized"] == 1
+    assert (api.calls["authenticate-user"], api.calls["refresh-token"], api.calls["unauthorized"]) == (2, 1, 1)
 
 
-async def test_token_rejected_even_after_login_is_unavailable(api):
+async def test_token_rejected_even_after_renewal_is_unavailable(api):
     api.token_lifetime_s = 0  # every token is already expired when it is used
     async with SmarterMailDirectory(config(api.url)) as directory:
         with pytest.raises(DirectoryUnavailable, match="401"):
             await directory.user_exists("alice@example.com")
-    assert api.calls["authenticate-user"] == 2  # one re-login, no loop
+    assert (api.calls["authenticate-user"], api.calls["refresh-token"]) == (1, 1)  # one renewal, no loop
+
+
+async def test_two_factor_account_is_a_login_failure(api):
+    api.two_factor = True
+    async with SmarterMailDirectory(config(api.url)) as directory:
+        with pytest.raises(DirectoryLoginFailed, match="two-factor"):
+            await directory.user_exists("alice@example.com")
+    assert api.calls["get-user"] == 0
+
+
+@pytest.mark.parametrize("status", [200, 400, 404])
+async def test_unknown_user_at_any_status_smartermail_uses_is_unknown(directory, api, status):
+    api.unknown_user_status = status
+    assert await directory.user_exists("mallory@example.com") is False
+    assert (api.calls["get-user"], api.calls["alias"], api.calls["domain-settings"]) == (1, 1, 1)
+
+
+async def test_disabled_mailbox_alias_and_catch_all_exist(api):
+    api.disabled, api.aliases = {"alice@example.com"}, {"sales@example.com": ["alice@example.com"]}
+    async with SmarterMailDirectory(config(api.url)) as directory:
+        assert await directory.user_exists("alice@example.com") is True
+        assert await directory.user_exists("sales@example.com") is True
+        assert await directory.user_exists("nobody@example.com") is False
+        api.catch_all["example.com"] = "alice"
+        assert await directory.user_exists("nobody@example.com") is True
+
+
+@pytest.mark.parametrize("status,message", [(200, "User not found"), (403, "Access denied"), (200, "")])
+async def test_an_unrecognised_answer_is_logged_with_its_body_without_secrets(api, caplog, status, message):
+    api.unknown_user_status, api.unknown_user_message = status, message
+    async with SmarterMailDirectory(config(api.url)) as directory:
+        with pytest.raises(DirectoryAnswerUnrecognised) as caught:
+            await directory.user_exists("mallory@example.com")
+    assert isinstance(caught.value, DirectoryUnavailable) and caught.value.retriable
+    [record] = [r for r in caplog.records if "unrecognised answer" in r.getMessage()]
+    assert f"HTTP {status}" in record.getMessage() and f'"message": "{message}"' in record.getMessage()
+    assert PASSWORD not in caplog.text and "Bearer" not in caplog.text
+    assert api.calls["alias"] == 0  # never read as "not a mailbox"
+
+
+def test_redact_hides_tokens_and_passwords():
+    body = '{"accessToken": "eyJ.a.b", "refreshToken":"r1", "password": "p", "message": "x p-word"}'
+    assert redact(body, "p-word") == ('{"accessToken": "********", "refreshToken":"********", '
+                                      '"password": "********", "message": "x ********"}')
 
 
 async def test_concurrent_calls_share_one_login(directory, api):

@@ -20,7 +20,7 @@ class Fake:
         self.calls: list[tuple[bytes, str]] = []
         self.cancelled = False
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
+    async def score(self, message: bytes, client_address: str, context=None) -> float | None:
         self.calls.append((message, client_address))
         try:
             await asyncio.sleep(self.delay_s)

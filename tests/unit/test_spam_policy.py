@@ -19,7 +19,7 @@ class FakeScorer:
         self.name, self.weight = name, weight
         self.calls = 0
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
+    async def score(self, message: bytes, client_address: str, context=None) -> float | None:
         self.calls += 1
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):

@@ -20,6 +20,11 @@ class DirectoryUnavailable(DirectoryError):
     retriable = True
 
 
+class DirectoryAnswerUnrecognised(DirectoryUnavailable):
+    """The directory answered, but with something we do not understand (an unknown wording or shape). Unlike an
+    unreachable directory this is not "the primary is down": even a Backup MX must tempfail, not accept."""
+
+
 class DirectoryLoginFailed(DirectoryUnavailable):
     """The directory refused our credentials. Still retriable (an operator may fix them), but worth an alert."""
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 from cachetools import TTLCache
 
-from mailgate.mail.directory.base import DirectoryUnavailable, UserDirectory
+from mailgate.mail.directory.base import DirectoryAnswerUnrecognised, DirectoryUnavailable, UserDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,8 @@ class Verification:
     """The answer came from the cache rather than from a directory request made for this call."""
     stale: bool = False
     """The directory was unavailable and this is the last known answer, older than the TTL."""
+    unrecognised: bool = False
+    """exists is None because the directory answered something we do not understand (not because it was down)."""
 
 
 def _normalize(address: str) -> tuple[str, str]:
@@ -90,10 +92,10 @@ class CachedDirectory:
             task.add_done_callback(lambda t: self._finished(key, t))
         try:
             exists = await _shared(task)
-        except DirectoryUnavailable:
+        except DirectoryUnavailable as err:
             last = self._last_known.get(key)
             if last is None:
-                return Verification(None, cached=False)
+                return Verification(None, cached=False, unrecognised=isinstance(err, DirectoryAnswerUnrecognised))
             self.stale_answers += 1
             return Verification(last, cached=True, stale=True)
         return Verification(exists, cached=False)

@@ -1,21 +1,32 @@
 """Recipient verification against a SmarterMail server through its web services (REST API, v1).
 
 Reads: `SmarterMailConfig` (url, username, password, timeout_s). Emits: yes/no answers to "does this mailbox exist",
-the list of hosted domains, or `DirectoryUnavailable`.
+the list of hosted domains, `DirectoryUnavailable` (cannot tell now) or `DirectoryAnswerUnrecognised` (the server
+answered something we do not understand: logged with its status and body, secrets redacted).
 
-Calls made:
-  POST {url}/api/v1/auth/authenticate-user        {"username", "password"} -> {"accessToken", "accessTokenExpiration"?}
-  GET  {url}/api/v1/settings/sysadmin/domain-names                          -> {"data": [names]}
-  POST {url}/api/v1/settings/domain/get-user      {"email"} + X-SmarterMailDomain -> {"success", "userData" | "message"}
+Calls made (what each answer looks like, and where that is documented: docs/admin.md, "SmarterMail web service"):
+  POST /api/v1/auth/authenticate-user  {"username", "password"} -> {"accessToken", "refreshToken",
+                                                                    "accessTokenExpiration"?, "success"}
+  POST /api/v1/auth/refresh-token      {"token": refreshToken}   -> the same shape (the old refresh token is spent)
+  GET  /api/v1/settings/sysadmin/domain-names                     -> {"data": [names]}
+  POST /api/v1/settings/domain/get-user {"email"} + X-SmarterMailDomain
+                                       -> {"success": true, "userData"} | {"success": false, "message": "User does not exist."}
+  GET  /api/v1/settings/domain/alias/{local} + X-SmarterMailDomain -> {"success": true, "alias"} | {"success": false}
+  GET  /api/v1/settings/sysadmin/domain-settings/{domain}     -> {"success": true, "domainSettings": {"catchAll"}}
 
-The access token (a JWT, ~15 min) is renewed before it expires (60 s early, or halfway for short-lived tokens) and,
-on a 401, by logging in again once. The password is read from the config at login and never put in a message.
+A recipient exists if it is a mailbox (a disabled one too: SmarterMail can keep a disabled mailbox receiving, and
+the primary makes the final decision), an alias, or any address of a domain with a catch-all. The access token (a
+JWT, ~15 min) is renewed before it expires (60 s early, or halfway for short-lived tokens) with the refresh token,
+falling back to a new login; on a 401 the same renewal happens once. The password is read from the config at login
+and never put in a message or a log line.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Callable
@@ -23,9 +34,14 @@ from typing import Any, Callable
 import httpx
 
 from mailgate.core.config import SmarterMailConfig
-from mailgate.mail.directory.base import DirectoryLoginFailed, DirectoryUnavailable
+from mailgate.mail.directory.base import DirectoryAnswerUnrecognised, DirectoryLoginFailed, DirectoryUnavailable
+
+log = logging.getLogger("mailgate.directory.smartermail")
 
 LOGIN = "/api/v1/auth/authenticate-user"
+REFRESH = "/api/v1/auth/refresh-token"
+ALIAS = "/api/v1/settings/domain/alias/"
+DOMAIN_SETTINGS = "/api/v1/settings/sysadmin/domain-settings/"
 DOMAIN_NAMES = "/api/v1/settings/sysadmin/domain-names"
 GET_USER = "/api/v1/settings/domain/get-user"
 
@@ -34,6 +50,25 @@ DEFAULT_TOKEN_LIFETIME_S = 15 * 60
 
 NO_SUCH_USER = "user does not exist"
 """SmarterMail's `message` (lower-cased, without the final dot) for an unknown mailbox."""
+
+NOT_FOUND_STATUSES = (200, 400, 404)
+"""HTTP statuses with which a `success: false` answer means "no such thing" (SmarterMail mixes them)."""
+
+TWO_FACTOR = "two_factor_required"
+"""The start of `message` (lower-cased) when the account needs a second factor: its token cannot call the API."""
+
+MAX_LOGGED_BODY = 2000
+_SECRET_FIELDS = re.compile(r'("(?:accessToken|refreshToken|token|password|impersonateAccessToken)"\s*:\s*)"[^"]*"',
+                            re.I)
+
+
+def redact(body: str, *secrets: str) -> str:
+    """`body` with token and password fields, and each of `secrets`, replaced by ********; cut to 2000 chars."""
+    body = _SECRET_FIELDS.sub(r'\1"********"', body)
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret, "********")
+    return body[:MAX_LOGGED_BODY]
 
 
 class SmarterMailDirectory:
@@ -52,6 +87,7 @@ class SmarterMailDirectory:
         self._renew_early_s = renew_early_s
         self._clock = clock
         self._token: str | None = None
+        self._refresh_token: str | None = None
         self._renew_at = 0.0
         self._login_lock = asyncio.Lock()
 
@@ -68,30 +104,54 @@ class SmarterMailDirectory:
             await self._client.aclose()
 
     async def user_exists(self, address: str) -> bool:
-        """True if SmarterMail has a user `address`; an address without a domain is not a user."""
+        """True if `address` is a SmarterMail mailbox (enabled or not), an alias, or at a domain with a catch-all;
+        an address without a domain is not a user."""
         local, _, domain = address.rpartition("@")
         domain = domain.lower().rstrip(".")
         if not local or not domain:
             return False
-        reply = await self._call("POST", GET_USER, {"email": f"{local}@{domain}"},
-                                 {"X-SmarterMailDomain": domain})
+        status, reply = await self._call("POST", GET_USER, {"email": f"{local}@{domain}"},
+                                         {"X-SmarterMailDomain": domain})
         if reply.get("success") is True and isinstance(reply.get("userData"), dict):
+            flags = reply["userData"].get("securityFlags")
+            if isinstance(flags, dict) and flags.get("isDisabled") is True:
+                log.info("SmarterMail mailbox <%s@%s> is disabled; it exists for verification", local, domain)
             return True
-        if reply.get("success") is False and _message(reply).lower().rstrip(".") == NO_SUCH_USER:
+        if not (reply.get("success") is False and status in NOT_FOUND_STATUSES
+                and _message(reply).lower().rstrip(".") == NO_SUCH_USER):
+            raise self._unrecognised(GET_USER, status, reply)
+        return await self._is_alias(local, domain) or await self._has_catch_all(domain)
+
+    async def _is_alias(self, local: str, domain: str) -> bool:
+        path = ALIAS + local
+        status, reply = await self._call("GET", path, headers={"X-SmarterMailDomain": domain})
+        if reply.get("success") is True and isinstance(reply.get("alias"), dict):
+            return True
+        if reply.get("success") is False and status in NOT_FOUND_STATUSES:
             return False
-        raise self._unavailable(GET_USER, f"unexpected reply: {_message(reply) or 'no userData'}")
+        raise self._unrecognised(path, status, reply)
+
+    async def _has_catch_all(self, domain: str) -> bool:
+        path = DOMAIN_SETTINGS + domain
+        status, reply = await self._call("GET", path)
+        settings = reply.get("domainSettings")
+        if reply.get("success") is True and isinstance(settings, dict):
+            catch_all = settings.get("catchAll")
+            return isinstance(catch_all, str) and catch_all.strip() != ""
+        raise self._unrecognised(path, status, reply)
 
     async def domain_names(self) -> set[str]:
         """Every domain the SmarterMail server hosts, lower-cased."""
-        reply = await self._call("GET", DOMAIN_NAMES)
+        status, reply = await self._call("GET", DOMAIN_NAMES)
         data = reply.get("data")
         if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
-            raise self._unavailable(DOMAIN_NAMES, "unexpected reply: no list of domain names")
+            raise self._unrecognised(DOMAIN_NAMES, status, reply)
         return {d.lower().rstrip(".") for d in data}
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> dict[str, Any]:
-        """Send an authorized request; on 401 log in again and retry once. Returns the reply's JSON object."""
+                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """Send an authorized request; on 401 renew the token and retry once. Returns the HTTP status and the
+        reply's JSON object."""
         token = await self._valid_token()
         response = await self._send(method, path, body, headers, token)
         if response.status_code == 401:
@@ -99,7 +159,7 @@ class SmarterMailDirectory:
             response = await self._send(method, path, body, headers, token)
             if response.status_code == 401:
                 raise self._unavailable(path, "HTTP 401 even with a fresh access token")
-        return self._json(path, response)
+        return response.status_code, self._json(path, response)
 
     async def _send(self, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str] | None,
                     token: str) -> httpx.Response:
@@ -123,10 +183,8 @@ class SmarterMailDirectory:
             reply = response.json()
         except ValueError:
             reply = None
-        if not isinstance(reply, dict):
-            raise self._unavailable(path, f"HTTP {response.status_code}, reply is not a JSON object")
-        if response.status_code != 200 and "success" not in reply:
-            raise self._unavailable(path, f"HTTP {response.status_code}")
+        if not isinstance(reply, dict) or (response.status_code != 200 and "success" not in reply):
+            raise self._unrecognised(path, response.status_code, response.text)
         return reply
 
     async def _valid_token(self) -> str:
@@ -141,10 +199,31 @@ class SmarterMailDirectory:
             if self._token is not None and self._token != stale and self._clock() < self._renew_at:
                 return self._token
             self._token = None
-            token, lifetime_s = await self._login()
+            renewed = await self._refresh() if self._refresh_token else None
+            token, lifetime_s = renewed or await self._login()
             early_s = min(self._renew_early_s, lifetime_s / 2)
             self._token, self._renew_at = token, self._clock() + lifetime_s - early_s
             return token
+
+    async def _refresh(self) -> tuple[str, float] | None:
+        """A new access token from the refresh token (which is then spent), or None if the server refused it."""
+        spent, self._refresh_token = self._refresh_token, None
+        response = await self._request("POST", REFRESH, json={"token": spent})
+        try:
+            reply = response.json() if response.status_code == 200 else None
+        except ValueError:
+            reply = None
+        token = reply.get("accessToken") if isinstance(reply, dict) else None
+        if not isinstance(token, str) or not token or reply.get("success") is False:  # type: ignore[union-attr]
+            log.info("SmarterMail %s: refresh token refused (HTTP %d); logging in again", self._base,
+                     response.status_code)
+            return None
+        return self._accept_tokens(reply), _lifetime_s(reply.get("accessTokenExpiration"), token)  # type: ignore
+
+    def _accept_tokens(self, reply: dict[str, Any]) -> str:
+        refresh = reply.get("refreshToken")
+        self._refresh_token = refresh if isinstance(refresh, str) and refresh else None
+        return reply["accessToken"]
 
     async def _login(self) -> tuple[str, float]:
         """A fresh access token and its remaining lifetime in seconds."""
@@ -160,14 +239,25 @@ class SmarterMailDirectory:
         except DirectoryUnavailable as err:
             raise type(err)(self._scrub(str(err), password)) from None
         token = reply.get("accessToken")
+        if _message(reply).lower().startswith(TWO_FACTOR):
+            raise DirectoryLoginFailed(f"SmarterMail {self._base}: {self._cfg.username!r} needs two-factor login, "
+                                       "whose token cannot call the API; use an account without it")
         if reply.get("success") is False or not isinstance(token, str) or not token:
             reason = self._scrub(_message(reply) or "no access token in reply", password)
             raise DirectoryLoginFailed(f"SmarterMail {self._base}: login as {self._cfg.username!r} refused: {reason}")
-        return token, _lifetime_s(reply.get("accessTokenExpiration"), token)
+        return self._accept_tokens(reply), _lifetime_s(reply.get("accessTokenExpiration"), token)
 
     @staticmethod
     def _scrub(text: str, password: str) -> str:
         return text.replace(password, "********") if password else text
+
+    def _unrecognised(self, path: str, status: int, reply: object) -> DirectoryAnswerUnrecognised:
+        """Log an answer we do not understand, with its status and body (tokens and password redacted)."""
+        body = reply if isinstance(reply, str) else json.dumps(reply)
+        password = self._cfg.password.reveal() if self._cfg.password is not None else ""
+        log.warning("SmarterMail %s%s: unrecognised answer, HTTP %d: %s", self._base, path, status,
+                    redact(body, password, self._token or "", self._refresh_token or ""))
+        return DirectoryAnswerUnrecognised(f"SmarterMail {self._base}{path}: unrecognised answer (HTTP {status})")
 
     def _unavailable(self, path: str, why: str) -> DirectoryUnavailable:
         return DirectoryUnavailable(f"SmarterMail {self._base}{path}: {why}")

@@ -92,6 +92,8 @@ async def list_gateways(request: web.Request) -> web.Response:
 async def create_gateway(request: web.Request) -> web.Response:
     data = await body(request)
     kind = str(data.get("kind", ""))
+    if kind not in gateways.KINDS:  # a field of the document, not a resource: invalid input, not "not found"
+        raise gateways.GatewayInvalid({"kind": f"must be one of {sorted(gateways.KINDS)}"})
     doc = await gateways.save(request.app[CFG], kind, data, operator(request), create=True)
     return await _versioned(request, web.json_response(doc, status=201))
 

@@ -16,6 +16,7 @@ from mailgate.ops.admin import auth, gateways
 from mailgate.ops.admin.api import CFG, SESSION, SESSIONS, error, routes
 from mailgate.ops.admin.openapi import spec
 from mailgate.core.config import Config
+from mailgate.core.secrets import SecretKeyError
 
 log = logging.getLogger("mailgate.ops.admin")
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +58,8 @@ async def domain_errors(request: web.Request, handler) -> web.StreamResponse:
         return error(422, "invalid gateway", fields=err.fields)
     except gateways.GatewayNotFound as err:
         return error(404, str(err))
+    except SecretKeyError as err:  # e.g. a password that looks sealed but this key did not seal it
+        return error(422, "invalid gateway", fields={"": f"a secret cannot be used: {err}"})
     except gateways.GatewayExists as err:
         return error(409, str(err), fields={"name": str(err)})
     except gateways.VerifyFailed as err:
