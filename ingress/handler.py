@@ -12,8 +12,9 @@ import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
+from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
@@ -43,11 +44,17 @@ def _sender(envelope: Envelope) -> str:
 
 
 class IngressHandler:
-    def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None) -> None:
+    def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None,
+                 auth: SmtpAuth | None = None) -> None:
         self.cfg = cfg
         self.publisher = publisher
         self.policy = RecipientPolicy(cfg)
         self.verifier = verifier
+        self.auth = auth
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> object:
+        """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
+        return MISSING if self.auth is None else await self.auth.handle(server, session, args)
 
     def reconfigure(self, cfg: Config) -> None:
         """Gateways changed in mail.config: decide new recipients by them from now on (sessions keep going)."""
@@ -61,6 +68,10 @@ class IngressHandler:
                 parse_mailbox(address)
             except BadAddress as err:
                 return Verdict.BAD_SENDER.reply(addr=address, why=str(err))
+        login = session.auth_data if session.authenticated else None
+        if login and self.auth is not None and not self.auth.credentials.sender_allowed(login, address):
+            log.info("reject sender=<%s> user=%r reason=sender_not_owned", address, login)
+            return Verdict.SENDER_NOT_OWNED.reply(addr=address, user=login)
         # aiosmtpd takes an empty mail_from for "no MAIL yet": the null sender is kept as "<>" in the session.
         envelope.mail_from = "<>" if address in ("", "<>") else address
         envelope.mail_options.extend(mail_options)
@@ -87,7 +98,7 @@ class IngressHandler:
                           rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
-        decision = self.policy.decide(session.peer[0], address)
+        decision = self.policy.decide(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason)
         gw_name = decision.gateway.name if decision.gateway else None
@@ -126,14 +137,16 @@ class IngressHandler:
         mid = envelope.mg_id
         when = datetime.now(timezone.utc)
         tls = session.ssl.get("cipher") if session.ssl else None
-        protocol = ("ESMTPS" if tls else "ESMTP") if session.extended_smtp else "SMTP"
+        # RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
+        protocol = (("ESMTPS" if tls else "ESMTP") + ("A" if session.authenticated else "")
+                    if session.extended_smtp else "SMTP")
         body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=self.cfg.ingress.hostname,
                                protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when) + data
         record = MessageReceived(
             message_id=mid, occurred_at=int(when.timestamp() * 1000), node=self.cfg.node_name,
             direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
             client_address=session.peer[0], client_helo=session.host_name or "",
-            client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
+            client_auth=session.auth_data if session.authenticated else None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body)

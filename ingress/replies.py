@@ -28,6 +28,11 @@ class Verdict(enum.Enum):
     LOCAL_ERROR = (451, "4.3.0", "Error: local error in processing, try again later")
     IDLE_TIMEOUT = (421, "4.4.2", "{host} Error: timeout exceeded")
     TOO_MANY_ERRORS = (421, "4.7.0", "{host} Error: too many errors")
+    AUTH_OK = (235, "2.7.0", "Authentication successful")
+    AUTH_FAILED = (535, "5.7.8", "Error: authentication failed")
+    AUTH_UNAVAILABLE = (454, "4.7.0", "Temporary authentication failure, try again later")
+    AUTH_TOO_MANY_FAILURES = (421, "4.7.0", "{host} Error: too many failed logins, try again later")
+    SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value
