@@ -1,14 +1,17 @@
-"""The processor pipeline, listed explicitly: verify → classify → route.
+"""The processor pipeline, listed explicitly: verify → authenticate sender → classify → route.
 
 Reads: one MessageReceived. Emits: the Outputs of each step in order. A step may end the message (every recipient
 rejected, spam deleted or quarantined); the steps after it then do not run, and that step emitted the terminal event.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
+from processors.sender_auth import SenderAuthPolicy
 from processors.spam_policy import SpamPolicy
 from processors.verification import VerificationPolicy
 from schemas import MessageDiscarded
@@ -20,6 +23,7 @@ class Pipeline:
         self.verify = VerificationPolicy(cfg, node)
         self.route = RoutingPolicy(cfg, node)
         self.classify = SpamPolicy(cfg, node, route=self.route)
+        self.sender_auth = SenderAuthPolicy(cfg, node)
 
     async def handle(self, received) -> list[Output]:
         outputs, recipients = await self.verify(received)
@@ -27,7 +31,13 @@ class Pipeline:
             return outputs + [audit(MessageDiscarded(
                 message_id=received.message_id, occurred_at=now_ms(), node=self.node,
                 reason="all_recipients_rejected", headers=""))]
-        spam = await self.classify(received, recipients)
+        auth = await self.sender_auth(received)
+        outputs += auth.outputs
+        if auth.disposition != "deliver":
+            return outputs
+        if auth.score is not None:  # the body now carries Authentication-Results; the score joins the spam total
+            received = dataclasses.replace(received, body=auth.body)
+        spam = await self.classify(received, recipients, auth.extra_scorers)
         outputs += spam.outputs
         if spam.disposition != "deliver":
             return outputs

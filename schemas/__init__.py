@@ -30,6 +30,8 @@ GatewayConfigured = _c["GatewayConfigured"]
 GatewayRemoved = _c["GatewayRemoved"]
 ReplayRequested = _c["ReplayRequested"]
 CachePurgeRequested = _c["CachePurgeRequested"]
+SenderAuthenticated = _c["SenderAuthenticated"]
+DkimSignatureResult = _c["DkimSignatureResult"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""

@@ -308,6 +308,83 @@ class SpamConfig(Strict):
         return self
 
 
+class DnsConfig(Strict):
+    """The resolver the processor asks for SPF, DKIM and DMARC records (answers cached for their TTLs)."""
+
+    nameservers: list[str] = Field(default_factory=list, description="IP addresses of recursive resolvers; "
+                                                                     "empty: the system's (/etc/resolv.conf).")
+    port: int = Field(53, ge=1, le=65535, description="Port of the nameservers.")
+    timeout_s: float = Field(3, gt=0, description="Longest wait for one lookup (all nameservers together).")
+    cache_entries: int = Field(10_000, ge=0, description="DNS answers kept (for their TTLs); 0: no cache.")
+
+
+DispositionAction = Literal["none", "discard", "low", "medium", "high"]
+
+
+class SenderAuthScores(Strict):
+    """Score each result adds to the spam total (a scorer named `sender_auth` in MessageClassified)."""
+
+    spf_pass: float = Field(0.0, description="SPF pass.")
+    spf_fail: float = Field(2.0, description="SPF fail (-all).")
+    spf_softfail: float = Field(1.0, description="SPF softfail (~all).")
+    spf_neutral: float = Field(0.0, description="SPF neutral (?all).")
+    spf_none: float = Field(0.5, description="No SPF record.")
+    dkim_pass: float = Field(0.0, description="At least one valid DKIM signature.")
+    dkim_fail: float = Field(1.5, description="Signatures present, none valid.")
+    dkim_none: float = Field(0.0, description="No DKIM signature.")
+    dmarc_pass: float = Field(0.0, description="DMARC pass (an aligned SPF or DKIM pass).")
+    dmarc_fail: float = Field(3.0, description="DMARC fail.")
+    temperror: float = Field(0.0, description="Any check that could not finish for a DNS failure.")
+
+
+class SenderAuthConfig(Strict):
+    """SPF, DKIM and DMARC checks of inbound mail in the processor, with an Authentication-Results header."""
+
+    enabled: bool = Field(False, description="Check inbound mail and add Authentication-Results (RFC 8601).")
+    authserv_id: str = Field("", description="The authserv-id in Authentication-Results; empty: ingress.hostname. "
+                                             "Incoming headers claiming it are removed as forged.")
+    dns: DnsConfig = Field(default_factory=DnsConfig, description="Resolver for SPF, DKIM and DMARC lookups.")
+    on_dns_failure: Literal["temperror", "pass"] = Field(
+        "temperror", description="A lookup that fails (no answer, SERVFAIL): record temperror, or count the check "
+        "as passed. Mail flows either way.")
+    scores: SenderAuthScores = Field(default_factory=SenderAuthScores, description="Spam score per result.")
+    dmarc_reject_action: DispositionAction = Field(
+        "none", description="DMARC fail with p=reject: none (header only), discard (MessageDiscarded), or raise the "
+        "spam score by that level's threshold so the gateway's spam actions for it apply.")
+    dmarc_quarantine_action: DispositionAction = Field("none", description="The same for DMARC fail with "
+                                                                           "p=quarantine.")
+
+    @field_validator("dns")
+    @classmethod
+    def _nameservers(cls, v: DnsConfig) -> DnsConfig:
+        for ns in v.nameservers:
+            parse_address_spec(ns)
+        return v
+
+
+class DkimKey(Strict):
+    """A DKIM signing key of one sender domain."""
+
+    domain: str = Field(min_length=1, description="Sender domain (d=); mail whose From domain is this or a "
+                                                  "subdomain is signed with this key.")
+    selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Selector (s=).")
+    private_key: SecretField = Field(description="PEM RSA private key, as a secret reference.")
+
+
+DEFAULT_SIGNED_HEADERS = ["From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
+                          "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "In-Reply-To", "References"]
+
+
+class DkimSigningConfig(Strict):
+    """DKIM signatures egress adds to outbound mail just before sending it (RFC 6376)."""
+
+    keys: list[DkimKey] = Field(default_factory=list, description="One key per signing domain.")
+    headers: list[str] = Field(default_factory=lambda: list(DEFAULT_SIGNED_HEADERS),
+                               description="Header fields signed (RFC 6376 section 5.4.1); From is always signed.")
+    oversign: bool = Field(True, description="Sign each listed header once more than it occurs, so none can be "
+                                             "added after signing.")
+
+
 class InboundGateway(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name.")
     mode: Literal["domain_forward", "backup_mx"] = Field(description="Domain Forward or Backup MX.")
@@ -401,6 +478,10 @@ class Config(Strict):
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Administration web page and API.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig,
                                    description="Prometheus metrics and health endpoints of the stages.")
+    sender_auth: SenderAuthConfig = Field(default_factory=SenderAuthConfig,
+                                          description="SPF, DKIM and DMARC checks of inbound mail.")
+    dkim_signing: DkimSigningConfig = Field(default_factory=DkimSigningConfig,
+                                            description="DKIM signing of outbound mail by egress.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
