@@ -158,3 +158,17 @@ async def test_dns_down_gives_temperror_results_and_the_message_flows():
     event = decision.outputs[0].record
     assert (event.spf, event.dkim, event.dmarc) == ("temperror", "temperror", "temperror")
     assert decision.disposition == "deliver" and time.monotonic() - began < 10
+
+
+async def test_on_dns_failure_pass_scores_temperror_as_pass():
+    cfg = parse_config({"ingress": {"hostname": "gw.test"}, "sender_auth": {
+        "enabled": True, "on_dns_failure": "pass", "scores": {"temperror": 7.0},
+        "dns": {"nameservers": ["127.0.0.1"], "port": free_port(), "timeout_s": 0.5}}})
+    decision = await SenderAuthPolicy(cfg, "t")(_received(_message("spf-pass.test"), "alice@spf-pass.test"))
+    assert decision.outputs[0].record.spf == "temperror" and decision.score == 0.0
+
+
+def test_a_key_that_cannot_sign_stops_the_signer_at_startup():
+    with pytest.raises(Exception):
+        DkimSigner(DkimSigningConfig.model_validate(
+            {"keys": [{"domain": "x.test", "selector": "s", "private_key": "not a key"}]}))

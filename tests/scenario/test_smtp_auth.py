@@ -32,26 +32,58 @@ def ca(tmp_path_factory):
     return d
 
 
-def _config(ca, implicit_port: int, extra: dict | None = None) -> dict:
+def _config(ca, implicit_port: int, extra: dict | None = None, noauth_port: int | None = None) -> dict:
     cfg = {"ingress": {
         "tls": {"cert_file": str(ca / "server.pem"), "key_file": str(ca / "server.pem")},
         "auth": {"users": [{"username": USER, "password_hash": PW_HASH},
                            {"username": "restricted", "password_hash": PW_HASH,
                             "allowed_senders": ["@sender.test"]}],
                  "limits": {"max_failures": 3, "window_s": 300, "delay_s": 0.5, "max_delay_s": 1.0}},
-        "listeners": [{"name": "smtps", "port": implicit_port, "tls_mode": "implicit"}]}}
+        "listeners": [{"name": "smtps", "port": implicit_port, "tls_mode": "implicit"},
+                      {"name": "noauth", "port": noauth_port or free_port(), "tls_mode": "implicit", "auth": False}]}}
     for k, v in (extra or {}).items():
         cfg[k] = v
     return cfg
 
 
-def _client(ca, port: int, source: str = "127.0.0.1", implicit: bool = False) -> aiosmtplib.SMTP:
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, keeping its TCP transport: closing a TLS session ends the socket only after the TLS
+    shutdown, which a loop about to close never runs — so the test aborts the socket itself."""
+
+    raw: asyncio.Transport | None = None
+
+    async def connect(self, *args, **kwargs):
+        reply = await super().connect(*args, **kwargs)
+        self.raw = self.transport
+        return reply
+
+
+_OPENED: list[_Client] = []
+
+
+def _run(main):
+    """asyncio.run(main()), closing every client it opened before its loop ends (no socket left to the GC)."""
+    async def closing():
+        try:
+            return await main()
+        finally:
+            while _OPENED:
+                c = _OPENED.pop()
+                c.close()
+                if c.raw is not None:
+                    c.raw.abort()
+            await asyncio.sleep(0)  # let the aborted transports' connection_lost run
+    return asyncio.run(closing())
+
+
+def _client(ca, port: int, source: str = "127.0.0.1", implicit: bool = False) -> _Client:
     ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
-    return aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=implicit, start_tls=False, tls_context=ctx,
-                           source_address=(source, 0), local_hostname="mail.sender.test", timeout=30)
+    _OPENED.append(_Client(hostname="127.0.0.1", port=port, use_tls=implicit, start_tls=False, tls_context=ctx,
+                           source_address=(source, 0), local_hostname="mail.sender.test", timeout=30))
+    return _OPENED[-1]
 
 
-async def _login(ca, port: int, password: str, source: str = "127.0.0.1") -> aiosmtplib.SMTP:
+async def _login(ca, port: int, password: str, source: str = "127.0.0.1") -> _Client:
     c = _client(ca, port, source)
     await c.connect()
     await c.ehlo()
@@ -84,7 +116,7 @@ def test_authenticated_relay_end_to_end_and_wrong_password_relays_nothing(ca, ga
             assert not errors
             return reply.rsplit(" ", 1)[1]
 
-        mid = asyncio.run(send())
+        mid = _run(send)
         got = outbound.wait_for(1)[0]
         assert got.rcpt_tos == ["bob@far.test"] and b"with ESMTPSA id " + mid.encode() in got.data
         gateway.wait_events(mid, "MessageDelivered")
@@ -104,7 +136,7 @@ def test_authenticated_relay_end_to_end_and_wrong_password_relays_nothing(ca, ga
             await c.quit()
             return failed.value.code, failed.value.message, rcpt.code
 
-        code, message, rcpt_code = asyncio.run(wrong())
+        code, message, rcpt_code = _run(wrong)
         assert (code, message.split(" ")[0]) == (535, "5.7.8")
         assert rcpt_code == 554  # not logged in: relay denied
         assert len(outbound.messages) == 1
@@ -116,8 +148,8 @@ def test_authenticated_relay_end_to_end_and_wrong_password_relays_nothing(ca, ga
 
 
 def test_auth_is_refused_before_tls_and_works_on_the_implicit_tls_listener(ca, gateway):
-    implicit = free_port()
-    _start_ingress_only(gateway, _config(ca, implicit))
+    implicit, noauth = free_port(), free_port()
+    _start_ingress_only(gateway, _config(ca, implicit, noauth_port=noauth))
 
     async def run() -> None:
         c = _client(ca, gateway.smtp_port)
@@ -134,8 +166,12 @@ def test_auth_is_refused_before_tls_and_works_on_the_implicit_tls_listener(ca, g
         ok = await s.auth_login(USER, PASSWORD)
         assert ok.code == 235
         await s.quit()
+        n = _client(ca, noauth, implicit=True)
+        await n.connect()
+        assert "AUTH" not in (await n.ehlo()).message  # a listener with auth: false does not offer it
+        await n.quit()
 
-    asyncio.run(run())
+    _run(run)
 
 
 def test_sender_restricted_login_may_only_use_its_own_domain(ca, gateway):
@@ -153,7 +189,7 @@ def test_sender_restricted_login_may_only_use_its_own_domain(ca, gateway):
         await c.quit()
         return other.code, own.code
 
-    assert asyncio.run(run()) == (553, 250)
+    assert _run(run) == (553, 250)
 
 
 def test_brute_force_burst_is_slowed_then_refused_while_another_client_logs_in(ca, gateway):
@@ -183,7 +219,7 @@ def test_brute_force_burst_is_slowed_then_refused_while_another_client_logs_in(c
         other = await attempt("127.0.0.2", PASSWORD)
         return burst, refused, other
 
-    burst, refused, other = asyncio.run(run())
+    burst, refused, other = _run(run)
     assert [code for code, _ in burst] == [535, 535, 535]
     assert burst[0][1] >= 0.45 and burst[1][1] >= 0.95 and burst[2][1] >= 0.95  # 0.5 s, then capped at 1 s
     assert refused[0] == 421

@@ -90,3 +90,48 @@ async def test_logins_checked_by_smartermail_are_cached_and_an_outage_is_not_a_y
             assert "other-guess" not in str(err.value)
         finally:
             await creds.aclose()
+
+
+class _Server:
+    """What SmtpAuth.handle uses of aiosmtpd's SMTP: the listener flag, push and the transport."""
+
+    mg_auth = True
+    transport = None
+
+    def __init__(self) -> None:
+        self.pushed: list[str] = []
+
+    async def push(self, line: str) -> None:
+        self.pushed.append(line)
+
+
+class _Session:
+    peer = ("192.0.2.7", 1234)
+    authenticated = None
+    auth_data = login_data = None
+
+
+class _Down(Credentials):
+    async def check(self, username: str, password: bytes) -> bool:
+        raise DirectoryUnavailable("SmarterMail http://sm.test/api/v1/auth/authenticate-user: HTTP 503")
+
+
+async def test_directory_outage_answers_454_and_a_blocked_address_gets_421():
+    from ingress.auth import SmtpAuth
+    import base64
+    cfg = parse_config(_cfg(users=[{"username": "mx", "password_hash": HASH}], limits={"max_failures": 1}))
+    plain = base64.b64encode(b"\0mx\0" + PASSWORD.encode()).decode()
+    down = SmtpAuth(cfg, credentials=_Down(cfg))
+    assert await down.handle(_Server(), _Session(), ["PLAIN", plain]) == "454 4.7.0 Temporary authentication " \
+                                                                        "failure, try again later"
+    pauses: list[float] = []
+
+    async def sleep(s: float) -> None:
+        pauses.append(s)
+
+    auth = SmtpAuth(cfg, sleep=sleep)
+    wrong = base64.b64encode(b"\0mx\0nope").decode()
+    assert (await auth.handle(_Server(), _Session(), ["PLAIN", wrong])).startswith("535 5.7.8 ")
+    server = _Server()
+    assert await auth.handle(server, _Session(), ["PLAIN", plain]) is None
+    assert server.pushed[0].startswith("421 4.7.0 ") and pauses == [1.0]
