@@ -16,7 +16,7 @@ import dkim
 from mailgate.mail.authres.resolver import DnsTempError, Resolver
 
 _SIG = re.compile(rb"^DKIM-Signature\s*:", re.I | re.M)
-_quiet = logging.getLogger("mailgate.dkim")
+_log = logging.getLogger("mailgate.dkim")  # dkimpy reports unusable keys here
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def check_dkim(resolver: Resolver, message: bytes) -> list[DkimResult]:
     for idx, field in enumerate(fields):
         domain, selector = _tag(field, b"d").lower(), _tag(field, b"s")
         try:
-            ok = dkim.DKIM(message, logger=_quiet).verify(idx=idx, dnsfunc=dnsfunc)
+            ok = dkim.DKIM(message, logger=_log).verify(idx=idx, dnsfunc=dnsfunc)
             result = "pass" if ok else "fail"
         except DnsTempError:
             result = "temperror"

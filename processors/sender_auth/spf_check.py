@@ -51,11 +51,14 @@ spf.DNSLookup = _lookup
 
 
 def check_spf(resolver: Resolver, client_ip: str, helo: str, mail_from: str) -> SpfResult:
+    helo = helo or "unknown"
     sender = mail_from or f"postmaster@{helo}"
     domain = sender.rpartition("@")[2].lower()
     token = _RESOLVER.set(resolver)
     try:
-        result, explanation = spf.check2(i=client_ip, s=sender, h=helo or "unknown", querytime=10)
+        result, explanation = spf.check2(i=client_ip, s=sender, h=helo, querytime=10)
+    except (ValueError, spf.PermError) as err:  # a client IP pyspf cannot parse (as recorded, not an IP)
+        result, explanation = "permerror", str(err)
     finally:
         _RESOLVER.reset(token)
     return SpfResult(result, domain, sender, explanation)
