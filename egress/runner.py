@@ -17,6 +17,7 @@ import time
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from egress.delivered_index import DeliveredIndex
+from egress.dkim_signing import DkimSigner
 from egress.errors import DeliveryError
 from egress.health import GatewayHealth
 from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key, failure_replies, next_target
@@ -54,6 +55,7 @@ class Egress:
         self.health = GatewayHealth()
         self.targets = TargetResolver(cfg, self.health)
         self.pool = SessionPool(cfg.delivery)
+        self.dkim = DkimSigner(cfg.dkim_signing)
         self.outcome = OutcomePolicy(cfg, self.node)
         self.index = DeliveredIndex(cfg)
         self.needs_catch_up = True
@@ -266,12 +268,15 @@ class Egress:
                                           now=now_ms(), error=str(last) if last is not None else "no target tried")
 
     async def _send(self, target, routed, rcpts):
+        body = routed.body or b""
+        if routed.direction == "outbound" and self.dkim:  # the last edit: the bytes sent are the bytes signed
+            body = self.dkim.sign(body, routed.message_id)
         for fresh_try in (False, True):
             reused = False  # a connect failure raises before the session exists
             try:
                 async with self.pool.session(target) as session:
                     reused = session.sent > 0
-                    results = await session.send(routed.mail_from, rcpts, routed.body or b"")
+                    results = await session.send(routed.mail_from, rcpts, body)
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.

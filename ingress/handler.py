@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
+from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
@@ -54,7 +55,8 @@ class Settings:
 
 
 class IngressHandler:
-    def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None) -> None:
+    def __init__(self, cfg: Config, publisher: Publisher, verifier: RecipientVerifier | None = None,
+                 auth: SmtpAuth | None = None) -> None:
         self.publisher = publisher
         self.verifier = verifier
         self.current = self._settings(cfg)
@@ -66,6 +68,11 @@ class IngressHandler:
     def _settings(self, cfg: Config) -> Settings:
         directories = dict(self.verifier.directories) if self.verifier is not None else {}
         return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
+        self.auth = auth
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> object:
+        """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
+        return MISSING if self.auth is None else await self.auth.handle(server, session, args)
 
     def reconfigure(self, cfg: Config) -> None:
         """A change in mail.config (gateways, verification, relay networks): transactions that start from now on
@@ -80,9 +87,13 @@ class IngressHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
-        verdict, why = self.policy.sender_verdict(address)
+        verdict, why = self.current.policy.sender_verdict(address)
         if verdict is not Verdict.SENDER_OK:
             return verdict.reply(addr=address, why=why)
+        login = session.auth_data if session.authenticated else None
+        if login and self.auth is not None and not self.auth.credentials.sender_allowed(login, address):
+            log.info("reject sender=<%s> user=%r reason=sender_not_owned", address, login)
+            return Verdict.SENDER_NOT_OWNED.reply(addr=address, user=login)
         # aiosmtpd takes an empty mail_from for "no MAIL yet": the null sender is kept as "<>" in the session.
         envelope.mail_from = "<>" if address in ("", "<>") else address
         envelope.mail_options.extend(mail_options)
@@ -112,7 +123,7 @@ class IngressHandler:
         s = self.settings_of(envelope, self.current)
         if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
-        decision = s.policy.decide(session.peer[0], address)
+        decision = s.policy.decide(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason)
         gw_name = decision.gateway.name if decision.gateway else None
@@ -153,14 +164,16 @@ class IngressHandler:
         mid = envelope.mg_id
         when = datetime.now(timezone.utc)
         tls = session.ssl.get("cipher") if session.ssl else None
-        protocol = ("ESMTPS" if tls else "ESMTP") if session.extended_smtp else "SMTP"
+        # RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
+        protocol = (("ESMTPS" if tls else "ESMTP") + ("A" if session.authenticated else "")
+                    if session.extended_smtp else "SMTP")
         body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=s.cfg.ingress.hostname,
                                protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when) + data
         record = MessageReceived(
             message_id=mid, occurred_at=int(when.timestamp() * 1000), node=s.cfg.node_name,
             direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
             client_address=session.peer[0], client_helo=session.host_name or "",
-            client_auth=None, tls=f"{tls[1]} {tls[0]}" if tls else None,
+            client_auth=session.auth_data if session.authenticated else None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version)

@@ -4,7 +4,7 @@ Reads: the configuration (relay networks, inbound gateways, `ingress.reject_non_
 MAIL FROM (Postfix's defaults: a syntactically valid sender is accepted, `user@host` without a dot too, unless the
 strict `reject_non_fqdn_sender` is set), and a RecipientDecision — accepted with its
 direction (outbound via gateways, or inbound to a primary) or refused with a Verdict and a reason for the audit log.
-No open relay: an address is accepted only for a clients in `relay_networks` (outbound) or for a domain an enabled
+No open relay: an address is accepted only for a client in `relay_networks` or logged in by SMTP AUTH (outbound) or for a domain an enabled
 inbound gateway accepts (inbound). User verification is a separate, later check (ingress.verification).
 """
 from __future__ import annotations
@@ -48,8 +48,9 @@ class RecipientPolicy:
     def may_relay(self, client_address: str) -> bool:
         return client_address in self.relay_networks
 
-    def decide(self, client_address: str, address: str) -> RecipientDecision:
-        relay_client = self.may_relay(client_address)
+    def decide(self, client_address: str, address: str, authenticated: bool = False) -> RecipientDecision:
+        """`authenticated`: the client logged in with SMTP AUTH, which allows relaying like `relay_networks`."""
+        relay_client = authenticated or self.may_relay(client_address)
         try:
             mailbox = parse_mailbox(address)
         except BadAddress as err:

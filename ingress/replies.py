@@ -35,6 +35,11 @@ class Verdict(enum.Enum):
     MESSAGE_RATE = (421, "4.7.0", "{host} Error: too many messages from {client}")
     MESSAGES_PER_CONNECTION = (421, "4.7.0", "{host} Error: too many messages in this connection, reconnect")
     SESSION_TIME = (421, "4.7.0", "{host} Error: session time limit exceeded")
+    AUTH_OK = (235, "2.7.0", "Authentication successful")
+    AUTH_FAILED = (535, "5.7.8", "Error: authentication failed")
+    AUTH_UNAVAILABLE = (454, "4.7.0", "Temporary authentication failure, try again later")
+    AUTH_TOO_MANY_FAILURES = (421, "4.7.0", "{host} Error: too many failed logins, try again later")
+    SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value

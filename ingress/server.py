@@ -1,18 +1,20 @@
 """The ingress process: binds the SMTP listener and runs until SIGTERM/SIGINT.
 
 Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the port answers 451 while Kafka is
-down), the user-verification directories, the SMTP protocol (ingress.smtp_server) on `listen_host:listen_port`,
+down), the user-verification directories, SMTP AUTH (ingress.auth) when configured, the SMTP protocol
+(ingress.smtp_server) on every listener (ingress.listeners: `listen_host:listen_port` and `ingress.listeners`),
 and the metrics endpoint (`/readyz` answers 200 once the publisher is connected to Kafka). The per-client limits
-(ingress.limits) are one object shared by every session of the process.
+(ingress.limits) are one object shared by every session of every listener of the process.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 
+from ingress.auth import SmtpAuth
 from ingress.handler import IngressHandler
 from ingress.limits import ClientLimits
+from ingress.listeners import Listener, listeners
 from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.verification import RecipientVerifier
@@ -25,15 +27,6 @@ from mailgate.mail.directory.purge import follow_purges
 log = logging.getLogger("mailgate.ingress")
 
 
-def _tls_context(cfg: Config) -> ssl.SSLContext | None:
-    t = cfg.ingress.tls
-    if t is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
-    return ctx
-
-
 async def serve(cfg: Config, stop: asyncio.Event) -> None:
     publisher = Publisher(cfg)
     await publisher.start()
@@ -41,30 +34,23 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     metrics.DIRECTORY_CACHES["ingress"].watch(lambda: verifier.directories)
     endpoint = metrics.MetricsServer("ingress", cfg.metrics, ready=lambda: publisher.ready)
     await endpoint.start()
-    handler = IngressHandler(cfg, publisher, verifier)
-    tls = _tls_context(cfg)
-    ic = cfg.ingress
-    limits = ClientLimits(ic)  # one per process: per-client counts span all its sessions
-
-    def factory() -> GatewaySMTP:
-        metrics.INGRESS_SESSIONS.inc()
-        return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
-                           limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
-                           max_session_s=ic.max_session_s,
-                           hostname=ic.hostname, ident="mailgate", tls_context=tls, timeout=ic.idle_timeout_s,
-                           enable_SMTPUTF8=True, decode_data=False)
-
+    auth = SmtpAuth(cfg) if cfg.ingress.auth.enabled else None
+    handler = IngressHandler(cfg, publisher, verifier, auth)
+    limits = ClientLimits(cfg.ingress)  # one per process: per-client counts span all its sessions and listeners
     live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
     follow_purges(live, lambda: verifier.directories, "ingress")
     following = asyncio.create_task(_follow_config(live, handler))
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host=ic.listen_host, port=ic.listen_port, reuse_address=True)
-    log.info("ingress listening on %s:%d", ic.listen_host, ic.listen_port)
+    servers = []
     try:
+        for lst in listeners(cfg):
+            servers.append(await _bind(cfg, lst, handler, limits))
         await stop.wait()
     finally:
-        server.close()
-        await server.wait_closed()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+        if auth is not None:
+            await auth.aclose()
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
         await live.close()
@@ -72,6 +58,26 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
         await publisher.close()
         await endpoint.close()
         log.info("ingress stopped")
+
+
+async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: ClientLimits) -> asyncio.Server:
+    ic = cfg.ingress
+
+    def factory() -> GatewaySMTP:
+        metrics.INGRESS_SESSIONS.inc()
+        return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
+                           limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
+                           max_session_s=ic.max_session_s, hostname=ic.hostname, ident="mailgate", tls_context=lst.starttls, timeout=ic.idle_timeout_s,
+                           enable_SMTPUTF8=True, decode_data=False, auth=lst.auth,
+                           implicit_tls=lst.implicit_tls is not None, auth_required=lst.auth_required,
+                           require_starttls=lst.require_starttls)
+
+    server = await asyncio.get_running_loop().create_server(factory, host=lst.host, port=lst.port,
+                                                            reuse_address=True, ssl=lst.implicit_tls)
+    log.info("ingress listening on %s:%d (%s%s%s)", lst.host, lst.port, lst.name,
+             ", implicit TLS" if lst.implicit_tls else ", STARTTLS" if lst.starttls else "",
+             ", AUTH" if lst.auth else "")
+    return server
 
 
 async def _follow_config(live: LiveConfig, handler: IngressHandler) -> None:

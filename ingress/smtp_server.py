@@ -15,12 +15,13 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
   * DATA is read in large chunks (`ingress.data_reader`), not line by line, with aiosmtpd's exact rules: it ends only
     on CRLF.CRLF, a text line over 1000 bytes is answered 500, over `data_size_limit` is drained and answered 552.
 What aiosmtpd already does and we rely on: command lines over 512 bytes are answered 500; plaintext pipelined
-behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11.
+behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11 (and not offered in EHLO before TLS). AUTH itself is ingress.auth's.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from typing import AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
@@ -35,8 +36,15 @@ log = logging.getLogger("mailgate.ingress")
 
 class GatewaySMTP(SMTP):
     def __init__(self, handler: object, *, max_errors: int, limits: ClientLimits | None = None,
-                 max_messages_per_connection: int = 0, max_session_s: float = 0, **kwargs: object) -> None:
-        super().__init__(handler, **kwargs)
+                 max_messages_per_connection: int = 0, max_session_s: float = 0, auth: bool = False,
+                 implicit_tls: bool = False, **kwargs: object) -> None:
+        # AUTH only on an encrypted session: after STARTTLS, or on a listener that is TLS from the first byte
+        # (aiosmtpd cannot see that one, so its TLS check is lifted there).
+        with warnings.catch_warnings():  # aiosmtpd warns of AUTH without TLS: this session is all TLS
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            super().__init__(handler, auth_require_tls=not implicit_tls, **kwargs)
+        self.mg_auth = auth
+        self.implicit_tls = implicit_tls
         self.max_errors = max_errors
         self.error_count = 0
         self._closing = False
@@ -112,10 +120,17 @@ class GatewaySMTP(SMTP):
         peer = self.session.peer if self.session is not None else None
         return peer[0] if peer else "?"
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.implicit_tls and self.session is not None and self.session.ssl is None:
+            self.session.ssl = {"cipher": transport.get_extra_info("cipher")}
+
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, bytes):  # AUTH challenges; never counted, never rewritten
             await super().push(status)
             return
+        if not self.mg_auth and status.startswith("250-AUTH"):
+            return  # a listener without AUTH does not offer it
         line = standard_reply(status)
         # An echoed address may hold undecodable client bytes (surrogate escapes): never let that fail the reply.
         await super().push(line.encode("utf-8", "replace"))

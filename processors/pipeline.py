@@ -1,4 +1,4 @@
-"""The processor pipeline, listed explicitly: verify → classify → route.
+"""The processor pipeline, listed explicitly: verify → authenticate sender → classify → route.
 
 Reads: one MessageReceived. Emits: the Outputs of each step in order. A step may end the message (every recipient
 rejected, spam deleted or quarantined); the steps after it then do not run, and that step emitted the terminal event.
@@ -9,6 +9,7 @@ judged entirely by the version current when its handling began, and its events n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from mailgate.mail.directory import CachedDirectory, build_directories
 from mailgate.mail.directory.build import rebuild_directories
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
+from processors.sender_auth import SenderAuthPolicy
 from processors.spam_policy import SpamPolicy, check_gateway_actions
 from processors.verification import VerificationPolicy
 from schemas import MessageDiscarded
@@ -46,6 +48,7 @@ class Pipeline:
         self.config_following: asyncio.Event | None = None
         self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
         self._retiring: set[asyncio.Task] = set()
+        self.sender_auth = SenderAuthPolicy(cfg, node)  # its settings are not live: one for the process
 
     def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
         directories = dict(self.directories)
@@ -71,7 +74,13 @@ class Pipeline:
             return outputs + [audit(MessageDiscarded(
                 message_id=received.message_id, occurred_at=now_ms(), node=self.node,
                 reason="all_recipients_rejected", headers=""))]
-        spam = await steps.classify(received, recipients)
+        auth = await self.sender_auth(received)
+        outputs += auth.outputs
+        if auth.disposition != "deliver":
+            return outputs
+        if auth.score is not None:  # the body now carries Authentication-Results; the score joins the spam total
+            received = dataclasses.replace(received, body=auth.body)
+        spam = await steps.classify(received, recipients, auth.extra_scorers)
         outputs += spam.outputs
         if spam.disposition != "deliver":
             return outputs
@@ -113,5 +122,6 @@ class Pipeline:
         for task in list(self._retiring):
             task.cancel()
         await self.steps.classify.aclose()
+        await self.sender_auth.aclose()
         for d in self.directories.values():
             await d.aclose()

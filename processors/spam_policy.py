@@ -62,11 +62,12 @@ class SpamPolicy:
         self.actions = {gw.name: gw.spam_actions for gw in cfg.inbound_gateways}
         self.sleep = sleep
 
-    async def __call__(self, received, recipients: list[str]) -> SpamDecision:
+    async def __call__(self, received, recipients: list[str], extra_scorers: Sequence[Scorer] = ()) -> SpamDecision:
+        """`extra_scorers`: scores computed earlier for this message (sender authentication), summed with the rest."""
         body = received.body or b""
         if not self.cfg.spam.enabled or received.direction != "inbound":
             return SpamDecision([], body, "deliver")
-        verdict = await self.scan(received, body)
+        verdict = await self.scan(received, body, extra_scorers)
         spam_actions = self.actions.get(received.inbound_gateway or "", SpamActions())
         outcome = apply_actions(body, verdict, actions_for(verdict.level, spam_actions),
                                 self.cfg.spam.standard_headers)
@@ -83,15 +84,15 @@ class SpamPolicy:
             outputs += [Output(topics.QUARANTINE, received.message_id, held), audit(held)]
         return SpamDecision(outputs, outcome.body, outcome.disposition)
 
-    async def scan(self, received, body: bytes) -> Classification:
+    async def scan(self, received, body: bytes, extra_scorers: Sequence[Scorer] = ()) -> Classification:
         """Classify the message; in "retry" mode, try again (1 s doubling to 30 s) until every scanner answers."""
         delay = RETRY_FIRST_S
         tries = 0
         while True:
             began = time.monotonic()
             try:
-                verdict = await classify(self.scorers, body, received.client_address, self.cfg.spam,
-                                         SmtpContext.of(received))
+                verdict = await classify([*self.scorers, *extra_scorers], body, received.client_address,
+                                         self.cfg.spam, SmtpContext.of(received))
             except ScannerUnavailable as err:
                 tries += 1
                 log.warning("spam scan of %s failed (try %d), retrying in %.0fs: %s",

@@ -31,6 +31,8 @@ GatewayRemoved = _c["GatewayRemoved"]
 ReplayRequested = _c["ReplayRequested"]
 CachePurgeRequested = _c["CachePurgeRequested"]
 SettingsConfigured = _c["SettingsConfigured"]
+SenderAuthenticated = _c["SenderAuthenticated"]
+DkimSignatureResult = _c["DkimSignatureResult"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""

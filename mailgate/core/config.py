@@ -162,6 +162,63 @@ class TlsServerConfig(Strict):
     key_file: Path = Field(description="PEM private key.")
 
 
+class AuthUser(Strict):
+    """One SMTP AUTH login kept in the configuration (the mail server that relays through mailgate)."""
+
+    username: str = Field(min_length=1, description="Login name given in AUTH PLAIN/LOGIN (compared exactly).")
+    password_hash: str = Field(min_length=1, description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, from "
+                                                         "`mailgate auth hash`; the password itself is never stored.")
+    allowed_senders: list[str] = Field(
+        default_factory=list, description="MAIL FROM addresses this login may use: `user@domain` or `@domain`; "
+        "empty: any sender (like Postfix's smtpd_sender_login_maps when listed).")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        from mailgate.core.passwords import is_hash
+        if not is_hash(v):
+            raise ValueError("not a scrypt$n$r$p$salt$hash value (make one with `mailgate auth hash`)")
+        return v
+
+
+class LoginLimits(Strict):
+    """Failed AUTH attempts, counted per client IP address across all sessions of one ingress process."""
+
+    max_failures: int = Field(5, ge=1, le=1000, description="Failures in `window_s` after which AUTH from that "
+                                                            "address is answered 421 4.7.0 and the session closed.")
+    window_s: float = Field(300, gt=0, description="How long a failure counts against its client address.")
+    delay_s: float = Field(1.0, ge=0, description="Pause before each 535 reply, times the failures counted so far.")
+    max_delay_s: float = Field(5.0, ge=0, description="Longest pause before a 535 reply.")
+
+
+class SmtpAuthConfig(Strict):
+    """SMTP AUTH on ingress: PLAIN and LOGIN, offered only over TLS; an authenticated client may relay outbound."""
+
+    users: list[AuthUser] = Field(default_factory=list, description="Logins checked against password hashes.")
+    smartermail_gateway: str | None = Field(
+        None, description="Name of an inbound gateway whose SmarterMail web service checks logins not in `users` "
+        "(its url, timeout_s and cache_ttl_s are used; successful logins are cached that long).")
+    limits: LoginLimits = Field(default_factory=LoginLimits, description="Slowing and refusing failed logins.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users) or self.smartermail_gateway is not None
+
+
+class ListenerConfig(Strict):
+    """A further SMTP listener of ingress (the main one is `listen_host`:`listen_port`)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Name in logs.")
+    host: str = Field("127.0.0.1", description="Address the listener binds.")
+    port: int = Field(ge=1, le=65535, description="Port the listener binds (587 submission, 465 implicit TLS).")
+    tls_mode: Literal["none", "starttls", "implicit"] = Field(
+        "starttls", description="none; starttls: offered after EHLO; implicit: TLS from the first byte (port 465). "
+        "starttls and implicit need `ingress.tls`.")
+    require_tls: bool = Field(False, description="starttls: refuse MAIL before STARTTLS (530).")
+    auth: bool = Field(True, description="Offer AUTH PLAIN/LOGIN here (only once the session is encrypted).")
+    auth_required: bool = Field(False, description="Refuse MAIL/RCPT/DATA before AUTH (a submission port).")
+
+
 class IngressConfig(Strict):
     listen_host: str = Field("127.0.0.1", description="Address the SMTP listener binds.")
     listen_port: int = Field(2525, ge=1, le=65535, description="Port the SMTP listener binds.")
@@ -196,6 +253,11 @@ class IngressConfig(Strict):
     reject_non_fqdn_sender: bool = Field(
         False, description="Refuse MAIL FROM whose domain is not a fully qualified name (no dot), as Postfix's "
         "reject_non_fqdn_sender; off by default, as in Postfix (swaks's default sender user@host passes).")
+    auth: SmtpAuthConfig = Field(default_factory=SmtpAuthConfig,
+                                 description="SMTP AUTH (offered on the main listener too, after STARTTLS).")
+    listeners: list[ListenerConfig] = Field(default_factory=list,
+                                            description="Further listeners (submission, implicit TLS), each with "
+                                                        "its own TLS and AUTH settings.")
 
     @field_validator("relay_networks", "client_limit_exceptions")
     @classmethod
@@ -203,6 +265,13 @@ class IngressConfig(Strict):
         if v is not None:
             AddressSet.parse(v)
         return v
+
+    @model_validator(mode="after")
+    def _listeners_tls(self) -> "IngressConfig":
+        for lst in self.listeners:
+            if lst.tls_mode != "none" and self.tls is None:
+                raise ValueError(f"listener {lst.name}: tls_mode {lst.tls_mode} needs ingress.tls")
+        return self
 
 
 class SpoolConfig(Strict):
@@ -314,6 +383,83 @@ class SpamConfig(Strict):
         return self
 
 
+class DnsConfig(Strict):
+    """The resolver the processor asks for SPF, DKIM and DMARC records (answers cached for their TTLs)."""
+
+    nameservers: list[str] = Field(default_factory=list, description="IP addresses of recursive resolvers; "
+                                                                     "empty: the system's (/etc/resolv.conf).")
+    port: int = Field(53, ge=1, le=65535, description="Port of the nameservers.")
+    timeout_s: float = Field(3, gt=0, description="Longest wait for one lookup (all nameservers together).")
+    cache_entries: int = Field(10_000, ge=0, description="DNS answers kept (for their TTLs); 0: no cache.")
+
+
+DispositionAction = Literal["none", "discard", "low", "medium", "high"]
+
+
+class SenderAuthScores(Strict):
+    """Score each result adds to the spam total (a scorer named `sender_auth` in MessageClassified)."""
+
+    spf_pass: float = Field(0.0, description="SPF pass.")
+    spf_fail: float = Field(2.0, description="SPF fail (-all).")
+    spf_softfail: float = Field(1.0, description="SPF softfail (~all).")
+    spf_neutral: float = Field(0.0, description="SPF neutral (?all).")
+    spf_none: float = Field(0.5, description="No SPF record.")
+    dkim_pass: float = Field(0.0, description="At least one valid DKIM signature.")
+    dkim_fail: float = Field(1.5, description="Signatures present, none valid.")
+    dkim_none: float = Field(0.0, description="No DKIM signature.")
+    dmarc_pass: float = Field(0.0, description="DMARC pass (an aligned SPF or DKIM pass).")
+    dmarc_fail: float = Field(3.0, description="DMARC fail.")
+    temperror: float = Field(0.0, description="Any check that could not finish for a DNS failure.")
+
+
+class SenderAuthConfig(Strict):
+    """SPF, DKIM and DMARC checks of inbound mail in the processor, with an Authentication-Results header."""
+
+    enabled: bool = Field(False, description="Check inbound mail and add Authentication-Results (RFC 8601).")
+    authserv_id: str = Field("", description="The authserv-id in Authentication-Results; empty: ingress.hostname. "
+                                             "Incoming headers claiming it are removed as forged.")
+    dns: DnsConfig = Field(default_factory=DnsConfig, description="Resolver for SPF, DKIM and DMARC lookups.")
+    on_dns_failure: Literal["temperror", "pass"] = Field(
+        "temperror", description="A lookup that fails (no answer, SERVFAIL): record temperror, or count the check "
+        "as passed. Mail flows either way.")
+    scores: SenderAuthScores = Field(default_factory=SenderAuthScores, description="Spam score per result.")
+    dmarc_reject_action: DispositionAction = Field(
+        "none", description="DMARC fail with p=reject: none (header only), discard (MessageDiscarded), or raise the "
+        "spam score by that level's threshold so the gateway's spam actions for it apply.")
+    dmarc_quarantine_action: DispositionAction = Field("none", description="The same for DMARC fail with "
+                                                                           "p=quarantine.")
+
+    @field_validator("dns")
+    @classmethod
+    def _nameservers(cls, v: DnsConfig) -> DnsConfig:
+        for ns in v.nameservers:
+            parse_address_spec(ns)
+        return v
+
+
+class DkimKey(Strict):
+    """A DKIM signing key of one sender domain."""
+
+    domain: str = Field(min_length=1, description="Sender domain (d=); mail whose From domain is this or a "
+                                                  "subdomain is signed with this key.")
+    selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Selector (s=).")
+    private_key: SecretField = Field(description="PEM RSA private key, as a secret reference.")
+
+
+DEFAULT_SIGNED_HEADERS = ["From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
+                          "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "In-Reply-To", "References"]
+
+
+class DkimSigningConfig(Strict):
+    """DKIM signatures egress adds to outbound mail just before sending it (RFC 6376)."""
+
+    keys: list[DkimKey] = Field(default_factory=list, description="One key per signing domain.")
+    headers: list[str] = Field(default_factory=lambda: list(DEFAULT_SIGNED_HEADERS),
+                               description="Header fields signed (RFC 6376 section 5.4.1); From is always signed.")
+    oversign: bool = Field(True, description="Sign each listed header once more than it occurs, so none can be "
+                                             "added after signing.")
+
+
 class InboundGateway(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name.")
     mode: Literal["domain_forward", "backup_mx"] = Field(description="Domain Forward or Backup MX.")
@@ -409,6 +555,10 @@ class Config(Strict):
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Administration web page and API.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig,
                                    description="Prometheus metrics and health endpoints of the stages.")
+    sender_auth: SenderAuthConfig = Field(default_factory=SenderAuthConfig,
+                                          description="SPF, DKIM and DMARC checks of inbound mail.")
+    dkim_signing: DkimSigningConfig = Field(default_factory=DkimSigningConfig,
+                                            description="DKIM signing of outbound mail by egress.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -417,6 +567,16 @@ class Config(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{kind}: duplicate name(s) {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _auth_directory(self) -> "Config":
+        name = self.ingress.auth.smartermail_gateway
+        if name is not None:
+            gw = next((g for g in self.inbound_gateways if g.name == name), None)
+            if gw is None or not gw.smartermail.url or gw.smartermail.password is None:
+                raise ValueError(f"ingress.auth.smartermail_gateway: no inbound gateway {name!r} with "
+                                 "smartermail url and password")
         return self
 
     def inbound_gateway_for(self, domain: str) -> InboundGateway | None:

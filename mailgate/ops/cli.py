@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_admin)
     from mailgate.ops.config_cli import register as register_config_commands
     register_config_commands(sub, with_config)
+    from mailgate.ops.auth_cli import register as register_auth_commands
+    register_auth_commands(sub)
+    from mailgate.ops.dkim_cli import register as register_dkim_commands
+    register_dkim_commands(sub)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))
     c.add_argument("action", choices=["purge"])
     c.add_argument("target", nargs="?", help="an address, a domain, or nothing for every cached answer")

@@ -14,6 +14,12 @@ import base64
 import re
 from urllib.parse import quote, quote_plus
 
+
+def _dkim_key() -> bytes:
+    from mailgate.mail.authres.dkim_keys import generate_private_key
+    return generate_private_key(2048)
+
+
 SMARTERMAIL_PASSWORD = "Zq9-web-service-PASSWORD-xyz"
 OUTBOUND_AUTH_PASSWORD = "s3cret-Pa55-do-not-leak"
 CONFIG_EVENTS_PASSWORD = "relay-pass-7f3k"
@@ -25,13 +31,22 @@ BROWSER_SMARTERMAIL_PASSWORD = "Sm-Pa55-browser-w7"
 DIRECTORY_UNIT_PASSWORD = "Tr0ub4dor&3-horse"
 KAFKA_SASL_PASSWORD = "kafka-scram-Pw-4q8z"
 
+SMTP_AUTH_PASSWORD = "mailserver-login-Pw-93kq"
+SMTP_AUTH_WRONG_PASSWORD = "guess-Pw-not-it-51zx"
+
+DKIM_PRIVATE_KEY = _dkim_key()
+"""A DKIM signing key made for this test session (PEM); the sweep looks for a line of its base64 body."""
+DKIM_KEY_BODY_LINE = DKIM_PRIVATE_KEY.decode().splitlines()[5]
+
 ALL = (SMARTERMAIL_PASSWORD, OUTBOUND_AUTH_PASSWORD, CONFIG_EVENTS_PASSWORD, ADMIN_BROWSER_PASSWORD,
        ADMIN_API_PASSWORD, ADMIN_API_RELAY_PASSWORD, BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD,
-       DIRECTORY_UNIT_PASSWORD, KAFKA_SASL_PASSWORD)
+       DIRECTORY_UNIT_PASSWORD, KAFKA_SASL_PASSWORD, DKIM_KEY_BODY_LINE, SMTP_AUTH_PASSWORD,
+       SMTP_AUTH_WRONG_PASSWORD)
 
 AUTH_PLAIN_USERS = {OUTBOUND_AUTH_PASSWORD: ("relayuser",), CONFIG_EVENTS_PASSWORD: ("mg",),
                     ADMIN_API_RELAY_PASSWORD: ("u1",), SMARTERMAIL_PASSWORD: ("admin",),
-                    BROWSER_RELAY_PASSWORD: ("relayuser",)}
+                    BROWSER_RELAY_PASSWORD: ("relayuser",), SMTP_AUTH_PASSWORD: ("mailserver",),
+                    SMTP_AUTH_WRONG_PASSWORD: ("mailserver",)}
 """User names the tests pair with a password (SMTP AUTH, web-service logins): their AUTH PLAIN blobs are searched."""
 
 MIN_BASE64_CORE = 8

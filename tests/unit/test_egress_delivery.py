@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from egress.dkim_signing import DkimSigner
 from egress.delivered_index import DeliveredIndex
 from egress.health import GatewayHealth
 from egress.outcome import OutcomePolicy, delivered_key
@@ -34,6 +35,7 @@ def engine(gateways: list[dict]) -> Egress:
     e.health = GatewayHealth()
     e.targets = TargetResolver(cfg, e.health)
     e.pool = SessionPool(cfg.delivery)
+    e.dkim = DkimSigner(cfg.dkim_signing)
     e.outcome = OutcomePolicy(cfg, "n1")
     e.index = DeliveredIndex(cfg)  # not started: no consumer
     e.written = []

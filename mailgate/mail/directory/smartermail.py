@@ -148,6 +148,22 @@ class SmarterMailDirectory:
             raise self._unrecognised(DOMAIN_NAMES, status, reply)
         return {d.lower().rstrip(".") for d in data}
 
+    async def authenticate(self, username: str, password: str) -> bool:
+        """True if SmarterMail accepts this user's own login (SMTP AUTH checked against the web service).
+
+        A refusal (HTTP 400/401/403, or `success: false`) is False; no answer raises `DirectoryUnavailable`, whose
+        text never holds the password. The token SmarterMail hands out for the user is dropped at once.
+        """
+        try:
+            response = await self._request("POST", LOGIN, json={"username": username, "password": password})
+            if response.status_code in (400, 401, 403):
+                return False
+            reply = self._json(LOGIN, response)
+        except DirectoryUnavailable as err:
+            raise type(err)(self._scrub(str(err), password)) from None
+        token = reply.get("accessToken")
+        return reply.get("success") is not False and isinstance(token, str) and bool(token)
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         """Send an authorized request; on 401 renew the token and retry once. Returns the HTTP status and the

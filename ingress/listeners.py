@@ -1,0 +1,54 @@
+"""Ingress's SMTP listeners: the main one (`listen_host`:`listen_port`) and any in `ingress.listeners`.
+
+Reads: `ingress` config (tls, listeners, auth). Emits: one `Listener` per bound port, saying how its sessions are
+made — STARTTLS offered or TLS from the first byte (port 465), whether AUTH is offered and required, whether MAIL
+must wait for STARTTLS. AUTH is never offered on a cleartext session: aiosmtpd answers `538 5.7.11` to AUTH before
+STARTTLS, and an implicit-TLS session is encrypted from its first byte.
+"""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from mailgate.core.config import Config, ListenerConfig
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+    starttls: ssl.SSLContext | None
+    """Offered by EHLO (STARTTLS); None on implicit-TLS and cleartext listeners."""
+    implicit_tls: ssl.SSLContext | None
+    """The server socket speaks TLS from the first byte."""
+    auth: bool
+    auth_required: bool
+    require_starttls: bool
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    t = cfg.ingress.tls
+    if t is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
+    return ctx
+
+
+def listeners(cfg: Config) -> list[Listener]:
+    """Every listener to bind, the main one first (STARTTLS when `ingress.tls` is set; AUTH when configured)."""
+    ic = cfg.ingress
+    ctx = tls_context(cfg)
+    auth = ic.auth.enabled
+    found = [Listener("main", ic.listen_host, ic.listen_port, ctx, None, auth, False, False)]
+    for lst in ic.listeners:
+        found.append(_listener(lst, ctx, auth))
+    return found
+
+
+def _listener(lst: ListenerConfig, ctx: ssl.SSLContext | None, auth_configured: bool) -> Listener:
+    starttls = ctx if lst.tls_mode == "starttls" else None
+    implicit = ctx if lst.tls_mode == "implicit" else None
+    return Listener(lst.name, lst.host, lst.port, starttls, implicit, lst.auth and auth_configured,
+                    lst.auth_required, lst.require_tls and lst.tls_mode == "starttls")

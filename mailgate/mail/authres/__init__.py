@@ -1,0 +1,1 @@
+"""Mail authentication pieces shared by stages: the caching DNS resolver and Authentication-Results headers."""

@@ -1,0 +1,82 @@
+"""A real DNS server on loopback for the tests: Debian's dnsmasq, serving TXT records from the command line.
+
+`DnsServer({"example.test": ["v=spf1 ip4:127.0.0.1 -all"], ...}, zones=["test"])` starts dnsmasq on 127.0.0.1 at a
+free non-53 port; it answers only from these records (`--no-resolv`, `--local=/<zone>/`: other names under a zone
+are NXDOMAIN, never forwarded), with a TTL of 300 s. Long TXT values are split into 255-byte character-strings (one record).
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+from tests.support.harness import free_port
+
+
+def _free_udp_port() -> int:
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def _txt_arg(name: str, value: str) -> str:
+    if "," in value:
+        raise ValueError("dnsmasq splits TXT values at commas: keep them out of test records")
+    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+    return "--txt-record=" + ",".join([name] + chunks)  # argv, not a shell: no quoting
+
+
+class DnsServer:
+    def __init__(self, records: dict[str, list[str]], zones: tuple[str, ...] = ("test",)) -> None:
+        self.records = records
+        self.zones = zones
+        self.port = _free_udp_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "DnsServer":
+        exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+        args = [exe, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+                "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={self.port}", "--user=root",
+                "--pid-file", "--log-facility=-", "--cache-size=0", "--local-ttl=300"]
+        args += [f"--local=/{z}/" for z in self.zones]
+        args += [_txt_arg(name, v) for name, values in self.records.items() for v in values]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout_s: float = 10) -> None:
+        import dns.message
+        import dns.query
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"dnsmasq exited: {self.proc.stderr.read().decode(errors='replace')}")
+            try:
+                dns.query.udp(dns.message.make_query("ready.test.", "TXT"), "127.0.0.1", timeout=0.5, port=self.port)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError("dnsmasq did not answer")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def config(self) -> dict:
+        """`sender_auth.dns` settings pointing at this server."""
+        return {"nameservers": ["127.0.0.1"], "port": self.port, "timeout_s": 2}
+
+    def __enter__(self) -> "DnsServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
