@@ -59,6 +59,7 @@ class IngressHandler:
                  auth: SmtpAuth | None = None) -> None:
         self.publisher = publisher
         self.verifier = verifier
+        self.auth = auth
         self.current = self._settings(cfg)
 
     @property
@@ -68,7 +69,6 @@ class IngressHandler:
     def _settings(self, cfg: Config) -> Settings:
         directories = dict(self.verifier.directories) if self.verifier is not None else {}
         return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
-        self.auth = auth
 
     async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> object:
         """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
