@@ -57,9 +57,11 @@ class GatewaySMTP(SMTP):
         self._in_data = False
         self._session_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # a second call is the STARTTLS upgrade of the same session
         super().connection_made(transport)
+        if self.implicit_tls and self.session is not None and self.session.ssl is None:
+            self.session.ssl = {"cipher": transport.get_extra_info("cipher")}
         if not first:
             return
         client = self._client()
@@ -119,11 +121,6 @@ class GatewaySMTP(SMTP):
     def _client(self) -> str:
         peer = self.session.peer if self.session is not None else None
         return peer[0] if peer else "?"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self.implicit_tls and self.session is not None and self.session.ssl is None:
-            self.session.ssl = {"cipher": transport.get_extra_info("cipher")}
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, bytes):  # AUTH challenges; never counted, never rewritten
