@@ -49,7 +49,7 @@ class FixedScore:
     def __init__(self, value: float) -> None:
         self.value = value
 
-    async def score(self, message: bytes, client_address: str) -> float | None:
+    async def score(self, message: bytes, client_address: str, context: object = None) -> float | None:
         return self.value
 
 
