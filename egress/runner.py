@@ -1,7 +1,7 @@
 """The egress process: consumes routed mail, delivers it over SMTP, appends the outcome, then commits.
 
-Reads: `mail.outbound` and every `mail.retry.<delay>s` tier (consumer group `mailgate-egress`; replicas share the
-partitions), and the delivered index. Writes: DeliveryAttempted and the outcome's facts to `mail.events`, retry
+Reads: `mail.outbound`, every `mail.retry.<delay>s` tier and `mail.hold` (consumer group `mailgate-egress`; replicas share the
+partitions), the delivered index and queue control. Writes: DeliveryAttempted and the outcome's facts to `mail.events`, retry
 records to their tier, DSNs to `mail.received`, index records to `mail.delivered`, undecodable records to
 `mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
 acknowledged what was written; a record not yet due pauses its partition until it is. Each partition's batch is
@@ -21,6 +21,7 @@ from egress.errors import ConnectionLostAfterData, DeliveryError
 from egress.health import GatewayHealth
 from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key
 from egress.pool import SessionPool
+from egress.queue_control import QueueControl, replica_id
 from mailgate.mail.reply import Reply
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
@@ -57,7 +58,9 @@ class Egress:
         self.index = DeliveredIndex(cfg)
         self.needs_catch_up = True
         self.in_topics = [topics.OUTBOUND] + [topics.retry_topic(d) for d in sorted(set(cfg.delivery.retry_schedule_s))]
-        self.consumer = kafka.consumer(cfg, f"mailgate-egress-{self.node}", "mailgate-egress",
+        self.in_topics.append(topics.HOLD)  # mail set aside by queue control (egress/queue_control.py)
+        self.control = QueueControl(cfg, self._emit, lambda: list(self._inflight.values()))
+        self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress",
                                        max_poll_interval_ms=600_000)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
         self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
@@ -76,6 +79,8 @@ class Egress:
         self.reconfigure(await live.start())
         live.on_change(self.reconfigure)
         await self.index.start()
+        await self.control.start()
+        self.control.on_change(self._wake)
         self.consumer.subscribe(self.in_topics, listener=_Rebalance(self))
         await self.consumer.start()
         log.info("egress consuming %s", ", ".join(self.in_topics))
@@ -108,6 +113,7 @@ class Egress:
             await self.consumer.stop()
             await self.pool.close()
             await self.index.close()
+            await self.control.close()
             await live.close()
             await self.producer.stop()
 
@@ -138,17 +144,25 @@ class Egress:
     async def _partition(self, tp: TopicPartition, records) -> tuple[TopicPartition, int | None]:
         """Deliver the due records of one partition's batch; the offset to commit (first one not handled)."""
         now = now_ms()
+        generation = self.control.generation
         due, wait_for = [], None
         for rec in records:
+            if self.control.taken_ahead(tp, rec.offset):
+                continue
             try:
                 routed = decode(rec.value)
             except UndecodableRecord as err:
-                due.append((rec, None, str(err)))
+                if wait_for is None:
+                    due.append((rec, None, str(err)))
                 continue
-            if routed.not_before > now:
-                wait_for = (rec, routed.not_before - now)
-                break
-            due.append((rec, routed, None))
+            delay_ms = self.control.due_in_ms(tp, rec, routed, now)
+            if wait_for is None and delay_ms > 0 and not self.control.urgent(routed):
+                wait_for = (rec, delay_ms)
+            elif wait_for is None:
+                due.append((rec, routed, None))
+            elif self.control.urgent(routed):  # flushed, deleted or bounced behind a record not yet due
+                self.control.take_ahead(tp, rec.offset)
+                due.append((rec, routed, None))
         # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
         # second sees the first's delivery in the index; different messages go concurrently.
         by_message: dict[object, list] = {}
@@ -162,12 +176,21 @@ class Egress:
         await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:
             rec, delay_ms = wait_for
+            if self.control.generation != generation:
+                delay_ms = 0  # a queue command arrived meanwhile: look at this partition again now
             self.consumer.seek(tp, rec.offset)
             self.consumer.pause(tp)
             loop = asyncio.get_running_loop()
             self._resume[tp] = loop.call_later(delay_ms / 1000, self._unpause, tp)
             return tp, (rec.offset if due else None)
         return tp, records[-1].offset + 1
+
+    def _wake(self) -> None:
+        """A queue command arrived: read every waiting partition again (flushed, deleted, released mail)."""
+        for tp in list(self._resume):
+            self._resume.pop(tp).cancel()
+            if tp not in self._inflight and tp in self.consumer.assignment():
+                self.consumer.resume(tp)
 
     def _unpause(self, tp: TopicPartition) -> None:
         self._resume.pop(tp, None)
@@ -182,6 +205,10 @@ class Egress:
             await self._emit([Output(topics.DLQ, "", DeadLettered(
                 occurred_at=now_ms(), node=self.node, source_topic=tp.topic, partition=tp.partition,
                 offset=rec.offset, reason=reason, key=rec.key, value=rec.value))])
+            return
+        routed, controlled = await self.control.intercept(tp.topic, routed, self.outcome)
+        if controlled is not None:  # held, deleted, bounced, or its destination suspended
+            await self._emit(controlled)
             return
         try:
             outputs = await self.deliver(routed)

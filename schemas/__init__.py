@@ -30,6 +30,11 @@ GatewayConfigured = _c["GatewayConfigured"]
 GatewayRemoved = _c["GatewayRemoved"]
 ReplayRequested = _c["ReplayRequested"]
 CachePurgeRequested = _c["CachePurgeRequested"]
+QueueCommandIssued = _c["QueueCommandIssued"]
+QueueCommandApplied = _c["QueueCommandApplied"]
+DestinationSuspended = _c["DestinationSuspended"]
+DestinationResumed = _c["DestinationResumed"]
+MessageParked = _c["MessageParked"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""
