@@ -4,17 +4,20 @@ Reads: the compacted `mail.control` topic from its beginning with a group-less c
 state before it consumes mail), then follows it. Emits: for a message an operator deleted, MessageDiscarded
 (reason queue_delete); bounced, MessageBounced and a DSN (through the outcome policy); held, or whose destination is
 suspended, the record to `mail.hold` and MessageParked the first time. After applying commands it appends one
-QueueCommandApplied per command to `mail.events`, once every partition batch it had in flight has finished, so a
-delivery either finished before the acknowledgement or starts after it and honours the command.
-Runner hooks: `intercept` before an attempt, `due` when scanning a partition batch, `on_change` to wake partitions.
+QueueCommandApplied per command to `mail.events`, once every message it had admitted to delivery has finished, so a
+delivery either finished before the acknowledgement or is admitted after it and honours the command.
+Runner hooks: `admit` around each message (a slot among the destination's `concurrency_per_destination`, taken
+before the decision, so a waiting message is decided when it can go, not when it was fetched), `intercept` before
+an attempt, `due_in_ms` / `urgent` when scanning a partition batch, `on_change` to wake partitions.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiokafka import TopicPartition
 
@@ -46,7 +49,7 @@ def replica_id(cfg: Config) -> str:
 
 
 class QueueControl:
-    def __init__(self, cfg: Config, emit: Emit, inflight: Callable[[], list[asyncio.Task]]) -> None:
+    def __init__(self, cfg: Config, emit: Emit) -> None:
         self.cfg = cfg
         self.replica = replica_id(cfg)
         self.state = QueueControlState()
@@ -55,7 +58,9 @@ class QueueControl:
         self.changed_at = 0
         """mail.hold records written before this (ms) are passed over again: delivered if no longer held."""
         self._emit = emit
-        self._inflight = inflight
+        self._running: set[asyncio.Future] = set()
+        """One future per message admitted to delivery and not finished."""
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._listeners: list[Callable[[], None]] = []
         self._ahead: set[tuple[str, int, int]] = set()
         self._seen: dict[str, int] = {}
@@ -121,8 +126,8 @@ class QueueControl:
             self._expiry = asyncio.get_running_loop().call_later((ends - now_ms()) / 1000 + 0.05, self._changed)
 
     def _acknowledge(self, commands: list) -> None:
-        """Acknowledge each command whose records are all applied, once the batches in flight now (begun under the
-        old state) have finished."""
+        """Acknowledge each command whose records are all applied, once the messages admitted before (decided under
+        the old state) have finished."""
         ids = []
         for e in commands:
             count = self._seen[e.command_id] = self._seen.get(e.command_id, 0) + 1
@@ -131,20 +136,38 @@ class QueueControl:
                 del self._seen[e.command_id]
         if not ids:
             return
-        task = asyncio.create_task(self._ack(ids, list(self._inflight())))
+        task = asyncio.create_task(self._ack(ids, list(self._running)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ack(self, ids: list[str], batches: list[asyncio.Task]) -> None:
+    async def _ack(self, ids: list[str], running: list[asyncio.Future]) -> None:
         started = now_ms()
-        if batches:
-            await asyncio.wait(batches, timeout=ACK_WAIT_S)
+        if running:
+            await asyncio.wait(running, timeout=ACK_WAIT_S)
         waited = now_ms() - started
         await self._emit([Output(topics.EVENTS, cid, QueueCommandApplied(
             command_id=cid, occurred_at=now_ms(), node=self.cfg.node_name, replica=self.replica, waited_ms=waited))
             for cid in ids])
 
     # --- hooks for the runner -----------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def admit(self, routed) -> AsyncIterator[None]:
+        """Wait for a delivery slot of the message's destination; the message counts as running inside."""
+        if type(routed).__name__ != "MessageRouted":
+            yield
+            return
+        key = routed.route.destination or ""
+        if key not in self._slots:
+            self._slots[key] = asyncio.Semaphore(self.cfg.delivery.concurrency_per_destination)
+        async with self._slots[key]:
+            done = asyncio.get_running_loop().create_future()
+            self._running.add(done)
+            try:
+                yield
+            finally:
+                self._running.discard(done)
+                done.set_result(None)
 
     def due_in_ms(self, tp: TopicPartition, rec, routed, now: int) -> int:
         """How long until this record may be attempted (<= 0: now). A mail.hold record is looked at again after

@@ -59,7 +59,7 @@ class Egress:
         self.needs_catch_up = True
         self.in_topics = [topics.OUTBOUND] + [topics.retry_topic(d) for d in sorted(set(cfg.delivery.retry_schedule_s))]
         self.in_topics.append(topics.HOLD)  # mail set aside by queue control (egress/queue_control.py)
-        self.control = QueueControl(cfg, self._emit, lambda: list(self._inflight.values()))
+        self.control = QueueControl(cfg, self._emit)
         self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress",
                                        max_poll_interval_ms=600_000)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
@@ -171,7 +171,8 @@ class Egress:
 
         async def in_turn(items) -> None:
             for rec, routed, err in items:
-                await self._one(tp, rec, routed, err)
+                async with self.control.admit(routed):  # decided when it may go, and waited for by commands
+                    await self._one(tp, rec, routed, err)
 
         await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:

@@ -217,3 +217,86 @@ def test_flush_delivers_a_deferred_message_within_a_second(gateway, relay, prima
     assert took < 1.0, f"delivered {took:.2f}s after the flush"
     assert delivered and delivered[0].occurred_at < due - 5000  # well before its tier's time
     assert relay.subjects().count("flush me") == 1
+
+
+def test_suspend_stops_connections_to_the_destination_while_others_flow_and_resume_drains_it(
+        gateway, relay, primary):
+    cfg = config(relay.port, primary.port)
+    cfg["outbound_gateways"].append({"name": "other", "address": "127.0.0.1", "port": primary.port,
+                                     "mode": "specific_domains", "sender_domains": ["other.test"]})
+    gateway.configure(cfg)
+    gateway.start_broker()
+    for stage in ("processor", "egress", "egress", "ingress"):
+        gateway.start(stage)
+    waiting = [send(gateway.smtp_port, f"waiting {i}") for i in range(3)]
+    for mid in waiting:
+        deferred(gateway, mid)
+    relay.handler.defer_first = False  # from now on the relay takes everything it is given
+    out = mailgate(gateway, "destination", "suspend", "outbound", "relay", "--reason", "relay maintenance").stdout
+    applied_by(gateway, out)
+    connections = relay.connections
+    # The deferred mail is due now, and new mail arrives: all of it waits, without a connection to the relay.
+    mailgate(gateway, "destination", "flush", "outbound", "relay", "--reason", "see that it stays parked")
+    new = [send(gateway.smtp_port, f"new {i}") for i in range(2)]
+    other = [send(gateway.smtp_port, f"other {i}", sender="dave@other.test") for i in range(3)]
+    for mid in waiting + new:
+        gateway.wait_events(mid, "MessageParked", timeout_s=30)
+    assert {e.cause for mid in waiting + new for e in of(gateway, mid, "MessageParked")} == {
+        "destination_suspended"}
+    primary.wait_for(3, timeout_s=30)  # another destination (gateway "other") flows meanwhile
+    for mid in other:
+        gateway.wait_events(mid, "MessageDelivered", timeout_s=30)
+    listing = mailgate(gateway, "destination", "list").stdout
+    assert "outbound  relay" in listing and "relay maintenance" in listing, listing
+    assert relay.connections == connections and relay.subjects() == []
+
+    mailgate(gateway, "destination", "resume", "outbound", "relay", "--reason", "maintenance over")
+    for mid in waiting + new:
+        gateway.wait_events(mid, "MessageDelivered", timeout_s=30)
+    assert sorted(relay.subjects()) == sorted([f"waiting {i}" for i in range(3)] + [f"new {i}" for i in range(2)])
+    for mid in waiting + new:
+        assert gateway.event_types(mid).count("MessageDelivered") == 1
+    assert "0 suspended destination(s)" in mailgate(gateway, "destination", "list").stdout
+
+
+def test_delete_during_a_burst_each_message_is_delivered_before_the_ack_or_never(gateway, primary):
+    """Regression guard for the race the acknowledgement closes: a delete issued while a burst of one destination's
+    mail is being delivered. After the command returns nothing it names is delivered by either replica."""
+    relay = Relay(defer_first=False, data_delay_s=0.3).start()
+    try:
+        gateway.configure({**config(relay.port, primary.port),
+                           "delivery": {"retry_schedule_s": [TIER_S], "concurrency_per_destination": 2}})
+        gateway.start_broker()
+        gateway.start("processor")
+        gateway.start("egress")
+        gateway.start("egress")
+        gateway.start("ingress")
+        subjects = {send(gateway.smtp_port, f"burst {i}"): f"burst {i}" for i in range(60)}
+        wait_until(lambda: relay.subjects(), 30, "the burst's first deliveries")
+        applied = asyncio.run(message_command(gateway.cfg, "delete", list(subjects), "stop the burst",
+                                              operator="olga"))
+        assert len(applied.replicas) == 2 and not applied.missing and applied.count == 60
+        acked = max(e.occurred_at for e in gateway.events() if type(e).__name__ == "QueueCommandApplied"
+                    and e.command_id == applied.command_id)
+        at_ack = set(relay.subjects())
+
+        def outcomes() -> dict:
+            out = {}
+            for mid in subjects:
+                types = gateway.event_types(mid)
+                out[mid] = [t for t in types if t in ("MessageDelivered", "MessageDiscarded")]
+            return out
+
+        wait_until(lambda: all(outcomes().values()), 60, "an outcome for every message of the burst")
+        final = outcomes()
+        delivered = {mid for mid, o in final.items() if o == ["MessageDelivered"]}
+        deleted = {mid for mid, o in final.items() if o == ["MessageDiscarded"]}
+        assert delivered | deleted == set(subjects), final  # exactly one of the two for each
+        assert delivered and deleted, f"{len(delivered)} delivered, {len(deleted)} deleted: no race was tested"
+        for mid in delivered:
+            assert of(gateway, mid, "MessageDelivered")[0].occurred_at <= acked
+            assert subjects[mid] in at_ack
+        got = relay.subjects()
+        assert sorted(got) == sorted(subjects[mid] for mid in delivered)  # nothing deleted reached the relay
+    finally:
+        relay.stop()

@@ -45,7 +45,7 @@ def engine(gateways: list[dict]) -> Egress:
         e.written.extend(outputs)
 
     e._emit = emit
-    e.control = QueueControl(cfg, emit, lambda: [])  # no queue commands: every message is attempted
+    e.control = QueueControl(cfg, emit)  # no queue commands: every message is attempted
     return e
 
 
