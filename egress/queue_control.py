@@ -108,7 +108,7 @@ class QueueControl:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=1000)
             commands = [e for recs in batch.values() for e in self._apply(recs)]
             if commands:
-                for e in commands:
+                for e in {e.command_id: e for e in commands}.values():  # one line per command
                     log.info("queue control: %s by %s (%s)", _describe(e), e.operator, e.reason)
                 self._changed()
                 self._acknowledge(commands)
@@ -244,6 +244,7 @@ class QueueControl:
 def _describe(e) -> str:
     name = type(e).__name__
     if name == "QueueCommandIssued":
-        what = e.message_id or f"{e.destination_kind}/{e.destination_name}"
+        what = (f"{e.message_count} message(s), e.g. {e.message_id}" if e.message_id
+                else f"{e.destination_kind}/{e.destination_name}")
         return f"{e.command} {what} [{e.command_id}]"
     return f"{name} {e.kind}/{e.name} [{e.command_id}]"

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from mailgate.core import kafka, topics
 from mailgate.core.config import Config
@@ -52,7 +53,11 @@ class Applied:
 async def egress_members(admin: AIOKafkaAdminClient) -> set[str]:
     """Client ids of the egress consumer group's current members (empty when no egress runs)."""
     out = set()
-    for resp in await admin.describe_consumer_groups([EGRESS_GROUP]):
+    try:
+        responses = await admin.describe_consumer_groups([EGRESS_GROUP])
+    except GroupCoordinatorNotAvailableError:  # no group has ever been used on this cluster: no egress runs
+        return out
+    for resp in responses:
         for group in resp.to_object()["groups"]:
             out |= {m["client_id"] for m in group.get("members", [])}
     return out
