@@ -26,6 +26,7 @@ from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.mail.dsn import header_block
 from mailgate.mail.outputs import Output, audit
+from mailgate.mail.reply import Reply
 from mailgate.mail.queue_commands import QueueControlState
 from schemas import MessageDiscarded, MessageParked, QueueCommandApplied, UndecodableRecord, decode
 
@@ -179,20 +180,25 @@ class QueueControl:
         return getattr(routed, "not_before", 0) - now
 
     def urgent(self, routed) -> bool:
-        """A command makes this waiting record due now (flush, delete, bounce)."""
-        return type(routed).__name__ == "MessageRouted" and self.state.urgent(routed)
+        """A command makes this waiting record due now (flush, delete, bounce), or it is parked mail that is to
+        expire (`delivery.parked_mail_expires`) and has."""
+        if type(routed).__name__ != "MessageRouted":
+            return False
+        return self.state.urgent(routed) or (self.cfg.delivery.parked_mail_expires and routed.expires_at <= now_ms())
 
     def take_ahead(self, tp: TopicPartition, offset: int) -> None:
         """This record is handled before records ahead of it; skip it when the partition is read again."""
         self._ahead.add((tp.topic, tp.partition, offset))
 
     def taken_ahead(self, tp: TopicPartition, offset: int) -> bool:
-        """Handled ahead of its turn already (once: the partition reads past it only once more)."""
-        key = (tp.topic, tp.partition, offset)
-        if key in self._ahead:
-            self._ahead.discard(key)
-            return True
-        return False
+        """Handled ahead of its turn already. A batch starts at the partition's committed offset, so what lies
+        before its first record is forgotten here."""
+        return (tp.topic, tp.partition, offset) in self._ahead
+
+    def forget_before(self, tp: TopicPartition, offset: int) -> None:
+        """Records before `offset` are committed: no need to remember which were taken ahead."""
+        if self._ahead:
+            self._ahead = {k for k in self._ahead if (k[0], k[1]) != (tp.topic, tp.partition) or k[2] >= offset}
 
     async def intercept(self, topic: str, routed, outcome) -> tuple[Any, list[Output] | None]:
         """Before an attempt: (the record to attempt, None), or (it, the outputs that replace the attempt)."""
@@ -207,13 +213,20 @@ class QueueControl:
         if order is not None and order.command == "bounce":
             log.info("bounced id=%s by %s", mid, order.operator, extra={"message_id": mid})
             return routed, outcome.operator_bounce(routed, order.operator, order.reason, now)
+        if order is not None or self.state.suspension(routed, now) is not None:
+            if self.cfg.delivery.parked_mail_expires and now >= routed.expires_at:
+                why = "queue lifetime exceeded while parked"
+                lifetime = [(r, Reply(451, "4.4.7", why)) for r in routed.recipients]
+                return routed, outcome.outcome(routed, lifetime, gateway="", host="", attempt=routed.attempt,
+                                               now=now, error=why)
         if order is not None:  # hold
             return routed, await self._park(topic, routed, "held", order.command_id, routed.route.destination, now)
         s = self.state.suspension(routed, now)
         if s is not None:
             return routed, await self._park(topic, routed, "destination_suspended", s.command_id,
                                             f"{s.kind}/{s.name}", now)
-        if topic == topics.HOLD:  # released or resumed: the time parked does not count against its lifetime
+        if topic == topics.HOLD and not self.cfg.delivery.parked_mail_expires:
+            # released or resumed: the time parked does not count against its lifetime
             routed = dataclasses.replace(routed, expires_at=routed.expires_at + max(0, now - routed.occurred_at))
         return routed, None
 

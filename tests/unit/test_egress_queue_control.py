@@ -105,3 +105,22 @@ async def test_parked_records_are_looked_at_again_after_each_change_and_a_suspen
         await asyncio.sleep(0.05)  # the suspension's own end is scheduled: a change without a command
     assert c.generation == generation + 2 and c.due_in_ms(tp, after, routed(), now_ms()) == 0
     await c.close()
+
+
+async def test_parked_mail_expires_only_when_configured():
+    cfg = parse_config({"delivery": {"helo_name": "gw.test", "retry_schedule_s": [60], "parked_mail_expires": True}})
+
+    async def emit(outputs) -> None:
+        pass
+
+    c = QueueControl(cfg, emit)
+    c.state.apply(order("hold"))
+    old = dataclasses.replace(routed(), expires_at=now_ms() - 1)
+    assert c.urgent(old)  # looked at now, not when a command next comes
+    _, out = await c.intercept(topics.HOLD, old, OutcomePolicy(cfg, "n"))
+    assert "MessageExpired" in [n for _, n in names(out)]
+    default, _ = control()
+    default.state.apply(order("hold"))
+    assert not default.urgent(old)
+    _, out = await default.intercept(topics.HOLD, old, OutcomePolicy(CFG, "n"))
+    assert out == []  # parked again: by default the time held does not count
