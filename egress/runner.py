@@ -3,9 +3,10 @@
 Reads: `mail.outbound`, every `mail.retry.<delay>s` tier and `mail.hold` (consumer group `mailgate-egress`; replicas
 share the partitions), the delivered index and queue control (egress/queue_control.py). Writes: DeliveryAttempted
 and the outcome's facts to `mail.events`, retry records to their tier, DSNs to `mail.received`, index records to
-`mail.delivered`, undecodable records to `mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
-acknowledged what was written; a record not yet due pauses its partition until it is. Each partition's batch is
-handled on its own, so a slow or unreachable destination holds up only the partition its mail is keyed to.
+`mail.delivered`, undecodable records to `mail.dlq`. An offset is committed only after every record before it was
+delivered or handed on, and Kafka acknowledged what was written; a record not yet due pauses its partition until it
+is. Each partition's batch is handled on its own, so a slow or unreachable destination holds up only the partition
+its mail is keyed to.
 Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming), and samples its consumer lag.
 """
 from __future__ import annotations
