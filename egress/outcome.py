@@ -85,6 +85,12 @@ class OutcomePolicy:
                 out += self._defer(routed, [r for r, _ in transient], reason, attempt, now)
         return out
 
+    def operator_bounce(self, routed, operator: str, reason: str, now: int) -> list[Output]:
+        """An operator's `mailgate queue bounce`: MessageBounced and a DSN to the sender saying why."""
+        why = f"bounced by {operator}: {reason}"
+        failed = [(r, Reply(550, "5.0.0", why)) for r in routed.recipients]
+        return self._bounce(routed, failed, now, expired=False, reason=why)
+
     def _defer(self, routed, rcpts: list[str], reason: str, attempt: int, now: int) -> list[Output]:
         tier, delay_s = self._retry_delay_s(routed.retry_tier + 1)
         next_at = min(now + delay_s * 1000, max(routed.expires_at, now))

@@ -1,11 +1,12 @@
 """The egress process: consumes routed mail, delivers it over SMTP, appends the outcome, then commits.
 
-Reads: `mail.outbound` and every `mail.retry.<delay>s` tier (consumer group `mailgate-egress`; replicas share the
-partitions), and the delivered index. Writes: DeliveryAttempted and the outcome's facts to `mail.events`, retry
-records to their tier, DSNs to `mail.received`, index records to `mail.delivered`, undecodable records to
-`mail.dlq`. An offset is committed only after every record before it was delivered or handed on, and Kafka
-acknowledged what was written; a record not yet due pauses its partition until it is. Each partition's batch is
-handled on its own, so a slow or unreachable destination holds up only the partition its mail is keyed to.
+Reads: `mail.outbound`, every `mail.retry.<delay>s` tier and `mail.hold` (consumer group `mailgate-egress`; replicas
+share the partitions), the delivered index and queue control (egress/queue_control.py). Writes: DeliveryAttempted
+and the outcome's facts to `mail.events`, retry records to their tier, DSNs to `mail.received`, index records to
+`mail.delivered`, undecodable records to `mail.dlq`. An offset is committed only after every record before it was
+delivered or handed on, and Kafka acknowledged what was written; a record not yet due pauses its partition until it
+is. Each partition's batch is handled on its own, so a slow or unreachable destination holds up only the partition
+its mail is keyed to.
 Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming), and samples its consumer lag.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from egress.errors import DeliveryError
 from egress.health import GatewayHealth
 from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key, failure_replies, next_target
 from egress.pool import SessionPool
+from egress.queue_control import QueueControl, replica_id
 from mailgate.mail import replies
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
@@ -60,7 +62,9 @@ class Egress:
         self.index = DeliveredIndex(cfg)
         self.needs_catch_up = True
         self.in_topics = [topics.OUTBOUND] + [topics.retry_topic(d) for d in sorted(set(cfg.delivery.retry_schedule_s))]
-        self.consumer = kafka.consumer(cfg, f"mailgate-egress-{self.node}", "mailgate-egress",
+        self.in_topics.append(topics.HOLD)  # mail set aside by queue control (egress/queue_control.py)
+        self.control = QueueControl(cfg, self._emit)
+        self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress",
                                        max_poll_interval_ms=600_000)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
         self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
@@ -79,6 +83,8 @@ class Egress:
         self.reconfigure(await live.start())
         live.on_change(self.reconfigure)
         await self.index.start()
+        await self.control.start()
+        self.control.on_change(self._wake)
         self.consumer.subscribe(self.in_topics, listener=_Rebalance(self))
         await self.consumer.start()
         log.info("egress consuming %s", ", ".join(self.in_topics))
@@ -111,6 +117,7 @@ class Egress:
             await self.consumer.stop()
             await self.pool.close()
             await self.index.close()
+            await self.control.close()
             await live.close()
             await self.producer.stop()
 
@@ -141,16 +148,25 @@ class Egress:
     async def _partition(self, tp: TopicPartition, records) -> tuple[TopicPartition, int | None]:
         """Deliver the due records of one partition's batch; the offset to commit (first one not handled)."""
         now = now_ms()
+        generation = self.control.generation
+        self.control.forget_before(tp, records[0].offset)
         due, wait_for = [], None
         for rec in records:
+            if self.control.taken_ahead(tp, rec.offset):
+                continue
             routed, dead = decode_or_dead_letter(rec, MessageRouted, self.node)
             if dead is not None:
-                due.append((rec, None, dead))
+                if wait_for is None:
+                    due.append((rec, None, dead))
                 continue
-            if routed.not_before > now:
-                wait_for = (rec, routed.not_before - now)
-                break
-            due.append((rec, routed, None))
+            delay_ms = self.control.due_in_ms(tp, rec, routed, now)
+            if wait_for is None and delay_ms > 0 and not self.control.urgent(routed):
+                wait_for = (rec, delay_ms)
+            elif wait_for is None:
+                due.append((rec, routed, None))
+            elif self.control.urgent(routed):  # flushed, deleted or bounced behind a record not yet due
+                self.control.take_ahead(tp, rec.offset)
+                due.append((rec, routed, None))
         # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
         # second sees the first's delivery in the index; different messages go concurrently.
         by_message: dict[object, list] = {}
@@ -160,17 +176,27 @@ class Egress:
 
         async def in_turn(items) -> None:
             for rec, routed, dead in items:
-                await self._one(tp, rec, routed, dead)
+                async with self.control.admit(routed):  # decided when it may go, and waited for by commands
+                    await self._one(tp, rec, routed, dead)
 
         await asyncio.gather(*(in_turn(items) for items in by_message.values()))
         if wait_for is not None:
             rec, delay_ms = wait_for
+            if self.control.generation != generation:
+                delay_ms = 0  # a queue command arrived meanwhile: look at this partition again now
             self.consumer.seek(tp, rec.offset)
             self.consumer.pause(tp)
             loop = asyncio.get_running_loop()
             self._resume[tp] = loop.call_later(delay_ms / 1000, self._unpause, tp)
             return tp, (rec.offset if due else None)
         return tp, records[-1].offset + 1
+
+    def _wake(self) -> None:
+        """A queue command arrived: read every waiting partition again (flushed, deleted, released mail)."""
+        for tp in list(self._resume):
+            self._resume.pop(tp).cancel()
+            if tp not in self._inflight and tp in self.consumer.assignment():
+                self.consumer.resume(tp)
 
     def _unpause(self, tp: TopicPartition) -> None:
         self._resume.pop(tp, None)
@@ -181,6 +207,10 @@ class Egress:
         if dead is not None:
             metrics.EGRESS_DEAD_LETTERED.inc()
             await self._emit([Output(topics.DLQ, "", dead)])
+            return
+        routed, controlled = await self.control.intercept(tp.topic, routed, self.outcome)
+        if controlled is not None:  # held, deleted, bounced, or its destination suspended
+            await self._emit(controlled)
             return
         try:
             outputs = await self.deliver(routed)

@@ -33,6 +33,11 @@ CachePurgeRequested = _c["CachePurgeRequested"]
 SettingsConfigured = _c["SettingsConfigured"]
 SenderAuthenticated = _c["SenderAuthenticated"]
 DkimSignatureResult = _c["DkimSignatureResult"]
+QueueCommandIssued = _c["QueueCommandIssued"]
+QueueCommandApplied = _c["QueueCommandApplied"]
+DestinationSuspended = _c["DestinationSuspended"]
+DestinationResumed = _c["DestinationResumed"]
+MessageParked = _c["MessageParked"]
 
 TERMINAL_EVENTS = frozenset({"MessageDelivered", "MessageBounced", "MessageExpired", "MessageDiscarded"})
 """Events after which nothing more happens to the recipients they name."""

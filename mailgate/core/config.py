@@ -298,6 +298,9 @@ class DeliveryConfig(Strict):
         "kafka.mail_retention_s for a replay) egress remembers it was delivered, in mail.delivered and in memory.")
     helo_name: str = Field(default_factory=socket.getfqdn, description="Name egress sends in EHLO.")
     bounce_from: str = Field("MAILER-DAEMON", description="Local part of the DSN sender (sent as <>).")
+    parked_mail_expires: bool = Field(False, description="Mail held by an operator or waiting for a suspended "
+                                      "destination expires at the end of its queue lifetime like other queued mail; "
+                                      "by default the time it waits does not count.")
 
     @field_validator("retry_schedule_s")
     @classmethod

@@ -62,6 +62,18 @@ DELIVERED_SEGMENT_MS = 3600 * 1000
 """mail.delivered rolls a segment every hour, so expired pairs are deleted within an hour of their lifetime."""
 
 
+CONTROL = "mail.control"
+"""Compacted queue control, followed from its beginning by every egress replica (no consumer group): the latest
+`QueueCommandIssued` per message (key `message/<id>`: hold, release, delete, bounce, flush), the latest
+`DestinationSuspended` / `DestinationResumed` per destination (key `destination/<kind>/<name>`), and the latest
+destination flush (key `flush/<kind>/<name>`). Its own topic, not mail.config: one record per commanded message,
+read only by egress, and replayed whole at start."""
+
+HOLD = "mail.hold"
+"""Mail set aside by egress instead of attempted (Postfix's hold queue): `MessageRouted` with the body, of a held
+message or a suspended destination. Egress passes over it again after every queue control change. Key: destination."""
+
+
 def retry_topic(delay_s: int) -> str:
     return f"{RETRY_PREFIX}{delay_s}s"
 
@@ -94,5 +106,8 @@ def declared_topics(cfg: Config) -> list[TopicSpec]:
         TopicSpec(CONFIG, 1, {**common, "cleanup.policy": "compact",
                               "min.compaction.lag.ms": str(k.events_retention_s * 1000)}),
     ]
+    specs += [TopicSpec(CONTROL, 1, {**common, "cleanup.policy": "compact",
+                                     "min.compaction.lag.ms": str(k.events_retention_s * 1000)}),
+              TopicSpec(HOLD, k.partitions, mail)]
     specs += [TopicSpec(retry_topic(d), k.partitions, mail) for d in sorted(set(cfg.delivery.retry_schedule_s))]
     return specs

@@ -16,8 +16,9 @@ STAGES: dict[str, dict[str, list[str]]] = {
         "writes": [topics.OUTBOUND, topics.QUARANTINE, topics.RECEIVED + " (DSNs)", topics.EVENTS, topics.DLQ],
     },
     "egress": {
-        "reads": [topics.OUTBOUND, RETRY, topics.DELIVERED, topics.CONFIG],
-        "writes": [RETRY, topics.RECEIVED + " (DSNs)", topics.DELIVERED, topics.EVENTS, topics.DLQ, "SMTP servers"],
+        "reads": [topics.OUTBOUND, RETRY, topics.HOLD, topics.DELIVERED, topics.CONFIG, topics.CONTROL],
+        "writes": [RETRY, topics.HOLD, topics.RECEIVED + " (DSNs)", topics.DELIVERED, topics.EVENTS, topics.DLQ,
+                   "SMTP servers"],
     },
 }
 
@@ -29,4 +30,6 @@ OPERATOR_TOOLS: dict[str, dict[str, list[str]]] = {
     "quarantine release / delete": {"reads": [topics.QUARANTINE, topics.EVENTS],
                                     "writes": [topics.OUTBOUND, topics.EVENTS]},
     "trace / events / queue": {"reads": [topics.EVENTS], "writes": []},
+    "queue hold|release|delete|bounce|flush / destination suspend|resume|flush / admin": {
+        "reads": [topics.EVENTS, topics.CONTROL], "writes": [topics.CONTROL, topics.EVENTS]},
 }

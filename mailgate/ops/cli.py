@@ -123,6 +123,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action:  # hold, release, delete, bounce, flush
+        from mailgate.ops.queue_control_cli import cmd_queue_action
+        return cmd_queue_action(_config(args), args)
     from mailgate.ops.queue_view import show_queue
     return asyncio.run(show_queue(_config(args), as_json=args.json))
 
@@ -151,7 +154,10 @@ def _operator_commands(sub, with_config) -> None:
     rp.add_argument("--json", action="store_true", help="--dry-run: one JSON object per selected record")
     q = with_config(sub.add_parser("queue", help="what is waiting, per destination and retry tier"))
     q.add_argument("--json", action="store_true", help="rows as JSON")
+    from mailgate.ops.queue_control_cli import add_queue_arguments, register as register_destination
+    add_queue_arguments(q)
     q.set_defaults(func=cmd_queue)
+    register_destination(sub, with_config)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:

@@ -55,6 +55,10 @@ class QueueView:
             w = self.waiting[mid]
             w.tier = e.retry_topic.removeprefix("mail.")
             w.reason = e.reason
+        elif name == "MessageParked" and mid in self.waiting:  # set aside by queue control (mail.hold)
+            w = self.waiting[mid]
+            w.tier = "held" if e.cause == "held" else "suspended"
+            w.reason = f"{e.cause} ({e.destination})"
         elif name in TERMINAL_EVENTS or name == "DuplicateSuppressed":
             w = self.waiting.get(mid)
             if w is None:

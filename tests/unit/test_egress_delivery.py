@@ -7,12 +7,14 @@ real aiosmtpd servers on loopback.
 from __future__ import annotations
 
 import pytest
+from aiokafka import TopicPartition
 
 from egress.dkim_signing import DkimSigner
 from egress.delivered_index import DeliveredIndex
 from egress.health import GatewayHealth
 from egress.outcome import OutcomePolicy, delivered_key
 from egress.pool import SessionPool
+from egress.queue_control import QueueControl
 from egress.runner import Egress
 from egress.targets import TargetResolver
 from mailgate.core.config import parse_config
@@ -44,6 +46,7 @@ def engine(gateways: list[dict]) -> Egress:
         e.written.extend(outputs)
 
     e._emit = emit
+    e.control = QueueControl(cfg, emit)  # no queue commands: every message is attempted
     return e
 
 
@@ -114,7 +117,7 @@ async def test_an_unexpected_error_defers_the_message_instead_of_losing_it():
         emitted.extend(outputs)
 
     e.deliver, e._emit = boom, capture
-    await e._one(None, None, routed(["up"]), None)
+    await e._one(TopicPartition("mail.outbound", 0), None, routed(["up"]), None)
     assert names(emitted) == ["DeliveryDeferred", "MessageRouted"]
     assert emitted[0].record.reason == "internal delivery error (see the egress log)"
     assert emitted[1].topic == "mail.retry.1s" and emitted[1].record.attempt == 1

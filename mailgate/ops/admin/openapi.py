@@ -124,6 +124,9 @@ def spec() -> dict:
             "Delete a quarantined message", {"200": _json({"type": "object"}), **NOT_FOUND}, params=[MID],
             mutating=True)},
     }
+    from mailgate.ops.admin.queue_control import openapi_paths
+    paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "properties": {
+        "reason": {"type": "string"}, "until": {"type": ["integer", "null"]}}}))
     return {"openapi": "3.1.0",
             "info": {"title": "mailgate admin API", "version": "1",
                      "description": "Gateways, message trace, events, queue and quarantine of a mailgate."},

@@ -82,6 +82,8 @@ def build_app(cfg: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/api/openapi.json", openapi)
     app.add_routes(routes)
+    from mailgate.ops.admin.queue_control import routes as queue_control_routes
+    app.add_routes(queue_control_routes)
     app.router.add_static("/static/", STATIC)
     return app
 

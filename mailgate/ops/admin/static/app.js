@@ -274,7 +274,8 @@ async function loadQueue() {
   $("queue-summary").textContent = r.status === 200 ? `${r.data.messages} message(s), ${r.data.recipients} recipient(s) waiting` : r.data.error;
   for (const q of r.data.rows || []) {
     rows.append(el("tr", {}, el("td", {}, q.destination), el("td", {}, q.tier), el("td", {}, String(q.messages)),
-      el("td", {}, String(q.recipients)), el("td", {}, String(q.oldest_age_s)), el("td", {class: "mono"}, `${q.oldest_message_id} ${q.last_reason}`)));
+      el("td", {}, String(q.recipients)), el("td", {}, String(q.oldest_age_s)), el("td", {class: "mono"}, `${q.oldest_message_id} ${q.last_reason}`),
+      typeof queueRowActions === "function" ? queueRowActions(q) : el("td", {})));
   }
 }
 $("queue-refresh").addEventListener("click", loadQueue);

@@ -1,0 +1,137 @@
+"""`mailgate queue hold|release|delete|bounce|flush` and `mailgate destination suspend|resume|flush|list`.
+
+Reads: the command line; message ids, or a filter (--destination, --domain, --tier) over the messages waiting now,
+whose count is shown and which acts only with --yes. Emits: the commands through `mailgate.ops.queue_control`, and a
+line saying what was done: how many messages or destinations, and which egress replicas applied it (exit status 3
+when a member of the egress group did not acknowledge within --timeout).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import datetime, timezone
+
+from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
+from mailgate.mail.queue_commands import DESTINATION_KINDS, MESSAGE_COMMANDS
+from mailgate.ops import queue_control as qc
+from mailgate.ops.events_view import TimeSpecError, _RELATIVE, _UNIT_S
+
+NOT_ALL_APPLIED = 3
+
+
+def parse_until(text: str, now: int | None = None) -> int:
+    """Epoch ms for --until: ISO 8601 (naive = UTC) or a duration from now (`30m`, `2h`)."""
+    now = now_ms() if now is None else now
+    m = _RELATIVE.match(text)
+    if m:
+        return now + int(float(m.group(1)) * _UNIT_S[m.group(2)] * 1000)
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise TimeSpecError(f"not a time: {text!r} (use ISO 8601, or a duration like 30m, 2h)") from None
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+
+
+def add_queue_arguments(q: argparse.ArgumentParser) -> None:
+    """The queue control arguments of `mailgate queue` (without an action it shows the queue, as before)."""
+    q.add_argument("action", nargs="?", choices=MESSAGE_COMMANDS, help="a command on queued messages")
+    q.add_argument("message_ids", nargs="*", help="the messages (or use a filter)")
+    q.add_argument("--destination", help="filter: messages routed to this gateway")
+    q.add_argument("--domain", help="filter: messages with a recipient in this domain")
+    q.add_argument("--tier", help="filter: messages in this tier as `mailgate queue` shows it (active, retry.60s)")
+    q.add_argument("--reason", help="why (required; recorded in the audit log, and in the DSN of a bounce)")
+    q.add_argument("--operator", help="who, for the audit log (default: the OS user)")
+    q.add_argument("--yes", action="store_true", help="act on the messages a filter selected")
+    q.add_argument("--timeout", type=float, default=60, help="seconds to wait for every egress replica")
+
+
+def register(sub, with_config) -> None:
+    d = with_config(sub.add_parser("destination", help="suspend, resume, flush or list delivery destinations"))
+    d.add_argument("action", choices=["suspend", "resume", "flush", "list"])
+    d.add_argument("kind", nargs="?", choices=DESTINATION_KINDS,
+                   help="inbound (a primary server), outbound (a gateway) or domain (a recipient domain)")
+    d.add_argument("name", nargs="?", help="the gateway's name or the domain")
+    d.add_argument("--until", help="suspend until this time (ISO 8601) or for this long (30m, 2h)")
+    d.add_argument("--reason", help="why (required except for list)")
+    d.add_argument("--operator", help="who, for the audit log (default: the OS user)")
+    d.add_argument("--timeout", type=float, default=60, help="seconds to wait for every egress replica")
+    d.add_argument("--json", action="store_true", help="JSON output")
+    d.set_defaults(func=cmd_destination)
+
+
+def _report(what: str, applied: qc.Applied) -> int:
+    who = f"applied by {len(applied.replicas)} egress replica(s) in {applied.seconds:.1f}s"
+    print(f"{what} [command {applied.command_id}]; {who}")
+    if applied.missing:
+        print(f"NOT acknowledged by: {', '.join(sorted(applied.missing))} (they apply it when they read it)")
+        return NOT_ALL_APPLIED
+    if not applied.replicas:
+        print("no egress replica is running: each applies it when it starts")
+    return 0
+
+
+async def run_queue(cfg: Config, args: argparse.Namespace) -> int:
+    ids = list(args.message_ids)
+    filtered = args.destination or args.domain or args.tier
+    if filtered:
+        if ids:
+            print("give message ids or a filter, not both")
+            return 2
+        ids = await qc.select(cfg, args.destination, args.domain, args.tier)
+        print(f"{len(ids)} waiting message(s) match")
+        if not args.yes:
+            print(f"nothing done: add --yes to {args.action} them")
+            return 0 if not ids else 1
+    if not ids:
+        print(f"queue {args.action} needs message ids or a filter")
+        return 2
+    applied = await qc.message_command(cfg, args.action, ids, args.reason or "", args.operator, args.timeout)
+    return _report(f"{args.action}: {applied.count} message(s)", applied)
+
+
+def cmd_queue_action(cfg: Config, args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(run_queue(cfg, args))
+    except qc.QueueCommandError as err:
+        print(f"mailgate: {err}")
+        return 2
+
+
+def cmd_destination(args: argparse.Namespace) -> int:
+    from mailgate.core.config import load_config
+    cfg = load_config(args.config)
+    if args.action == "list":
+        return asyncio.run(show_destinations(cfg, args.json))
+    if not args.kind or not args.name:
+        print(f"destination {args.action} needs a kind ({', '.join(DESTINATION_KINDS)}) and a name")
+        return 2
+    try:
+        until = parse_until(args.until) if args.until else None
+        applied = asyncio.run(qc.destination_command(cfg, args.action, args.kind, args.name, args.reason or "",
+                                                     args.operator, until, args.timeout))
+    except (qc.QueueCommandError, TimeSpecError) as err:
+        print(f"mailgate: {err}")
+        return 2
+    return _report(f"{args.action}: {args.kind} {args.name}", applied)
+
+
+async def show_destinations(cfg: Config, as_json: bool = False) -> int:
+    state = await qc.control_state(cfg)
+    now = now_ms()
+    rows = [{"kind": s.kind, "name": s.name, "until": s.until, "operator": s.operator, "reason": s.reason,
+             "since": s.occurred_at} for s in state.suspensions.values() if s.until is None or s.until > now]
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        until = _when(r["until"]) if r["until"] else "resumed by hand"
+        print(f"{r['kind']:9} {r['name']:28} suspended since {_when(r['since'])} until {until} "
+              f"by {r['operator']}: {r['reason']}")
+    print(f"{len(rows)} suspended destination(s)")
+    return 0
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
