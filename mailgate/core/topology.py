@@ -29,4 +29,6 @@ OPERATOR_TOOLS: dict[str, dict[str, list[str]]] = {
     "quarantine release / delete": {"reads": [topics.QUARANTINE, topics.EVENTS],
                                     "writes": [topics.OUTBOUND, topics.EVENTS]},
     "trace / events / queue": {"reads": [topics.EVENTS], "writes": []},
+    "tracker (message-tracking read model)": {"reads": [topics.EVENTS], "writes": ["tracking store"]},
+    "trace / search / queue / quarantine list (default)": {"reads": ["tracking store"], "writes": []},
 }

@@ -2,7 +2,7 @@
 
 `mailgate ingress|processor|egress --config FILE` runs one stage (any number of replicas);
 `mailgate up --config FILE` runs the local broker and all three stages; `mailgate broker start|stop|status`;
-`mailgate topics create`; `mailgate trace <message-id>`; `mailgate cache purge [address|domain]`.
+`mailgate topics create`; `mailgate trace <message-id>`; `mailgate tracker`, `mailgate search` (message tracking); `mailgate cache purge [address|domain]`.
 Configuration is validated before anything starts.
 """
 from __future__ import annotations
@@ -64,8 +64,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from mailgate.ops.audit import print_trace
-    return asyncio.run(print_trace(_config(args), args.message_id, as_json=args.json))
+    from mailgate.ops.tracking.cli import trace
+    return trace(_config(args), args.message_id, as_json=args.json, from_log=args.from_log)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -98,8 +98,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from mailgate.ops.queue_view import show_queue
-    return asyncio.run(show_queue(_config(args), as_json=args.json))
+    from mailgate.ops.tracking.cli import queue
+    return queue(_config(args), args.action, as_json=args.json, from_log=args.from_log)
 
 
 def _operator_commands(sub, with_config) -> None:
@@ -125,6 +125,8 @@ def _operator_commands(sub, with_config) -> None:
     rp.set_defaults(func=cmd_replay)
     q = with_config(sub.add_parser("queue", help="what is waiting, per destination and retry tier"))
     q.add_argument("--json", action="store_true", help="rows as JSON")
+    q.add_argument("action", nargs="?", choices=["list"], help="list: each waiting message (like postqueue -p)")
+    q.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     q.set_defaults(func=cmd_queue)
 
 
@@ -146,6 +148,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mailgate.ops.quarantine import run
+    if args.action in ("list", "show"):
+        from mailgate.ops.tracking.cli import quarantine
+        status = quarantine(_config(args), args.action, args.message_id, from_log=args.from_log)
+        if status is not None:
+            return status
     return asyncio.run(run(_config(args), args.action, args.message_id, args.operator))
 
 
@@ -171,11 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = with_config(sub.add_parser("trace", help="the timeline of one message from mail.events"))
     t.add_argument("message_id")
     t.add_argument("--json", action="store_true", help="one JSON object per event")
+    t.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     t.set_defaults(func=cmd_trace)
     q = with_config(sub.add_parser("quarantine", help="list, show, release or delete quarantined spam"))
     q.add_argument("action", choices=["list", "show", "release", "delete"])
     q.add_argument("message_id", nargs="?", help="the message (show, release, delete)")
     q.add_argument("--operator", help="who releases it, for the audit log (default: the OS user)")
+    q.add_argument("--from-log", action="store_true", help="list/show: scan the topics, not the tracking store")
     q.set_defaults(func=cmd_quarantine)
     _operator_commands(sub, with_config)
     a = with_config(sub.add_parser("admin", help="the administration web page and HTTP API"))
@@ -185,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_admin)
     from mailgate.ops.config_cli import register as register_config_commands
     register_config_commands(sub, with_config)
+    from mailgate.ops.tracking.cli import register as register_tracking_commands
+    register_tracking_commands(sub, with_config)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))
     c.add_argument("action", choices=["purge"])
     c.add_argument("target", nargs="?", help="an address, a domain, or nothing for every cached answer")
