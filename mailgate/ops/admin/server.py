@@ -15,6 +15,7 @@ from aiohttp import web
 from mailgate.ops.admin import auth, gateways
 from mailgate.ops.admin.api import CFG, SESSION, SESSIONS, error, routes
 from mailgate.ops.admin.openapi import spec
+from mailgate.ops.admin.tracking_api import routes as tracking_routes
 from mailgate.core.config import Config
 
 log = logging.getLogger("mailgate.ops.admin")
@@ -79,6 +80,7 @@ def build_app(cfg: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/api/openapi.json", openapi)
     app.add_routes(routes)
+    app.add_routes(tracking_routes)
     app.router.add_static("/static/", STATIC)
     return app
 

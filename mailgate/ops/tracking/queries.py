@@ -149,5 +149,51 @@ def lag(store: Store, ends: dict[int, int], topic: str) -> int:
     return sum(max(end - pos.get(p, 0), 0) for p, end in ends.items())
 
 
-__all__ = ["STATES", "Search", "count", "domain_of", "events", "lag", "message", "quarantined", "queue_list",
-           "search", "waiting"]
+__all__ = ["STATES", "Search", "count", "dashboard", "domain_of", "events", "lag", "message", "quarantined",
+           "queue_list", "search", "waiting"]
+
+
+# --- dashboard -----------------------------------------------------------------------------------------------
+
+PER_MINUTE = {"MessageReceived": "accepted", "MessageDelivered": "delivered", "DeliveryDeferred": "deferred",
+              "MessageBounced": "bounced"}
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def dashboard(store: Store, now_ms: int, minutes: int = 60) -> dict:
+    """Series for the admin dashboard over the last `minutes`: events per minute, queue per destination, spam
+    levels, and delivery latency (accepted -> delivered) percentiles per minute and overall, in seconds."""
+    start = (now_ms // 60000 - minutes + 1) * 60000
+    slots = [start + i * 60000 for i in range(minutes)]
+    series = {name: [0] * minutes for name in PER_MINUTE.values()}
+    types = list(PER_MINUTE)
+    for r in store.rows(f"SELECT type, occurred_at / 60000 AS minute, count(*) AS n FROM events "
+                        f"WHERE occurred_at >= ? AND type IN ({', '.join('?' for _ in types)}) "
+                        f"GROUP BY type, occurred_at / 60000", [start, *types]):
+        i = int(r["minute"]) * 60000 - start
+        if 0 <= i // 60000 < minutes:
+            series[PER_MINUTE[r["type"]]][i // 60000] += int(r["n"])
+    by_minute: list[list[float]] = [[] for _ in slots]
+    for r in store.rows("SELECT delivered_at, received_at FROM messages WHERE delivered_at >= ?", (start,)):
+        by_minute[min((r["delivered_at"] - start) // 60000, minutes - 1)].append(
+            max(r["delivered_at"] - r["received_at"], 0) / 1000)
+    latency = {q: [_percentile(sorted(v), p) for v in by_minute] for q, p in (("p50", .5), ("p90", .9),
+                                                                              ("p99", .99))}
+    everything = sorted(x for v in by_minute for x in v)
+    queue: dict[str, int] = {}
+    for row in waiting(store).shape(now_ms):
+        queue[row["destination"]] = queue.get(row["destination"], 0) + row["messages"]
+    spam = {r["spam_level"]: int(r["n"]) for r in store.rows(
+        "SELECT spam_level, count(*) AS n FROM messages WHERE received_at >= ? AND spam_level IS NOT NULL "
+        "GROUP BY spam_level", (start,))}
+    return {"minutes": slots, **series, "latency_s": latency,
+            "latency_overall_s": {q: _percentile(everything, p) for q, p in (("p50", .5), ("p90", .9), ("p99", .99))},
+            "delivered_count": len(everything),
+            "queue": sorted(({"destination": d, "messages": n} for d, n in queue.items()),
+                            key=lambda r: -r["messages"]),
+            "spam_levels": {lvl: spam.get(lvl, 0) for lvl in ("none", "low", "medium", "high")}}
