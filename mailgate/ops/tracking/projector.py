@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 
 from mailgate.core import topics
 from mailgate.ops.tracking.store import Store
-from schemas import UndecodableRecord, decode, event_name
+from schemas import UndecodableRecord
+from schemas.codec import decode_fields
 
 MESSAGE_COLUMNS = (
     "message_id", "direction", "mail_from", "sender_domain", "recipients", "client_address", "client_helo", "tls",
@@ -110,16 +111,16 @@ def project(store: Store, records: list[tuple[int, int, bytes | None]], topic: s
         decoded = []
         for p, o, v in fresh:
             try:
-                e = decode(v)
+                name, e = decode_fields(v)
             except UndecodableRecord:
                 continue  # advances the position; `mailgate events` shows it
-            if getattr(e, "message_id", None):
-                decoded.append((p, o, v, e))
+            if e.get("message_id"):
+                decoded.append((p, o, v, name, e))
         batch = Batch(store)
-        batch.load({e.message_id for _, _, _, e in decoded})
-        for p, o, v, e in decoded:
-            apply(batch, e)
-            batch.events.append((p, o, e.message_id, event_name(e), e.occurred_at, v))
+        batch.load({e["message_id"] for _, _, _, _, e in decoded})
+        for p, o, v, name, e in decoded:
+            apply(batch, name, e)
+            batch.events.append((p, o, e["message_id"], name, e["occurred_at"], v))
         batch.write()
         ends = dict(positions)
         for p, o, _ in fresh:
@@ -128,14 +129,16 @@ def project(store: Store, records: list[tuple[int, int, bytes | None]], topic: s
     return len(decoded)
 
 
-def apply(batch: Batch, e) -> None:
-    handler = HANDLERS.get(event_name(e))
-    m, rc = batch.message(e.message_id, e.occurred_at)
-    m["updated_at"] = max(m["updated_at"] or 0, e.occurred_at)
+def apply(batch: Batch, name: str, e: dict) -> None:
+    """Fold one event (its fields as plain data, see `schemas.codec.decode_fields`) into its message's rows."""
+    handler = HANDLERS.get(name)
+    at = e["occurred_at"]
+    m, rc = batch.message(e["message_id"], at)
+    m["updated_at"] = max(m["updated_at"] or 0, at)
     if handler is not None:
         handler(m, rc, e)
     state = message_state(s for s, _, _ in rc.values())
-    m["finished_at"] = None if state in PENDING else (m["finished_at"] or e.occurred_at)
+    m["finished_at"] = None if state in PENDING else (m["finished_at"] or at)
 
 
 def _set(rc: dict[str, list], recipients: Iterable[str], state: str, reply: str | None, at: int,
@@ -147,107 +150,114 @@ def _set(rc: dict[str, list], recipients: Iterable[str], state: str, reply: str 
         rc[r] = [state, reply if reply is not None else (cur[1] if cur else None), at]
 
 
-def _received(m: dict, rc: dict, e) -> None:
-    m.update(direction=e.direction, mail_from=e.mail_from, sender_domain=domain_of(e.mail_from),
-             recipients=", ".join(e.rcpt_to), client_address=e.client_address, client_helo=e.client_helo,
-             tls=e.tls, size_bytes=e.size_bytes, header_message_id=e.header_message_id, subject=e.subject,
-             inbound_gateway=e.inbound_gateway, received_at=e.occurred_at)
-    for r in e.rcpt_to:
-        rc.setdefault(r, ["received", None, e.occurred_at])
+def _waiting(rc: dict[str, list]) -> bool:
+    return any(s in WAITING for s, _, _ in rc.values())
 
 
-def _classified(m: dict, rc: dict, e) -> None:
-    m.update(spam_level=e.level, spam_score=e.total_score, spam_actions=",".join(e.actions),
-             spam_scores=json.dumps([{"scorer": s.scorer, "score": s.score, "weight": s.weight, "error": s.error}
-                                     for s in e.scores]))
+def _received(m: dict, rc: dict, e: dict) -> None:
+    m.update(direction=e["direction"], mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]),
+             recipients=", ".join(e["rcpt_to"]), client_address=e["client_address"], client_helo=e["client_helo"],
+             tls=e["tls"], size_bytes=e["size_bytes"], header_message_id=e.get("header_message_id"),
+             subject=e.get("subject"), inbound_gateway=e["inbound_gateway"], received_at=e["occurred_at"])
+    for r in e["rcpt_to"]:
+        rc.setdefault(r, ["received", None, e["occurred_at"]])
 
 
-def _routed(m: dict, rc: dict, e) -> None:
-    if not any(s in WAITING for s, _, _ in rc.values()):  # a new wait starts (QueueView: a new Waiting)
-        m.update(destination=e.route.destination or "unrouted", last_reason="",
-                 tier=ACTIVE_TIER if e.retry_tier == 0 else f"retry tier {e.retry_tier}")
-    m.update(route_kind=e.route.kind, routed_at=e.occurred_at, direction=e.direction,
-             mail_from=m["mail_from"] if m["mail_from"] is not None else e.mail_from,
-             sender_domain=m["sender_domain"] or domain_of(e.mail_from), next_attempt_at=e.not_before)
+def _classified(m: dict, rc: dict, e: dict) -> None:
+    m.update(spam_level=e["level"], spam_score=e["total_score"], spam_actions=",".join(e["actions"]),
+             spam_scores=json.dumps(e["scores"]))
+
+
+def _routed(m: dict, rc: dict, e: dict) -> None:
+    route = e["route"]
+    if not _waiting(rc):  # a new wait starts (QueueView: a new Waiting)
+        m.update(destination=route["destination"] or "unrouted", last_reason="",
+                 tier=ACTIVE_TIER if e["retry_tier"] == 0 else f"retry tier {e['retry_tier']}")
+    m.update(route_kind=route["kind"], routed_at=e["occurred_at"], direction=e["direction"],
+             next_attempt_at=e["not_before"])
+    if m["mail_from"] is None:
+        m.update(mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]))
     if m["recipients"] is None:
-        m["recipients"] = ", ".join(e.recipients)
-    _set(rc, e.recipients, "queued", None, e.occurred_at)
+        m["recipients"] = ", ".join(e["recipients"])
+    _set(rc, e["recipients"], "queued", None, e["occurred_at"])
 
 
-def _deferred(m: dict, rc: dict, e) -> None:
-    if any(s in WAITING for s, _, _ in rc.values()):
-        m.update(tier=e.retry_topic.removeprefix("mail."), last_reason=e.reason)
-    m.update(next_attempt_at=e.next_attempt_at, attempts=max(m["attempts"] or 0, e.attempt))
-    _set(rc, e.recipients, "deferred", e.reason, e.occurred_at, only=WAITING)
+def _deferred(m: dict, rc: dict, e: dict) -> None:
+    if _waiting(rc):
+        m.update(tier=e["retry_topic"].removeprefix("mail."), last_reason=e["reason"])
+    m.update(next_attempt_at=e["next_attempt_at"], attempts=max(m["attempts"] or 0, e["attempt"]))
+    _set(rc, e["recipients"], "deferred", e["reason"], e["occurred_at"], only=WAITING)
 
 
-def _reply(rep) -> str:
-    return " ".join(str(p) for p in (rep.code, rep.enhanced_code, rep.text) if p)
+def _reply(rep: dict) -> str:
+    return " ".join(str(p) for p in (rep["code"], rep["enhanced_code"], rep["text"]) if p)
 
 
-def _attempted(m: dict, rc: dict, e) -> None:
-    m.update(attempts=max(m["attempts"] or 0, e.attempt), relay_host=f"{e.host}:{e.port}")
-    if m["direction"] != "inbound" and e.gateway:
-        m["outbound_gateway"] = e.gateway
-    replies = [f"{r.recipient}: {_reply(r.reply)}" for r in e.results]
-    m["last_reply"] = "; ".join(replies) if replies else (e.error or None)
-    for r in e.results:
-        if r.recipient in rc:
-            rc[r.recipient][1] = _reply(r.reply)
+def _attempted(m: dict, rc: dict, e: dict) -> None:
+    m.update(attempts=max(m["attempts"] or 0, e["attempt"]), relay_host=f"{e['host']}:{e['port']}")
+    if m["direction"] != "inbound" and e["gateway"]:
+        m["outbound_gateway"] = e["gateway"]
+    replies = [f"{r['recipient']}: {_reply(r['reply'])}" for r in e["results"]]
+    m["last_reply"] = "; ".join(replies) if replies else (e["error"] or None)
+    for r in e["results"]:
+        if r["recipient"] in rc:
+            rc[r["recipient"]][1] = _reply(r["reply"])
 
 
-def _delivered(m: dict, rc: dict, e) -> None:
-    m.update(delivered_at=max(m["delivered_at"] or 0, e.occurred_at), last_reply=e.reply_text,
-             attempts=max(m["attempts"] or 0, e.attempt))
-    if m["direction"] != "inbound" and e.gateway:
-        m["outbound_gateway"] = e.gateway
-    _set(rc, e.recipients, "delivered", e.reply_text, e.occurred_at)
+def _delivered(m: dict, rc: dict, e: dict) -> None:
+    m.update(delivered_at=max(m["delivered_at"] or 0, e["occurred_at"]), last_reply=e["reply_text"],
+             attempts=max(m["attempts"] or 0, e["attempt"]))
+    if m["direction"] != "inbound" and e["gateway"]:
+        m["outbound_gateway"] = e["gateway"]
+    _set(rc, e["recipients"], "delivered", e["reply_text"], e["occurred_at"])
 
 
-def _bounced(m: dict, rc: dict, e) -> None:
-    m["last_reason"] = e.reason
-    _set(rc, e.recipients, "bounced", e.reason, e.occurred_at)
+def _bounced(m: dict, rc: dict, e: dict) -> None:
+    m["last_reason"] = e["reason"]
+    _set(rc, e["recipients"], "bounced", e["reason"], e["occurred_at"])
 
 
-def _expired(m: dict, rc: dict, e) -> None:
-    m["last_reason"] = e.last_reason
-    _set(rc, e.recipients, "expired", e.last_reason, e.occurred_at)
+def _expired(m: dict, rc: dict, e: dict) -> None:
+    m["last_reason"] = e["last_reason"]
+    _set(rc, e["recipients"], "expired", e["last_reason"], e["occurred_at"])
 
 
-def _discarded(m: dict, rc: dict, e) -> None:
-    m["last_reason"] = e.reason
+def _discarded(m: dict, rc: dict, e: dict) -> None:
+    m["last_reason"] = e["reason"]
     if m["quarantine"] == "held":
         m["quarantine"] = "deleted"
-    _set(rc, list(rc), "discarded", e.reason, e.occurred_at, only=PENDING)
+    _set(rc, list(rc), "discarded", e["reason"], e["occurred_at"], only=PENDING)
 
 
-def _duplicate(m: dict, rc: dict, e) -> None:
-    _set(rc, e.recipients, "delivered", None, e.occurred_at)
+def _duplicate(m: dict, rc: dict, e: dict) -> None:
+    _set(rc, e["recipients"], "delivered", None, e["occurred_at"])
 
 
-def _quarantined(m: dict, rc: dict, e) -> None:
-    m.update(quarantine="held", quarantine_level=e.level, quarantine_score=e.total_score,
-             quarantine_headers=e.headers, quarantined_at=e.occurred_at)
-    _set(rc, list(rc), "quarantined", None, e.occurred_at, only=PENDING)
+def _quarantined(m: dict, rc: dict, e: dict) -> None:
+    m.update(quarantine="held", quarantine_level=e["level"], quarantine_score=e["total_score"],
+             quarantine_headers=e["headers"], quarantined_at=e["occurred_at"])
+    _set(rc, list(rc), "quarantined", None, e["occurred_at"], only=PENDING)
 
 
-def _released(m: dict, rc: dict, e) -> None:
+def _released(m: dict, rc: dict, e: dict) -> None:
     m["quarantine"] = "released"
-    _set(rc, list(rc), "received", None, e.occurred_at, only=("quarantined",))
+    _set(rc, list(rc), "received", None, e["occurred_at"], only=("quarantined",))
 
 
-def _rejected(m: dict, rc: dict, e) -> None:
+def _rejected(m: dict, rc: dict, e: dict) -> None:
     if m["mail_from"] is None:
-        m.update(mail_from=e.mail_from, sender_domain=domain_of(e.mail_from), client_address=e.client_address)
-    rc[e.recipient] = ["rejected", f"{e.reply_code} {e.enhanced_code} {e.reason}", e.occurred_at]
+        m.update(mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]),
+                 client_address=e["client_address"])
+    rc[e["recipient"]] = ["rejected", f"{e['reply_code']} {e['enhanced_code']} {e['reason']}", e["occurred_at"]]
 
 
-def _tempfailed(m: dict, rc: dict, e) -> None:
+def _tempfailed(m: dict, rc: dict, e: dict) -> None:
     if m["mail_from"] is None:
-        m.update(mail_from=e.mail_from, sender_domain=domain_of(e.mail_from), client_address=e.client_address)
+        m.update(mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]),
+                 client_address=e["client_address"])
 
 
-HANDLERS: dict[str, Callable[[dict, dict, object], None]] = {
+HANDLERS: dict[str, Callable[[dict, dict, dict], None]] = {
     "MessageReceived": _received, "MessageClassified": _classified, "MessageRouted": _routed,
     "DeliveryDeferred": _deferred, "DeliveryAttempted": _attempted, "MessageDelivered": _delivered,
     "MessageBounced": _bounced, "MessageExpired": _expired, "MessageDiscarded": _discarded,

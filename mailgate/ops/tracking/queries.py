@@ -65,12 +65,12 @@ class Search:
         if self.sender is not None:
             self._add("lower(m.mail_from) = ?", self.sender.lower())
         if self.recipient:
-            self._add("EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.message_id "
-                      "AND lower(r.recipient) = ?)", self.recipient.lower())
+            self._add("m.message_id IN (SELECT r.message_id FROM recipients r WHERE lower(r.recipient) = ?)",
+                      self.recipient.lower())
         if self.domain:
             d = self.domain.lower().lstrip("@")
-            self._add("(m.sender_domain = ? OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.message_id "
-                      "AND r.domain = ?))", d, d)
+            self._add("(m.sender_domain = ? OR m.message_id IN (SELECT r.message_id FROM recipients r "
+                      "WHERE r.domain = ?))", d, d)
         if self.since_ms is not None:
             self._add("m.received_at >= ?", self.since_ms)
         if self.until_ms is not None:
