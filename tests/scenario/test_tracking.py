@@ -14,7 +14,8 @@ import pytest
 from mailgate.core import kafka, topics
 from mailgate.ops.tracking.store import Store
 from tests.scenario.test_walking_skeleton import queued_id, send
-from tests.support.harness import ROOT, _wait_line
+from tests.scenario.test_observability import scrape, total
+from tests.support.harness import ROOT, _wait_line, free_port
 from tests.support.postgres import AVAILABLE as POSTGRES_AVAILABLE, running_postgres
 
 pytestmark = pytest.mark.scenario
@@ -59,7 +60,7 @@ def configure(gateway, primary, store_config: dict) -> None:
         # One quick retry, then a long one: the log is quiet while the test compares.
         "delivery": {"retry_schedule_s": [1, 600]},
         "tracking": store_config,
-        "metrics": {"tracker_port": 0},
+        "metrics": {"tracker_port": free_port()},
     })
     primary.handler.script = lambda rcpts: ("550 5.1.1 no such user" if "reject@example.test" in rcpts else
                                             "451 4.3.0 try later" if "later@example.test" in rcpts else None)
@@ -208,6 +209,17 @@ def test_every_view_from_the_store_agrees_with_the_log_after_replay_and_rebuild(
     ids = list(sent.values())
 
     check_store_agrees_with_log(gateway, ids, cli=True)
+    # The tracker's lag is a metric: zero per partition once it has caught up.
+    port = gateway.cfg.metrics.tracker_port
+    deadline = time.monotonic() + 30
+    while True:  # sampled every 5 s: wait for a sample taken after the catch-up
+        samples = scrape(port)
+        lags = [v for (name, _), v in samples.items() if name == "mailgate_tracker_consumer_lag"]
+        if lags and sum(lags) == 0:
+            break
+        assert time.monotonic() < deadline, f"tracker lag samples: {lags}"
+        time.sleep(1)
+    assert total(samples, "mailgate_tracker_events_projected_total") >= len(gateway.events())
     shown = ok(gateway, "quarantine", "show", sent["spam-1"])
     assert "spam1@example.test" in shown and "Subject: spam-1" in shown
     listed = ok(gateway, "queue", "list")

@@ -24,7 +24,7 @@ def received(mid, rcpts, at=T0, sender="alice@a.test", client="192.0.2.7", gatew
                            subject="hello")
 
 
-def routed(mid, rcpts, at, dest="in1", tier=0, since=T0):
+def routed(mid, rcpts, at, dest="in1", tier=-1, since=T0):
     return MessageRouted(message_id=mid, occurred_at=at, node="n", direction="inbound",
                          route=Route(kind="primary", destination=dest, candidates=[dest], hosts=["127.0.0.1:25"]),
                          mail_from="alice@a.test", recipients=rcpts, received_at=since, not_before=at,

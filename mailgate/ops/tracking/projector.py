@@ -172,7 +172,7 @@ def _routed(m: dict, rc: dict, e: dict) -> None:
     route = e["route"]
     if not _waiting(rc):  # a new wait starts (QueueView: a new Waiting)
         m.update(destination=route["destination"] or "unrouted", last_reason="",
-                 tier=ACTIVE_TIER if e["retry_tier"] == 0 else f"retry tier {e['retry_tier']}")
+                 tier=ACTIVE_TIER if e["retry_tier"] < 0 else f"retry tier {e['retry_tier']}")
     m.update(route_kind=route["kind"], routed_at=e["occurred_at"], direction=e["direction"],
              next_attempt_at=e["not_before"])
     if m["mail_from"] is None:

@@ -44,8 +44,8 @@ def _routed(e) -> tuple[str, list[str]]:
     lines = [f"To {_list(e.recipients)}", f"Servers: {', '.join(r.hosts) or '-'}"]
     if len(r.candidates) > 1:
         lines.append(f"Gateways to choose from: {', '.join(r.candidates)}")
-    if e.retry_tier:
-        lines.append(f"Retry tier {e.retry_tier}, attempt {e.attempt + 1}")
+    if e.retry_tier >= 0:  # -1: before the first attempt
+        lines.append(f"From retry tier {e.retry_tier}, attempt {e.attempt + 1}")
     if e.force_redeliver:
         lines.append("Forced redelivery (operator replay)")
     return f"Routed to {where}", lines

@@ -106,7 +106,7 @@ async function loadDashboard() {
   $("dash-error").textContent = "";
   const d = r.data;
   const labels = d.minutes.map((t) => new Date(t).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}));
-  const line = (label, data, color) => ({label, data, borderColor: color, backgroundColor: color, pointRadius: 0, tension: .2});
+  const line = (label, data, color) => ({label, data, borderColor: color, backgroundColor: color, pointRadius: 2, tension: .2});
   chart("chart-flow", {type: "line", data: {labels, datasets: [line("accepted", d.accepted, "#1f6feb"),
     line("delivered", d.delivered, "#2e7d32"), line("deferred", d.deferred, "#f9a825"), line("bounced", d.bounced, "#c62828")]}});
   chart("chart-queue", {type: "bar", data: {labels: d.queue.map((q) => q.destination),
