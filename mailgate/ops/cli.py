@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailgate.ops.broker import BrokerError
         from mailgate.ops.events_view import TimeSpecError
         from mailgate.ops.replay import ReplayError
-        if isinstance(err, (BrokerError, ReplayError, TimeSpecError)):
+        from mailgate.ops.tracking.store import StoreUnavailable
+        if isinstance(err, (BrokerError, ReplayError, TimeSpecError, StoreUnavailable)):
             print(f"mailgate: {err}", file=sys.stderr)
             return 1
         logging.getLogger("mailgate").exception("failed")

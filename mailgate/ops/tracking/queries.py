@@ -122,18 +122,20 @@ def waiting(store: Store) -> QueueView:
 def queue_list(store: Store, limit: int = 1000) -> list[dict]:
     """Per waiting message, oldest first: id, size, arrival, sender, destination, tier, reason, recipients."""
     rows = store.rows("SELECT m.message_id, m.size_bytes, m.received_at, m.mail_from, m.destination, m.tier, "
-                      "m.last_reason, m.next_attempt_at, m.attempts FROM messages m "
-                      "WHERE m.state IN ('queued', 'deferred') ORDER BY m.received_at, m.message_id")
-    out = []
-    for m in rows:
-        rcpts = store.rows("SELECT recipient, state, reply FROM recipients WHERE message_id = ? "
-                           "ORDER BY recipient", (m["message_id"],))
-        m["recipients"] = [r for r in rcpts if r["state"] in WAITING]
-        if m["recipients"]:
-            out.append(m)
-        if len(out) >= limit:
-            break
-    return out
+                      "m.last_reason, m.next_attempt_at, m.attempts, r.recipient, r.state, r.reply "
+                      "FROM messages m JOIN recipients r ON r.message_id = m.message_id "
+                      "WHERE m.state IN ('queued', 'deferred') AND r.state IN ('queued', 'deferred') "
+                      "ORDER BY m.received_at, m.message_id, r.recipient")
+    out: dict[str, dict] = {}
+    for row in rows:
+        m = out.get(row["message_id"])
+        if m is None:
+            if len(out) >= limit:
+                break
+            m = out[row["message_id"]] = {k: v for k, v in row.items() if k not in ("recipient", "state", "reply")}
+            m["recipients"] = []
+        m["recipients"].append({"recipient": row["recipient"], "state": row["state"], "reply": row["reply"]})
+    return list(out.values())
 
 
 def quarantined(store: Store) -> list[dict]:
