@@ -21,6 +21,7 @@ from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
 from ingress.verification import VERIFIED, RecipientVerifier
 from mailgate.core import metrics
+from mailgate.mail.header_fields import header_value
 from mailgate.core.config import Config
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
@@ -176,6 +177,7 @@ class IngressHandler:
             client_auth=session.auth_data if session.authenticated else None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
+            header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version)
         began = time.monotonic()
         try:

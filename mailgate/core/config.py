@@ -540,9 +540,24 @@ class MetricsConfig(Strict):
     processor_port: int = Field(9102, ge=0, le=65535, description="Port of the processor stage; 0: any free port.")
     egress_port: int = Field(9103, ge=0, le=65535, description="Port of the egress stage; 0: any free port. Give "
                                                                "each replica on one host its own ports (or 0).")
+    tracker_port: int = Field(9104, ge=0, le=65535, description="Port of `mailgate tracker`; 0: any free port.")
 
     def port(self, stage: str) -> int:
         return getattr(self, f"{stage}_port")
+
+
+class TrackingConfig(Strict):
+    """`mailgate tracker`: the message-tracking read model projected from mail.events, and where it is stored."""
+
+    store: Literal["sqlite", "postgresql"] = Field(
+        "sqlite", description="sqlite: one file on this machine (WAL mode); postgresql: a server several machines "
+                              "share.")
+    sqlite_path: Path = Field(Path(".mailgate/tracking.sqlite3"), description="The SQLite database file.")
+    postgresql_dsn: SecretField | None = Field(
+        None, description="libpq connection string (e.g. `host=db dbname=mailgate user=mailgate`); a secret, as it "
+                          "may hold a password.")
+    batch_max_records: int = Field(5000, ge=1, le=100000,
+                                   description="Events projected per store transaction at most.")
 
 
 class Config(Strict):
@@ -562,6 +577,8 @@ class Config(Strict):
                                           description="SPF, DKIM and DMARC checks of inbound mail.")
     dkim_signing: DkimSigningConfig = Field(default_factory=DkimSigningConfig,
                                             description="DKIM signing of outbound mail by egress.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig,
+                                     description="Message tracking: the read model `mailgate tracker` keeps.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

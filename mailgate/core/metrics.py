@@ -111,6 +111,19 @@ EGRESS_LAG = Gauge("mailgate_egress_consumer_lag",
                    "few seconds; on a mail.retry.<delay>s topic it is that retry tier's depth.",
                    ["topic", "partition"], registry=_egress)
 
+# tracker (`mailgate tracker`, the message-tracking read model; an operator-side follower of mail.events)
+REGISTRIES["tracker"] = _tracker = CollectorRegistry()
+ProcessCollector(registry=_tracker)
+GCCollector(registry=_tracker)
+TRACKER_EVENTS = Counter("mailgate_tracker_events_projected", "mail.events records projected into the tracking "
+                         "store (records seen before are not counted again).", registry=_tracker)
+TRACKER_BATCH_SECONDS = Histogram("mailgate_tracker_batch_seconds", "Time to project one batch (one store "
+                                  "transaction).", buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                                  registry=_tracker)
+TRACKER_LAG = Gauge("mailgate_tracker_consumer_lag", "mail.events records not yet projected, per assigned "
+                    "partition (end offset minus position), sampled every few seconds.", ["topic", "partition"],
+                    registry=_tracker)
+
 LAG_SAMPLE_EVERY_S = 5.0
 """How often egress samples its consumer lag."""
 

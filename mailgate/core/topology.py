@@ -32,4 +32,6 @@ OPERATOR_TOOLS: dict[str, dict[str, list[str]]] = {
     "trace / events / queue": {"reads": [topics.EVENTS], "writes": []},
     "queue hold|release|delete|bounce|flush / destination suspend|resume|flush / admin": {
         "reads": [topics.EVENTS, topics.CONTROL], "writes": [topics.CONTROL, topics.EVENTS]},
+    "tracker (message-tracking read model)": {"reads": [topics.EVENTS], "writes": ["tracking store"]},
+    "trace / search / queue / quarantine list (default)": {"reads": ["tracking store"], "writes": []},
 }

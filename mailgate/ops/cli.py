@@ -2,7 +2,7 @@
 
 `mailgate ingress|processor|egress --config FILE` runs one stage (any number of replicas);
 `mailgate up --config FILE` runs the local broker and all three stages; `mailgate broker start|stop|status`;
-`mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate cache purge [address|domain]`;
+`mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate tracker`, `mailgate search` (message tracking); `mailgate cache purge [address|domain]`;
 `mailgate sink --listen HOST:PORT`. The configuration file is `--config`, else $MAILGATE_CONFIG, else
 /etc/mailgate/mailgate.yaml, and is validated before anything starts. Every failure is one line on stderr and an
 exit status from mailgate.ops.exits (a traceback only with `--debug`).
@@ -89,8 +89,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from mailgate.ops.audit import print_trace
-    return asyncio.run(print_trace(_config(args), args.message_id, as_json=args.json))
+    from mailgate.ops.tracking.cli import trace
+    return trace(_config(args), args.message_id, as_json=args.json, from_log=args.from_log)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -123,11 +123,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    if args.action:  # hold, release, delete, bounce, flush
-        from mailgate.ops.queue_control_cli import cmd_queue_action
+    from mailgate.ops.queue_control_cli import MESSAGE_COMMANDS, cmd_queue_action
+    if args.action in MESSAGE_COMMANDS:  # hold, release, delete, bounce, flush
         return cmd_queue_action(_config(args), args)
-    from mailgate.ops.queue_view import show_queue
-    return asyncio.run(show_queue(_config(args), as_json=args.json))
+    from mailgate.ops.tracking.cli import queue
+    return queue(_config(args), args.action, as_json=args.json, from_log=args.from_log)
 
 
 def _operator_commands(sub, with_config) -> None:
@@ -156,6 +156,7 @@ def _operator_commands(sub, with_config) -> None:
     q.add_argument("--json", action="store_true", help="rows as JSON")
     from mailgate.ops.queue_control_cli import add_queue_arguments, register as register_destination
     add_queue_arguments(q)
+    q.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     q.set_defaults(func=cmd_queue)
     register_destination(sub, with_config)
 
@@ -211,6 +212,12 @@ def _version() -> str:
         return f"mailgate {version('mailgate')}"
     except PackageNotFoundError:
         return "mailgate (not installed)"
+    if args.action in ("list", "show"):
+        from mailgate.ops.tracking.cli import quarantine
+        status = quarantine(_config(args), args.action, args.message_id, from_log=args.from_log)
+        if status is not None:
+            return status
+    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,12 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = with_config(sub.add_parser("trace", help="the timeline of one message from mail.events"))
     t.add_argument("message_id")
     t.add_argument("--json", action="store_true", help="one JSON object per event")
+    t.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     t.set_defaults(func=cmd_trace)
     q = with_config(sub.add_parser("quarantine", help="list, show, release or delete quarantined spam"))
     q.add_argument("action", choices=["list", "show", "release", "delete"])
     q.add_argument("message_id", nargs="?", help="the message (show, release, delete)")
     q.add_argument("--operator", help="who releases it, for the audit log (default: the OS user)")
     q.add_argument("--json", action="store_true", help="list, show: JSON instead of text")
+    q.add_argument("--from-log", action="store_true", help="list/show: scan the topics, not the tracking store")
     q.set_defaults(func=cmd_quarantine)
     _operator_commands(sub, with_config)
     a = with_config(sub.add_parser("admin", help="the administration web page and HTTP API"))
@@ -264,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_auth_commands(sub)
     from mailgate.ops.dkim_cli import register as register_dkim_commands
     register_dkim_commands(sub)
+    from mailgate.ops.tracking.cli import register as register_tracking_commands
+    register_tracking_commands(sub, with_config)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))
     c.add_argument("action", choices=["purge"])
     c.add_argument("target", nargs="?", help="an address, a domain, or nothing for every cached answer")
@@ -289,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
                                          cfg.kafka.bootstrap_servers if cfg else None)
         print(f"mailgate {args.command}: {message}", file=sys.stderr)
         return status
+        return 130
+    except Exception as err:  # a clear line, not a traceback, for operator errors
+        from mailgate.ops.broker import BrokerError
+        from mailgate.ops.events_view import TimeSpecError
+        from mailgate.ops.replay import ReplayError
+        from mailgate.ops.tracking.store import StoreUnavailable
+        if isinstance(err, (BrokerError, ReplayError, TimeSpecError, StoreUnavailable)):
+            print(f"mailgate: {err}", file=sys.stderr)
+            return 1
+        logging.getLogger("mailgate").exception("failed")
+        return 1
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def parse_until(text: str, now: int | None = None) -> int:
 
 def add_queue_arguments(q: argparse.ArgumentParser) -> None:
     """The queue control arguments of `mailgate queue` (without an action it shows the queue, as before)."""
-    q.add_argument("action", nargs="?", choices=MESSAGE_COMMANDS, help="a command on queued messages")
+    q.add_argument("action", nargs="?", choices=[*MESSAGE_COMMANDS, "list"],
+                   help="list: each waiting message (like postqueue -p); else a command on queued messages")
     q.add_argument("message_ids", nargs="*", help="the messages (or use a filter)")
     q.add_argument("--destination", help="filter: messages routed to this gateway")
     q.add_argument("--domain", help="filter: messages with a recipient in this domain")

@@ -46,7 +46,7 @@ class QueueView:
             return
         if name == "MessageRouted":
             w = self.waiting.get(mid)
-            tier = ACTIVE if e.retry_tier == 0 else f"retry tier {e.retry_tier}"
+            tier = ACTIVE if e.retry_tier < 0 else f"retry tier {e.retry_tier}"  # -1: before the first attempt
             if w is None:
                 self.waiting[mid] = Waiting(e.route.destination or "unrouted", tier, e.received_at, set(e.recipients))
             else:

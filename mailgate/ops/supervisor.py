@@ -1,7 +1,7 @@
 """`mailgate up`: the local broker plus one process per stage, run until Ctrl-C, restarted if they die.
 
 Reads: the configuration. Starts: the local broker (unless told not to), the topics, then
-`mailgate ingress|processor|egress --config FILE` as child processes; SIGINT/SIGTERM stops them all.
+`mailgate ingress|processor|egress|tracker --config FILE` as child processes; SIGINT/SIGTERM stops them all.
 """
 from __future__ import annotations
 

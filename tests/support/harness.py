@@ -112,6 +112,8 @@ class Gateway:
             "delivery": {"retry_schedule_s": [1, 2], "helo_name": "gw.test"},
             # Any free port: several stages and tests share this host.
             "metrics": {"ingress_port": 0, "processor_port": 0, "egress_port": 0},
+            # Each test's own tracking store (absent unless it runs `mailgate tracker`): never one in the repo.
+            "tracking": {"sqlite_path": str(self.workdir / "tracking.sqlite3")},
         }
         merged = _merge(base, data)
         self.cfg = parse_config(merged)

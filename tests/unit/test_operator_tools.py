@@ -20,7 +20,7 @@ def received(mid="M1", body=b"x", rcpt="bob@example.test") -> MessageReceived:
                            body_sha256="0", body=body)
 
 
-def routed(mid="M1", rcpts=("a@example.test", "b@example.test"), tier=0, not_before=NOW) -> MessageRouted:
+def routed(mid="M1", rcpts=("a@example.test", "b@example.test"), tier=-1, not_before=NOW) -> MessageRouted:
     return MessageRouted(message_id=mid, occurred_at=NOW, node="n", direction="inbound",
                          route=Route(kind="primary", destination="primary", candidates=[], hosts=["127.0.0.1:25"]),
                          mail_from="alice@sender.test", recipients=list(rcpts), received_at=NOW - 60_000,

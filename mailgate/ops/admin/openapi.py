@@ -127,6 +127,7 @@ def spec() -> dict:
     from mailgate.ops.admin.queue_control import openapi_paths
     paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "properties": {
         "reason": {"type": "string"}, "until": {"type": ["integer", "null"]}}}))
+    paths.update(_tracking_paths())
     return {"openapi": "3.1.0",
             "info": {"title": "mailgate admin API", "version": "1",
                      "description": "Gateways, message trace, events, queue and quarantine of a mailgate."},
@@ -135,6 +136,33 @@ def spec() -> dict:
                 "session": {"type": "apiKey", "in": "cookie", "name": "mailgate_session"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
             "security": [{"session": []}]}
+
+
+def _tracking_paths() -> dict:
+    """The message-tracking routes (mailgate/ops/admin/tracking_api.py); 503 when the store is unavailable."""
+    unavailable = {"503": _json("Error", "the tracking store cannot be opened")}
+    query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
+        ("sender", "string", "envelope sender"), ("recipient", "string", "a recipient"),
+        ("domain", "string", "sender or recipient domain"), ("since", "string", "ISO 8601 or an age like 2h"),
+        ("until", "string", "ISO 8601 or an age"), ("state", "string", "a recipient's state"),
+        ("client", "string", "client IP address"), ("gateway", "string", "inbound or outbound gateway"),
+        ("message_id_header", "string", "Message-ID header"), ("limit", "integer", "page size (max 500)"),
+        ("offset", "integer", "skip this many"))]
+    mid = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/api/tracking/messages": {"get": _op("Search messages in the tracking store, newest first", {
+            "200": _json({"type": "object", "properties": {"messages": {"type": "array"}, "total": {"type": "integer"},
+                                                           "limit": {"type": "integer"},
+                                                           "offset": {"type": "integer"}}}),
+            "400": _json("Error", "bad filter"), **unavailable}, params=query)},
+        "/api/tracking/messages/{message_id}": {"get": _op(
+            "One message: its row, recipients and a readable timeline", {
+                "200": _json({"type": "object"}), **NOT_FOUND, **unavailable}, params=[mid])},
+        "/api/tracking/dashboard": {"get": _op(
+            "Per-minute counts, queue per destination, spam levels, delivery latency percentiles", {
+                "200": _json({"type": "object"}), **unavailable},
+            params=[{"name": "minutes", "in": "query", "required": False, "schema": {"type": "integer"}}])},
+    }
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from aiohttp import web
 from mailgate.ops.admin import auth, gateways
 from mailgate.ops.admin.api import CFG, SESSION, SESSIONS, error, routes
 from mailgate.ops.admin.openapi import spec
+from mailgate.ops.admin.tracking_api import routes as tracking_routes
 from mailgate.core.config import Config
 from mailgate.core.secrets import SecretKeyError
 
@@ -84,6 +85,7 @@ def build_app(cfg: Config) -> web.Application:
     app.add_routes(routes)
     from mailgate.ops.admin.queue_control import routes as queue_control_routes
     app.add_routes(queue_control_routes)
+    app.add_routes(tracking_routes)
     app.router.add_static("/static/", STATIC)
     return app
 

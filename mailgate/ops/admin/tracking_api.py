@@ -1,0 +1,91 @@
+"""The admin API's message-tracking routes: search with filters and paging, a readable trace, dashboard series.
+
+Reads: the tracking store (`mailgate tracker` keeps it), opened per request in a worker thread. Emits: JSON;
+`503 {"error": ...}` when the store cannot be opened, `400` for a bad filter, `404` for an unknown message.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from mailgate.core.ids import now_ms
+from mailgate.ops.admin.api import CFG, error
+from mailgate.ops.events_view import TimeSpecError, parse_time
+from mailgate.ops.tracking import queries
+from mailgate.ops.tracking.readable import readable
+from mailgate.ops.tracking.store import Store, StoreUnavailable
+
+routes = web.RouteTableDef()
+MAX_PAGE = 500
+
+
+async def _with_store(request: web.Request, work):
+    def run():
+        store = Store.open(request.app[CFG], create=False)
+        try:
+            return work(store)
+        finally:
+            store.close()
+    return await asyncio.to_thread(run)
+
+
+def _search(q) -> queries.Search:
+    state = q.get("state") or None
+    if state is not None and state not in queries.STATES:
+        raise ValueError(f"state must be one of {', '.join(queries.STATES)}")
+    return queries.Search(
+        sender=q.get("sender") or None, recipient=q.get("recipient") or None, domain=q.get("domain") or None,
+        since_ms=parse_time(q["since"]) if q.get("since") else None,
+        until_ms=parse_time(q["until"]) if q.get("until") else None, state=state,
+        client=q.get("client") or None, gateway=q.get("gateway") or None,
+        header_message_id=q.get("message_id_header") or None,
+        limit=min(max(int(q.get("limit", "50")), 1), MAX_PAGE), offset=max(int(q.get("offset", "0")), 0))
+
+
+@routes.get("/api/tracking/messages")
+async def search(request: web.Request) -> web.Response:
+    try:
+        s = _search(request.query)
+    except (TimeSpecError, ValueError) as err:
+        return error(400, str(err))
+    try:
+        rows, total = await _with_store(request, lambda st: (queries.search(st, s), queries.count(st, s)))
+    except StoreUnavailable as err:
+        return error(503, str(err))
+    return web.json_response({"messages": rows, "total": total, "limit": s.limit, "offset": s.offset})
+
+
+def _trace(store: Store, mid: str) -> dict | None:
+    m = queries.message(store, mid)
+    if m is None:
+        return None
+    m["spam_scores"] = json.loads(m["spam_scores"]) if m["spam_scores"] else []
+    m.pop("quarantine_headers", None)
+    return {"message": m, "events": [readable(e) for e in queries.events(store, mid)]}
+
+
+@routes.get("/api/tracking/messages/{message_id}")
+async def trace(request: web.Request) -> web.Response:
+    mid = request.match_info["message_id"]
+    try:
+        found = await _with_store(request, lambda st: _trace(st, mid))
+    except StoreUnavailable as err:
+        return error(503, str(err))
+    if found is None:
+        return error(404, f"no message {mid} in the tracking store")
+    return web.json_response(found)
+
+
+@routes.get("/api/tracking/dashboard")
+async def dashboard(request: web.Request) -> web.Response:
+    try:
+        minutes = min(max(int(request.query.get("minutes", "60")), 5), 24 * 60)
+    except ValueError:
+        return error(400, "minutes must be a number")
+    try:
+        data = await _with_store(request, lambda st: queries.dashboard(st, now_ms(), minutes))
+    except StoreUnavailable as err:
+        return error(503, str(err))
+    return web.json_response(data)

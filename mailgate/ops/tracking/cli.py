@@ -1,0 +1,189 @@
+"""Operator commands on the tracking store: `tracker`, `search`, and the store-backed `trace`, `queue`, `queue list`,
+`quarantine list|show`.
+
+Reads: the tracking store (`Store.open(create=False)`: readers never create or migrate it). When the store cannot
+be opened (no tracker ever ran, the server is down), `trace`, `queue` and `quarantine` say so on stderr and scan
+mail.events as before; `--from-log` asks for that scan outright. `search` has no log fallback. Emits: lines for
+people, or JSON with `--json`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+
+from mailgate.core.config import Config, load_config
+from mailgate.ops.tracking import queries
+from mailgate.ops.tracking.store import Store, StoreUnavailable
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+def open_store(cfg: Config) -> Store | None:
+    """The store for reading, or None (reason on stderr) so the caller can scan the log instead."""
+    try:
+        return Store.open(cfg, create=False)
+    except StoreUnavailable as err:
+        print(f"mailgate: {err}; scanning mail.events instead", file=sys.stderr)
+        return None
+
+
+# --- trace ---------------------------------------------------------------------------------------------------
+
+def trace(cfg: Config, message_id: str, as_json: bool = False, from_log: bool = False) -> int:
+    from mailgate.ops.audit import describe, json_of, print_trace
+    store = None if from_log else open_store(cfg)
+    if store is None:
+        return asyncio.run(print_trace(cfg, message_id, as_json=as_json))
+    try:
+        events = queries.events(store, message_id)
+    finally:
+        store.close()
+    if not events:
+        print(f"no events for {message_id} in the tracking store (`--from-log` scans mail.events)")
+        return 1
+    for e in events:
+        print(json.dumps(json_of(e)) if as_json else describe(e))
+    return 0
+
+
+# --- search --------------------------------------------------------------------------------------------------
+
+def search_from_args(args: argparse.Namespace) -> queries.Search:
+    from mailgate.ops.events_view import parse_time
+    return queries.Search(sender=args.sender, recipient=args.recipient, domain=args.domain,
+                          since_ms=parse_time(args.since) if args.since else None,
+                          until_ms=parse_time(args.until) if args.until else None, state=args.state,
+                          client=args.client, gateway=args.gateway, header_message_id=args.message_id_header,
+                          limit=args.limit, offset=args.offset)
+
+
+def render_search(rows: list[dict]) -> str:
+    lines = [f"{'RECEIVED (UTC)':19}  {'MESSAGE ID':26}  {'STATE':11}  FROM -> TO  [SUBJECT]"]
+    for r in rows:
+        subject = f"  [{r['subject']}]" if r.get("subject") else ""
+        lines.append(f"{_when(r['received_at']):19}  {r['message_id']:26}  {r['state']:11}  "
+                     f"<{r['mail_from'] or ''}> -> {r['recipients'] or '-'}{subject}")
+    lines.append(f"{len(rows)} message(s)")
+    return "\n".join(lines)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    s = search_from_args(args)
+    try:
+        store = Store.open(cfg, create=False)
+    except StoreUnavailable as err:
+        print(f"mailgate: {err}", file=sys.stderr)
+        return 1
+    try:
+        rows = queries.search(store, s)
+    finally:
+        store.close()
+    print(json.dumps(rows) if args.json else render_search(rows))
+    return 0
+
+
+# --- queue ---------------------------------------------------------------------------------------------------
+
+def render_queue_list(rows: list[dict]) -> str:
+    """Like `postqueue -p`: id, size, arrival, sender; then each recipient, under the reason it waits."""
+    if not rows:
+        return "Mail queue is empty"
+    out = [f"{'-Queue ID-':26} {'--Size--':>8} {'----Arrival Time----':20} -Sender/Recipient-------"]
+    for m in rows:
+        out.append(f"{m['message_id']:26} {m['size_bytes'] or 0:>8} {_when(m['received_at']):20} "
+                   f"{m['mail_from'] or '<>'}")
+        pad = " " * 57
+        out.append(f"{pad}({m['destination'] or 'unrouted'}, {m['tier'] or 'active'}"
+                   f"{', ' + m['last_reason'] if m['last_reason'] else ''})")
+        out += [f"{pad}  {r['recipient']}" for r in m["recipients"]]
+        out.append("")
+    n = sum(len(m["recipients"]) for m in rows)
+    out.append(f"-- {len(rows)} message(s), {n} recipient(s) waiting")
+    return "\n".join(out)
+
+
+def queue(cfg: Config, action: str | None, as_json: bool = False, from_log: bool = False) -> int:
+    from mailgate.core.ids import now_ms
+    from mailgate.ops.queue_view import render, show_queue
+    store = None if from_log else open_store(cfg)
+    if store is None:
+        if action == "list":
+            print("mailgate: `queue list` needs the tracking store", file=sys.stderr)
+            return 1
+        return asyncio.run(show_queue(cfg, as_json=as_json))
+    try:
+        if action == "list":
+            rows = queries.queue_list(store)
+            print(json.dumps(rows) if as_json else render_queue_list(rows))
+            return 0
+        shape = queries.waiting(store).shape(now_ms())
+    finally:
+        store.close()
+    print(json.dumps(shape) if as_json else render(shape))
+    return 0
+
+
+# --- quarantine ----------------------------------------------------------------------------------------------
+
+def quarantine(cfg: Config, action: str, message_id: str | None, from_log: bool = False) -> int | None:
+    """`quarantine list|show` from the store; None when the store is unavailable (the caller scans the log)."""
+    from mailgate.ops.quarantine import _header
+    store = None if from_log else open_store(cfg)
+    if store is None:
+        return None
+    try:
+        held = {r["message_id"]: r for r in queries.quarantined(store)}
+    finally:
+        store.close()
+    if action == "list":
+        for mid, q in held.items():
+            print(f"{mid}  {_when(q['quarantined_at'])}  {q['quarantine_level']:6} {q['quarantine_score']:7.1f}  "
+                  f"from={_header(q['quarantine_headers'], 'From')!r} "
+                  f"subject={_header(q['quarantine_headers'], 'Subject')!r}")
+        print(f"{len(held)} message(s) in quarantine")
+        return 0
+    q = held.get(message_id or "")
+    if q is None:
+        print(f"{message_id} is not in quarantine (never held, or already released or deleted)")
+        return 1
+    print(f"message {message_id}: level {q['quarantine_level']}, score {q['quarantine_score']:.1f}, held since "
+          f"{_when(q['quarantined_at'])}")
+    print(f"envelope: from <{q['mail_from']}> to {q['recipients']}; inbound gateway {q['inbound_gateway'] or '-'}")
+    print(q["quarantine_headers"], end="")
+    return 0
+
+
+# --- registration --------------------------------------------------------------------------------------------
+
+def cmd_tracker(args: argparse.Namespace) -> int:
+    from mailgate.ops.tracking.runner import run
+    run(load_config(args.config), rebuild=args.rebuild)
+    return 0
+
+
+def register(sub, with_config) -> None:
+    """Add `tracker` and `search` to the `mailgate` command."""
+    t = with_config(sub.add_parser("tracker", help="keep the message-tracking store current from mail.events"))
+    t.add_argument("--rebuild", action="store_true",
+                   help="empty the store first and project the whole log again (stop other replicas first)")
+    t.set_defaults(func=cmd_tracker)
+    s = with_config(sub.add_parser("search", help="find messages in the tracking store"))
+    s.add_argument("--sender", help="envelope sender (exact address, any case)")
+    s.add_argument("--recipient", help="a recipient (exact address, any case)")
+    s.add_argument("--domain", help="sender or recipient domain")
+    s.add_argument("--since", help="received at or after: ISO 8601 (naive = UTC) or an age like 2h")
+    s.add_argument("--until", help="received at or before: ISO 8601 or an age")
+    s.add_argument("--state", choices=queries.STATES, help="a recipient of the message is in this state")
+    s.add_argument("--client", help="client IP address that sent it to us")
+    s.add_argument("--gateway", help="inbound or outbound gateway name")
+    s.add_argument("--message-id-header", help="the Message-ID header (with or without <>)")
+    s.add_argument("--limit", type=int, default=100, help="at most this many messages (newest first)")
+    s.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
+    s.add_argument("--json", action="store_true", help="a JSON array of message rows")
+    s.set_defaults(func=cmd_search)

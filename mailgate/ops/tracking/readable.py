@@ -1,0 +1,104 @@
+"""A message's events in words, for people: what happened, through which gateway, with which replies and scores.
+
+Reads: typed event records (from the tracking store or the log). Emits: per event a dict with its time (epoch ms;
+the page shows it in the reader's local time), its type, a one-line title and detail lines — never a Python repr.
+"""
+from __future__ import annotations
+
+from schemas import event_name
+
+
+def _reply(rep) -> str:
+    return " ".join(str(p) for p in (rep.code, rep.enhanced_code, rep.text) if p)
+
+
+def _list(items) -> str:
+    items = list(items)
+    return ", ".join(items) if items else "no recipients"
+
+
+def _received(e) -> tuple[str, list[str]]:
+    way = f"inbound through gateway {e.inbound_gateway}" if e.direction == "inbound" else "outbound (relay)"
+    lines = [f"From <{e.mail_from}> to {_list(e.rcpt_to)}", f"Client {e.client_address} (HELO {e.client_helo or '-'})"
+             + (f", TLS {e.tls}" if e.tls else "") + (", authenticated" if e.client_auth else ""),
+             f"{e.size_bytes} bytes"]
+    if e.subject:
+        lines.append(f"Subject: {e.subject}")
+    if e.header_message_id:
+        lines.append(f"Message-ID: {e.header_message_id}")
+    return f"Accepted {way}", lines
+
+
+def _classified(e) -> tuple[str, list[str]]:
+    scores = [f"{s.scorer}: {'no answer (' + s.error + ')' if s.error else format(s.score, '.1f')}"
+              + (f" × {s.weight:g}" if s.weight != 1 else "") for s in e.scores]
+    level = "not spam" if e.level == "none" else f"spam level {e.level}"
+    return (f"Spam check: {level}, score {e.total_score:.1f}",
+            scores + ([f"Actions: {', '.join(e.actions)}"] if e.actions else []))
+
+
+def _routed(e) -> tuple[str, list[str]]:
+    r = e.route
+    where = (f"the primary server of inbound gateway {r.destination}" if r.kind == "primary"
+             else f"outbound gateway {r.destination}")
+    lines = [f"To {_list(e.recipients)}", f"Servers: {', '.join(r.hosts) or '-'}"]
+    if len(r.candidates) > 1:
+        lines.append(f"Gateways to choose from: {', '.join(r.candidates)}")
+    if e.retry_tier >= 0:  # -1: before the first attempt
+        lines.append(f"From retry tier {e.retry_tier}, attempt {e.attempt + 1}")
+    if e.force_redeliver:
+        lines.append("Forced redelivery (operator replay)")
+    return f"Routed to {where}", lines
+
+
+def _attempted(e) -> tuple[str, list[str]]:
+    lines = [f"{r.recipient}: {_reply(r.reply)}" for r in e.results]
+    if e.error:
+        lines.append(f"Error: {e.error}")
+    if e.tls_version:
+        lines.append(f"TLS {e.tls_version} {e.tls_cipher or ''}".rstrip())
+    lines.append(f"Took {e.duration_ms} ms")
+    via = f"gateway {e.gateway}" if e.gateway else "direct"
+    return f"Delivery attempt {e.attempt} via {via} at {e.host}:{e.port}", lines
+
+
+def _simple(title: str, detail):
+    return lambda e: (title.format(e=e), detail(e))
+
+
+_DESCRIBE = {
+    "MessageReceived": _received,
+    "MessageClassified": _classified,
+    "MessageRouted": _routed,
+    "DeliveryAttempted": _attempted,
+    "MessageDelivered": _simple("Delivered via {e.gateway} ({e.host})",
+                                lambda e: [f"To {_list(e.recipients)}", f"Server said: {e.reply_text}"]
+                                + (["Forced redelivery"] if e.forced else [])),
+    "DeliveryDeferred": _simple("Deferred (attempt {e.attempt})",
+                                lambda e: [f"For {_list(e.recipients)}", f"Reason: {e.reason}",
+                                           f"Next try from {e.retry_topic}"]),
+    "MessageBounced": _simple("Bounced", lambda e: [f"For {_list(e.recipients)}", f"Reason: {e.reason}"]
+                              + ([f"DSN sent as {e.dsn_message_id}"] if e.dsn_message_id else [])),
+    "MessageExpired": _simple("Expired in the queue",
+                              lambda e: [f"For {_list(e.recipients)}", f"Last reason: {e.last_reason}"]),
+    "MessageQuarantined": _simple("Quarantined (spam level {e.level}, score {e.total_score:.1f})", lambda e: []),
+    "QuarantineReleased": _simple("Released from quarantine by {e.operator}", lambda e: []),
+    "MessageDiscarded": _simple("Discarded", lambda e: [f"Reason: {e.reason}"]
+                                + ([f"By {e.operator}"] if e.operator else [])),
+    "DuplicateSuppressed": _simple("Not delivered again (already delivered)",
+                                   lambda e: [f"For {_list(e.recipients)}", f"Reason: {e.reason}"]),
+    "RecipientRejected": _simple("Recipient {e.recipient} refused at {e.stage}",
+                                 lambda e: [f"Replied {e.reply_code} {e.enhanced_code} ({e.reason})"]),
+    "RecipientVerified": _simple("Recipient {e.recipient} verified at {e.stage}",
+                                 lambda e: [f"By {e.method}" + (" (cached)" if e.cached else "")
+                                            + (" (stale answer)" if e.stale else "")]),
+    "TempfailedMessageStored": _simple("Stored after the client was told 451 (it may send a second copy)",
+                                       lambda e: [f"Client {e.client_address}"]),
+}
+
+
+def readable(e) -> dict:
+    name = event_name(e)
+    describe = _DESCRIBE.get(name)
+    title, lines = describe(e) if describe else (name, [])
+    return {"occurred_at": e.occurred_at, "type": name, "node": e.node, "title": title, "details": lines}

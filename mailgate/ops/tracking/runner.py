@@ -1,0 +1,118 @@
+"""`mailgate tracker`: the process that keeps the tracking store current, as one more follower of mail.events.
+
+Reads: `mail.events` in its own consumer group (`mailgate-tracker`; run several replicas against one PostgreSQL
+store and Kafka spreads the partitions over them). On each assignment it seeks every partition to the position
+stored beside the rows, so it resumes where the store is, whatever Kafka's committed offsets say (they are
+committed too, for `kafka-consumer-groups` to show). Emits: store rows (`projector.project`, one transaction per
+batch), `mailgate_tracker_*` metrics with the lag per partition, `/readyz` 200 once partitions are assigned.
+`--rebuild` empties the store (schema kept) before starting, so it is projected again from the beginning of the
+log; stop the other replicas first.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from mailgate.core import kafka, metrics, topics
+from mailgate.core.config import Config
+from mailgate.core.runtime import run_until_stopped
+from mailgate.ops.tracking.projector import project
+from mailgate.ops.tracking.store import Store
+
+log = logging.getLogger("mailgate.ops.tracking")
+GROUP = "mailgate-tracker"
+
+
+class _SeekToStore(ConsumerRebalanceListener):
+    """On assignment, continue each partition from the store's position (the beginning when it has none)."""
+
+    def __init__(self, tracker: "Tracker") -> None:
+        self.tracker = tracker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        t = self.tracker
+        positions = await asyncio.to_thread(t.store.positions, topics.EVENTS)
+        for tp in assigned:
+            if tp.partition in positions:
+                t.consumer.seek(tp, positions[tp.partition])
+            else:
+                await t.consumer.seek_to_beginning(tp)
+        t.assigned = True
+        log.info("tracker consuming %s partitions %s from the store's positions", topics.EVENTS,
+                 sorted(tp.partition for tp in assigned))
+
+
+class Tracker:
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.consumer = kafka.consumer(cfg, f"mailgate-tracker-{cfg.node_name}", GROUP,
+                                       isolation_level="read_uncommitted", max_poll_interval_ms=600_000)
+        self.assigned = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.consumer.subscribe([topics.EVENTS], listener=_SeekToStore(self))
+        await self.consumer.start()
+        sampler = asyncio.create_task(self._sample_lag())
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.cfg.tracking.batch_max_records)
+                records = [(tp.partition, r.offset, r.value) for tp, recs in batch.items() for r in recs]
+                if not records:
+                    continue
+                began = time.monotonic()
+                n = await asyncio.to_thread(project, self.store, records)
+                metrics.TRACKER_BATCH_SECONDS.observe(time.monotonic() - began)
+                metrics.TRACKER_EVENTS.inc(n)
+                await self._commit(batch)
+        finally:
+            sampler.cancel()
+            await self.consumer.stop()
+
+    async def _commit(self, batch) -> None:
+        """Kafka's committed offsets follow the store (for monitoring only; the store's positions rule)."""
+        offsets = {TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as err:  # a rebalance meanwhile: the store already holds the truth
+            log.debug("offsets not committed: %s", type(err).__name__)
+
+    async def _sample_lag(self) -> None:
+        shown: set[tuple[str, str]] = set()
+        while True:
+            try:
+                lag = await metrics.consumer_lag(self.consumer)
+            except Exception as err:
+                log.debug("tracker lag not sampled: %s", type(err).__name__)
+            else:
+                for labels, n in lag.items():
+                    metrics.TRACKER_LAG.labels(*labels).set(n)
+                for labels in shown - lag.keys():
+                    metrics.TRACKER_LAG.remove(*labels)
+                shown = set(lag)
+            await asyncio.sleep(metrics.LAG_SAMPLE_EVERY_S)
+
+
+def run(cfg: Config, rebuild: bool = False) -> None:
+    async def main(stop: asyncio.Event) -> None:
+        store = await asyncio.to_thread(Store.open, cfg)
+        if rebuild:
+            await asyncio.to_thread(store.clear)
+            log.info("tracking store %s emptied: projecting mail.events again from the beginning", store.where)
+        tracker = Tracker(cfg, store)
+        endpoint = metrics.MetricsServer("tracker", cfg.metrics, ready=lambda: tracker.assigned)
+        await endpoint.start()
+        try:
+            await kafka.ensure_topics(cfg)
+            await tracker.run(stop)
+        finally:
+            await endpoint.close()
+            store.close()
+
+    run_until_stopped(main)

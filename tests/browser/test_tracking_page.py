@@ -1,0 +1,128 @@
+"""The admin page's message tracking in a real headless Chromium: search by recipient finds the message and opens its
+readable trace; the dashboard draws its charts from the tracking store with data in them. Mail goes through the
+real broker and stages first, and `mailgate tracker` projects it. Saves screenshots (see test_admin_page.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from mailgate.ops.admin.auth import hash_password
+from tests.browser.test_admin_page import SHOTS, browser, fill, shot, visible, wait  # noqa: F401 (fixture)
+from tests.scenario.test_tracking import start_tracker, wait_caught_up
+from tests.scenario.test_walking_skeleton import queued_id, send
+from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
+from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
+
+from selenium.webdriver.common.by import By  # noqa: E402
+
+pytestmark = pytest.mark.scenario
+MAIL = (b"From: Alice <alice@sender.test>\r\nTo: bob@example.test\r\nSubject: Report %d\r\nX-Spam-Score: %d\r\n"
+        b"\r\nhello\r\n")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, kafka_jars):
+    """Broker, stages, tracker and `mailgate admin`; ten delivered messages, two bounced, one deferred."""
+    work = tmp_path_factory.mktemp("tracking-browser")
+    primary = SmtpPrimary().start()
+    primary.handler.script = lambda rcpts: ("550 5.1.1 no such user" if "gone@example.test" in rcpts else
+                                            "451 4.3.0 busy" if "busy@example.test" in rcpts else None)
+    gw = Gateway(work)
+    gw.configure({"admin": {"username": "admin", "password_hash": hash_password(PASSWORD, n=2 ** 12)},
+                  "inbound_gateways": [{"name": "primary", "mode": "domain_forward",
+                                        "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
+                                        "domain_verification": {"domains": ["example.test"]}}],
+                  "delivery": {"retry_schedule_s": [1, 600]},
+                  "spam": {"enabled": True, "scorers": [{"kind": "trusted_header", "trusted_ips": ["127.0.0.1"]}]},
+                  "tracking": {"sqlite_path": str(work / "tracking.sqlite3")}, "metrics": {"tracker_port": 0}})
+    gw.start_broker()
+    gw.start_all()
+    start_tracker(gw)
+    ids = [queued_id(send(gw.smtp_port, "bob@example.test", MAIL % (i, i))[1]) for i in range(10)]
+    ids += [queued_id(send(gw.smtp_port, rcpt, MAIL % (99, 0))[1]) for rcpt in ("gone@example.test",
+                                                                          "gone@example.test", "busy@example.test")]
+    gw.wait_events(ids[9], "MessageDelivered")
+    gw.wait_events(ids[11], "MessageBounced")
+    gw.wait_events(ids[12], "DeliveryDeferred")
+    wait_caught_up(gw)
+    port = free_port()
+    log = open(work / "admin.log", "ab")
+    admin = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", "admin", "--config", str(gw.config_path),
+                              "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                             cwd=str(ROOT), start_new_session=True, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or admin.poll() is not None:
+                raise AssertionError((work / "admin.log").read_text())
+            time.sleep(0.2)
+    try:
+        yield gw, ids, url
+    finally:
+        admin.terminate()
+        admin.wait(20)
+        log.close()
+        gw.stop_all()
+        gw.stop_broker()
+        primary.stop()
+
+
+def login(browser, url: str) -> None:
+    browser.get(url)
+    wait(browser, lambda d: visible(d, "login-form") or visible(d, "nav"))
+    if visible(browser, "login-form"):
+        fill(browser, "login-username", "admin")
+        fill(browser, "login-password", PASSWORD)
+        browser.find_element(By.ID, "login-submit").click()
+    wait(browser, lambda d: visible(d, "nav"))
+
+
+def test_search_by_recipient_finds_the_message_and_opens_its_trace(env, browser):
+    gw, ids, url = env
+    login(browser, url)
+    browser.find_element(By.ID, "nav-tracking").click()
+    fill(browser, "track-recipient", "gone@example.test")
+    browser.find_element(By.ID, "track-submit").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#track-rows tr")) == 2)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#track-rows tr")
+    assert {r.get_attribute("data-message") for r in rows} == {ids[10], ids[11]}
+    assert all("bounced" in r.text for r in rows)
+    assert "Messages 1–2 of 2" in browser.find_element(By.ID, "track-summary").text
+    shot(browser, "tracking-search.png")
+    browser.find_element(By.CSS_SELECTOR, f"button.open-trace[data-message='{ids[11]}']").click()
+    wait(browser, lambda d: visible(d, "trace-timeline"))
+    timeline = browser.find_element(By.ID, "trace-timeline").text
+    assert "Accepted inbound through gateway primary" in timeline
+    assert "Routed to the primary server of inbound gateway primary" in timeline
+    assert "gone@example.test: 550 5.1.1 no such user" in timeline and "Bounced" in timeline
+    assert "{'" not in timeline and "received_at=" not in timeline  # no Python reprs
+    facts = browser.find_element(By.ID, "trace-facts").text
+    assert "Subject\nReport 99" in facts and "the primary server of inbound gateway primary" in facts
+    shot(browser, "tracking-trace.png")
+
+
+def test_the_dashboard_draws_its_charts_with_data(env, browser):
+    gw, ids, url = env
+    login(browser, url)
+    browser.find_element(By.ID, "nav-dashboard").click()
+    wait(browser, lambda d: int(d.find_element(By.ID, "chart-flow").get_attribute("data-points") or 0) > 0)
+    points = {c: int(browser.find_element(By.ID, c).get_attribute("data-points") or 0)
+              for c in ("chart-flow", "chart-queue", "chart-spam", "chart-latency")}
+    assert all(n > 0 for n in points.values()), points
+    assert "10 delivered" in browser.find_element(By.ID, "latency-summary").text
+    # Chart.js drew on the canvas: some pixels are not blank.
+    painted = browser.execute_script(
+        "const c = document.getElementById('chart-flow'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
+        " if (d[i]) n++; return n;")
+    assert painted > 500
+    shot(browser, "dashboard.png")
