@@ -148,3 +148,15 @@ def test_an_old_store_is_migrated_in_place(tmp_path):
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_outbound_gateway" in indexes
     new.close()
+
+
+def test_pruning_forgets_what_the_log_no_longer_holds_and_keeps_the_rest(store):
+    """The store stays bounded: messages received, and events that occurred, before the cut-off (the tracker uses
+    mail.events' retention) are forgotten; later ones are untouched and still searchable."""
+    project(store, records(history()))
+    assert store.prune(T0 + 10) == 1  # m1 was received at T0; m2 at T0 + 10 stays
+    ids = [r["message_id"] for r in store.rows("SELECT message_id FROM messages ORDER BY 1")]
+    assert ids == ["m2", "m3", "m4", "m5"]
+    assert not store.rows("SELECT * FROM recipients WHERE message_id = 'm1'")
+    assert not store.rows("SELECT * FROM events WHERE occurred_at < ?", (T0 + 10,))
+    assert [m["message_id"] for m in queries.search(store, queries.Search(sender="eve@e.test"))] == ["m2"]

@@ -18,12 +18,17 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
+from mailgate.core.ids import now_ms
 from mailgate.core.runtime import run_until_stopped
 from mailgate.ops.tracking.projector import project
 from mailgate.ops.tracking.store import Store
 
 log = logging.getLogger("mailgate.ops.tracking")
 GROUP = "mailgate-tracker"
+
+
+PRUNE_EVERY_S = 600.0
+"""How often the tracker forgets what is older than mail.events' retention (kafka.events_retention_s)."""
 
 
 class _SeekToStore(ConsumerRebalanceListener):
@@ -60,10 +65,14 @@ class Tracker:
         self.consumer.subscribe([topics.EVENTS], listener=_SeekToStore(self))
         await self.consumer.start()
         sampler = asyncio.create_task(self._sample_lag())
+        next_prune = time.monotonic()
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.cfg.tracking.batch_max_records)
                 records = [(tp.partition, r.offset, r.value) for tp, recs in batch.items() for r in recs]
+                if time.monotonic() >= next_prune:  # between batches: the store is used by one thread at a time
+                    await self._prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
                 if not records:
                     continue
                 began = time.monotonic()
@@ -74,6 +83,17 @@ class Tracker:
         finally:
             sampler.cancel()
             await self.consumer.stop()
+
+    async def _prune(self) -> None:
+        """Keep the store to what mail.events still holds (its retention): bounded, and rebuildable from the log."""
+        before = now_ms() - self.cfg.kafka.events_retention_s * 1000
+        try:
+            gone = await asyncio.to_thread(self.store.prune, before)
+        except Exception as err:  # the store busy or down: try again next time, projection goes on
+            log.warning("tracking store not pruned: %s", type(err).__name__)
+            return
+        if gone:
+            log.info("tracking store: %d messages older than the log's retention forgotten", gone)
 
     async def _commit(self, batch) -> None:
         """Kafka's committed offsets follow the store (for monitoring only; the store's positions rule)."""
