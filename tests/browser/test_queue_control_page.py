@@ -21,7 +21,6 @@ def login(browser, url: str) -> None:
 
 def test_hold_from_the_message_view_and_suspend_from_the_queue_view_say_what_they_did(env, browser):
     gw, _, url = env
-    gw.start_all()
     login(browser, url)
     browser.find_element(By.ID, "nav-trace").click()
     fill(browser, "trace-id", "01HOLDFROMTHEPAGE")
