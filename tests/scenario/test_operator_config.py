@@ -66,7 +66,7 @@ def test_config_apply_disables_a_gateway_in_running_egress_and_history_shows_it(
         new_file = gateway.workdir / "desired.yaml"
         new_file.write_text(yaml.safe_dump(desired))
         print(cli(gateway, "config", "apply", str(new_file), "--operator", "carol"))
-        wait_logged(gateway, "GatewayConfigured outbound gateway a by carol")  # running stages follow mail.config
+        wait_logged(gateway, "GatewayConfigured outbound a by carol")  # running stages follow mail.config
 
         before_a, before_b = len(a.messages), len(b.messages)
         send_batch(gateway.smtp_port, range(10, 20))
