@@ -11,9 +11,7 @@ from the request headers (ip=, helo=, from=, rcpt=, user=, qid=). It starts rspa
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -23,6 +21,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.support.daemon import start_daemon, stop_group
 from tests.support.spamd import free_port
 
 RSPAMD = shutil.which("rspamd") or shutil.which("rspamd", path="/usr/bin:/usr/sbin")
@@ -111,30 +110,12 @@ class Rspamd:
         """Start rspamd in the foreground of its own process group and wait until /ping answers."""
         assert RSPAMD is not None
         conf = rspamd_config(self.workdir, self.port)
-        began = time.monotonic()
-        with open(self.workdir / "rspamd.out", "ab") as out:
-            self.proc = subprocess.Popen([RSPAMD, "-f", "-i", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        while not ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() - began > START_TIMEOUT_S:
-                self.stop()
-                out = (self.workdir / "rspamd.out").read_text(errors="replace")[-3000:]
-                pytest.fail(f"rspamd did not start (exit {self.proc.returncode}):\n{out}")
-            time.sleep(0.1)
+        self.proc = start_daemon([RSPAMD, "-f", "-i", "-c", str(conf)], self.workdir / "rspamd.out",
+                                 lambda: ping(self.port), "rspamd", START_TIMEOUT_S)
         return self
 
     def stop(self) -> None:
-        """SIGTERM to rspamd's process group, SIGKILL if it lingers; idempotent."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
 
 
 @contextlib.contextmanager

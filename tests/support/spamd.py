@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pytest
+
+from tests.support.daemon import start_daemon, stop_group
 
 SPAMD = shutil.which("spamd") or shutil.which("spamd", path="/usr/sbin:/usr/local/sbin")
 START_TIMEOUT_S = 60
@@ -62,29 +62,13 @@ class Spamd:
     def start(self) -> "Spamd":
         """Start spamd on `port` and wait until it answers PING (sync: fixtures run outside the event loop)."""
         began = time.monotonic()
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(spamd_command(self.port), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        while not pong(self.port):
-            if self.proc.poll() is not None or time.monotonic() - began > START_TIMEOUT_S:
-                self.stop()
-                pytest.fail(f"spamd did not start (exit {self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
+        self.proc = start_daemon(spamd_command(self.port), self.log, lambda: pong(self.port), "spamd",
+                                 START_TIMEOUT_S)
         self.started_in_s = time.monotonic() - began
         return self
 
     def stop(self) -> None:
-        """SIGTERM to spamd's process group (the parent and its children), SIGKILL if it lingers; idempotent."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
 
 
 @contextlib.contextmanager
