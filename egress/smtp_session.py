@@ -38,7 +38,11 @@ class Target:
 
 
 def _tls_context(t: Target) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=t.ca_file)
+    """TlsFailed (a DeliveryError) when the gateway's CA file cannot be read, like any other failure to set up TLS."""
+    try:
+        ctx = ssl.create_default_context(cafile=t.ca_file)
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise TlsFailed.handshake(f"{t.label}: CA file {t.ca_file!r} cannot be used: {err}", step="connect") from None
     if not t.tls_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -41,14 +41,16 @@ class VerifyResult:
 async def verify_gateway(gw: OutboundGateway, delivery: DeliveryConfig) -> VerifyResult:
     """Connect, EHLO, STARTTLS or implicit TLS as configured, AUTH if configured; QUIT. No mail is sent."""
     target = gateway_target(gw)
-    session = SmtpSession(target, delivery)
+    session = None
     try:
+        session = SmtpSession(target, delivery)  # DeliveryError already if its TLS settings cannot be used
         await session.open()
     except DeliveryError as err:
         return VerifyResult(gateway=gw.name, ok=False, step=err.step, message=err.detail or str(err),
                             error=type(err).__name__)
     finally:
-        await session.close()
+        if session is not None:
+            await session.close()
     done = [f"connected to {target.label}"]
     if session.tls_version:
         done.append(f"{gw.encryption} {session.tls_version}")

@@ -175,7 +175,8 @@ async def events(request: web.Request) -> web.Response:
     types = {t for v in q.getall("type", []) for t in v.split(",") if t}
     flt = EventFilter(types=types, domain=q.get("domain") or None, message_id=q.get("message_id") or None)
     out: list = []
-    async for _, e in read_topic(request.app[CFG], topics.EVENTS, since_ms=since):
+    start = max(since, 0) if since is not None else None  # before 1970: from the start (Kafka has no earlier time)
+    async for _, e in read_topic(request.app[CFG], topics.EVENTS, since_ms=start):
         if since is not None and not isinstance(e, Undecodable) and e.occurred_at < since:
             continue
         if flt.matches(e):

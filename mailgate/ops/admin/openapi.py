@@ -10,6 +10,7 @@ import json
 from pydantic.json_schema import models_json_schema
 
 from mailgate.core.config import InboundGateway, OutboundGateway
+from mailgate.ops.admin.openapi_inputs import REASON, TIME_SPEC, tighten
 
 
 def _json(schema: dict | str, description: str = "OK") -> dict:
@@ -28,13 +29,6 @@ INVALID = {"422": _json("Error", "invalid: `fields` maps each field path to its 
 KIND = {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["inbound", "outbound"]}}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 MID = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
-GATEWAY_DOC = {"oneOf": [
-    {"allOf": [{"$ref": "#/components/schemas/OutboundGateway"},
-               {"type": "object", "properties": {"kind": {"const": "outbound"}}}]},
-    {"allOf": [{"$ref": "#/components/schemas/InboundGateway"},
-               {"type": "object", "properties": {"kind": {"const": "inbound"}}}]}],
-    "description": "A gateway and its kind. Passwords are write-only: responses carry {configured: true}; "
-                   "an update that leaves a password out keeps the stored one; null clears it."}
 
 
 def _op(summary: str, responses: dict, *, params: list | None = None, body: dict | str | None = None,
@@ -52,7 +46,7 @@ def _op(summary: str, responses: dict, *, params: list | None = None, body: dict
 def spec() -> dict:
     _, defs = models_json_schema([(OutboundGateway, "validation"), (InboundGateway, "validation")],
                                  ref_template="#/components/schemas/{model}")
-    schemas = dict(defs.get("$defs", {}))
+    schemas = tighten(dict(defs.get("$defs", {})))
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string"}, "fields": {"type": "object", "additionalProperties": {"type": "string"}},
         "verify": {"$ref": "#/components/schemas/VerifyResult"}}}
@@ -61,7 +55,6 @@ def spec() -> dict:
         "step": {"type": ["string", "null"], "description": "connect, greeting, ehlo, starttls or auth"},
         "message": {"type": "string"}, "error": {"type": ["string", "null"]},
         "tls_version": {"type": ["string", "null"]}}}
-    schemas["GatewayDocument"] = GATEWAY_DOC
     schemas["Event"] = {"type": "object", "description": "An audit event as JSON (bodies left out) with a "
                                                           "one-line `summary`.",
                         "properties": {"type": {"type": "string"}, "message_id": {"type": ["string", "null"]},
@@ -70,6 +63,7 @@ def spec() -> dict:
     paths = {
         "/api/login": {"post": {"summary": "Log in; sets the HttpOnly SameSite=Strict session cookie",
                                 "requestBody": _body({"type": "object", "required": ["username", "password"],
+                                                      "additionalProperties": False,
                                                       "properties": {"username": {"type": "string"},
                                                                      "password": {"type": "string",
                                                                                   "writeOnly": True}}}),
@@ -82,23 +76,23 @@ def spec() -> dict:
         "/api/gateways": {
             "get": _op("Every running gateway (mail.config, or the file's until it has any)",
                        {"200": _json({"type": "object", "properties": {"gateways": {
-                           "type": "array", "items": {"$ref": "#/components/schemas/GatewayDocument"}}}})}),
+                           "type": "array", "items": {"$ref": "#/components/schemas/GatewayView"}}}})}),
             "post": _op("Create a gateway (writes GatewayConfigured); verifies first if verify_before_save",
-                        {"201": _json("GatewayDocument"), "409": _json("Error", "name taken"), **INVALID},
+                        {"201": _json("GatewayView"), "409": _json("Error", "name taken"), **INVALID},
                         body="GatewayDocument", mutating=True)},
         "/api/gateways/verify": {"post": _op(
             "Verify connection of an outbound gateway document without saving it",
             {"200": _json("VerifyResult"), **INVALID}, body="OutboundGateway", mutating=True)},
         "/api/gateways/{kind}/{name}": {
-            "get": _op("One gateway", {"200": _json("GatewayDocument"), **NOT_FOUND}, params=[KIND, NAME]),
+            "get": _op("One gateway", {"200": _json("GatewayView"), **NOT_FOUND}, params=[KIND, NAME]),
             "put": _op("Replace a gateway (writes GatewayConfigured)",
-                       {"200": _json("GatewayDocument"), **NOT_FOUND, **INVALID}, params=[KIND, NAME],
+                       {"200": _json("GatewayView"), **NOT_FOUND, **INVALID}, params=[KIND, NAME],
                        body="GatewayDocument", mutating=True),
             "delete": _op("Remove a gateway (writes GatewayRemoved)", {**ok, **NOT_FOUND}, params=[KIND, NAME],
                           mutating=True)},
         "/api/gateways/{kind}/{name}/status": {"post": _op(
-            "Enable or disable a gateway", {"200": _json("GatewayDocument"), **NOT_FOUND, **INVALID},
-            params=[KIND, NAME], body={"type": "object", "required": ["status"], "properties": {
+            "Enable or disable a gateway", {"200": _json("GatewayView"), **NOT_FOUND, **INVALID},
+            params=[KIND, NAME], body={"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
                 "status": {"enum": ["enabled", "disabled"]}}}, mutating=True)},
         "/api/messages/{message_id}": {"get": _op(
             "Message trace: every event of one message, in order",
@@ -107,8 +101,7 @@ def spec() -> dict:
         "/api/events": {"get": _op("Search the audit log", {"200": _json({"type": "object", "properties": {
             "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
             "total": {"type": "integer"}}}), "400": _json("Error", "bad since or limit")}, params=[
-            {"name": "since", "in": "query", "schema": {"type": "string"},
-             "description": "ISO 8601 (naive = UTC) or an age like 10m, 2h, 1d"},
+            {"name": "since", "in": "query", "schema": TIME_SPEC, "description": TIME_SPEC["description"]},
             {"name": "type", "in": "query", "schema": {"type": "string"}, "description": "event type(s), comma"},
             {"name": "message_id", "in": "query", "schema": {"type": "string"}},
             {"name": "domain", "in": "query", "schema": {"type": "string"}},
@@ -125,8 +118,8 @@ def spec() -> dict:
             mutating=True)},
     }
     from mailgate.ops.admin.queue_control import openapi_paths
-    paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "properties": {
-        "reason": {"type": "string"}, "until": {"type": ["integer", "null"]}}}))
+    paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "additionalProperties": False,
+                                             "properties": {"reason": REASON, "until": UNTIL, "timeout_s": TIMEOUT}}))
     paths.update(_tracking_paths())
     return {"openapi": "3.1.0",
             "info": {"title": "mailgate admin API", "version": "1",
@@ -138,16 +131,25 @@ def spec() -> dict:
             "security": [{"session": []}]}
 
 
+UNTIL = {"type": ["integer", "null"], "minimum": 0, "maximum": 253402300799999,
+         "description": "suspend: end of the suspension, epoch ms (null: until resumed)"}
+TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
+           "description": "longest wait for every egress replica to acknowledge, seconds (default 60)"}
+
+
 def _tracking_paths() -> dict:
     """The message-tracking routes (mailgate/ops/admin/tracking_api.py); 503 when the store is unavailable."""
     unavailable = {"503": _json("Error", "the tracking store cannot be opened")}
-    query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
-        ("sender", "string", "envelope sender"), ("recipient", "string", "a recipient"),
-        ("domain", "string", "sender or recipient domain"), ("since", "string", "ISO 8601 or an age like 2h"),
-        ("until", "string", "ISO 8601 or an age"), ("state", "string", "a recipient's state"),
-        ("client", "string", "client IP address"), ("gateway", "string", "inbound or outbound gateway"),
-        ("message_id_header", "string", "Message-ID header"), ("limit", "integer", "page size (max 500)"),
-        ("offset", "integer", "skip this many"))]
+    from mailgate.ops.tracking.queries import STATES
+    text = {"type": "string"}
+    query = [{"name": n, "in": "query", "required": False, "schema": t, "description": d} for n, t, d in (
+        ("sender", text, "envelope sender"), ("recipient", text, "a recipient"),
+        ("domain", text, "sender or recipient domain"), ("since", TIME_SPEC, "ISO 8601 or an age like 2h"),
+        ("until", TIME_SPEC, "ISO 8601 or an age"), ("state", {"enum": list(STATES)}, "a recipient's state"),
+        ("client", text, "client IP address"), ("gateway", text, "inbound or outbound gateway"),
+        ("message_id_header", text, "Message-ID header"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+        ("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}, "skip this many"))]
     mid = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "/api/tracking/messages": {"get": _op("Search messages in the tracking store, newest first", {
@@ -161,7 +163,8 @@ def _tracking_paths() -> dict:
         "/api/tracking/dashboard": {"get": _op(
             "Per-minute counts, queue per destination, spam levels, delivery latency percentiles", {
                 "200": _json({"type": "object"}), **unavailable},
-            params=[{"name": "minutes", "in": "query", "required": False, "schema": {"type": "integer"}}])},
+            params=[{"name": "minutes", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 5, "maximum": 1440}}])},
     }
 
 

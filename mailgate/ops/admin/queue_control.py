@@ -15,6 +15,8 @@ from mailgate.ops.admin.api import CFG, body, error, operator
 from mailgate.core.ids import now_ms
 
 routes = web.RouteTableDef()
+MAX_UNTIL_MS = 253402300799999
+"""9999-12-31T23:59:59.999Z: the latest `until` a suspension can carry."""
 
 
 @routes.post("/api/queue/commands")
@@ -23,11 +25,13 @@ async def queue_command(request: web.Request) -> web.Response:
     cfg, command = request.app[CFG], str(data.get("command", ""))
     if command not in MESSAGE_COMMANDS:
         return error(422, f"command must be one of {', '.join(MESSAGE_COMMANDS)}", fields={"command": command})
+    if (bad := _invalid(data)) is not None:
+        return bad
     ids = [str(i) for i in data.get("message_ids") or []]
     flt = data.get("filter") or {}
     if flt:
         ids = await qc.select(cfg, flt.get("destination"), flt.get("domain"), flt.get("tier"))
-        if not data.get("confirm"):
+        if not data.get("confirm") or not ids:  # nothing matched: nothing to do, and nothing wrong with the ask
             return web.json_response({"command": command, "matched": len(ids), "applied": False})
     try:
         applied = await qc.message_command(cfg, command, ids, str(data.get("reason", "")), operator(request),
@@ -35,6 +39,21 @@ async def queue_command(request: web.Request) -> web.Response:
     except qc.QueueCommandError as err:
         return error(422, str(err))
     return web.json_response({"command": command, "matched": len(ids), "applied": True, **applied.as_dict()})
+
+
+def _invalid(data: dict) -> web.Response | None:
+    """A 422 for a body field of the wrong shape (so it never reaches a conversion that would fail), or None."""
+    reason, timeout = data.get("reason"), data.get("timeout_s", 60)
+    if not isinstance(reason, str) or not reason.strip():
+        return error(422, "a reason is required (it goes into the audit log)", fields={"reason": "not blank"})
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        return error(422, "timeout_s must be a number of seconds, at most 600", fields={"timeout_s": str(timeout)})
+    ids, flt = data.get("message_ids"), data.get("filter")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) and i for i in ids)):
+        return error(422, "message_ids must be a list of message ids", fields={"message_ids": "list of strings"})
+    if flt is not None and not (isinstance(flt, dict) and all(isinstance(v, str) for v in flt.values())):
+        return error(422, "filter must map destination, domain or tier to text", fields={"filter": "object"})
+    return None
 
 
 @routes.get("/api/destinations")
@@ -51,7 +70,12 @@ async def destination_command(request: web.Request) -> web.Response:
     if m["kind"] not in DESTINATION_KINDS or m["action"] not in ("suspend", "resume", "flush"):
         return error(404, f"no destination action {m['kind']}/{m['action']}")
     data = await body(request)
+    if (bad := _invalid(data)) is not None:
+        return bad
     until = data.get("until")
+    if until is not None and not (isinstance(until, (int, float)) and not isinstance(until, bool)  # 5.0 is JSON's 5
+                                  and float(until).is_integer() and 0 <= until <= MAX_UNTIL_MS):
+        return error(422, "until must be epoch milliseconds (or null)", fields={"until": str(until)})
     try:
         applied = await qc.destination_command(request.app[CFG], m["action"], m["kind"], m["name"],
                                                str(data.get("reason", "")), operator(request),
@@ -70,13 +94,18 @@ def openapi_paths(op, json_, mutating_body) -> dict:
     return {
         "/api/queue/commands": {"post": op(
             "Hold, release, delete, bounce or flush messages (by id, or by filter: confirm=false only counts)",
-            {"200": result, **invalid}, body={"type": "object", "required": ["command", "reason"], "properties": {
-                "command": {"enum": list(MESSAGE_COMMANDS)}, "message_ids": {"type": "array",
-                                                                             "items": {"type": "string"}},
-                "filter": {"type": "object", "properties": {"destination": {"type": "string"},
-                                                            "domain": {"type": "string"},
-                                                            "tier": {"type": "string"}}},
-                "confirm": {"type": "boolean"}, "reason": {"type": "string"}}}, mutating=True)},
+            {"200": result, **invalid}, body={
+                "type": "object", "required": ["command", "reason"], "additionalProperties": False,
+                "anyOf": [{"required": ["message_ids"]}, {"required": ["filter"]}],
+                "properties": {
+                    "command": {"enum": list(MESSAGE_COMMANDS)},
+                    "message_ids": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                    "filter": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                               "properties": {"destination": {"type": "string", "minLength": 1},
+                                             "domain": {"type": "string", "minLength": 1},
+                                             "tier": {"type": "string", "minLength": 1}}},
+                    "confirm": {"type": "boolean"}, "reason": mutating_body["properties"]["reason"],
+                    "timeout_s": mutating_body["properties"]["timeout_s"]}}, mutating=True)},
         "/api/destinations": {"get": op("Suspended destinations", {"200": json_({"type": "object"})})},
         "/api/destinations/{kind}/{name}/{action}": {"post": op(
             "Suspend (optional `until`, epoch ms), resume or flush a destination", {"200": result, **invalid},
