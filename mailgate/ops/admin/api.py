@@ -169,7 +169,9 @@ async def events(request: web.Request) -> web.Response:
     q = request.query
     try:
         since = parse_time(q["since"]) if q.get("since") else None
-        limit = min(max(int(q.get("limit", "200")), 1), 2000)
+        limit = int(q.get("limit", "200"))
+        if not 1 <= limit <= 2000:
+            raise ValueError(f"limit must be 1 to 2000, not {limit}")
     except (TimeSpecError, ValueError) as err:
         return error(400, str(err))
     types = {t for v in q.getall("type", []) for t in v.split(",") if t}

@@ -96,7 +96,7 @@ async def list_gateways(cfg: Config) -> list[dict]:
 
 async def get_gateway(cfg: Config, kind: str, name: str) -> dict:
     _, live = await _live(cfg)
-    gw = _find(live, kind, name)
+    gw = _find(live, kind, name) if kind in KINDS else None
     if gw is None:
         raise GatewayNotFound(f"no {kind} gateway named {name!r}")
     return public(kind, gw)

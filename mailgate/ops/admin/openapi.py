@@ -38,6 +38,7 @@ def _op(summary: str, responses: dict, *, params: list | None = None, body: dict
         op["parameters"] = params
     if body is not None:
         op["requestBody"] = _body(body)
+        op["responses"].setdefault("400", _json("Error", "the body is not a JSON object"))
     if mutating:
         op["security"] = [{"session": [], "csrf": []}]
     return op
@@ -68,7 +69,8 @@ def spec() -> dict:
                                                                      "password": {"type": "string",
                                                                                   "writeOnly": True}}}),
                                 "security": [],
-                                "responses": {"200": _json({"type": "object", "properties": {
+                                "responses": {"400": _json("Error", "the body is not a JSON object"),
+                                              "200": _json({"type": "object", "properties": {
                                     "username": {"type": "string"}, "csrf_token": {"type": "string"}}}),
                                     "401": _json("Error", "wrong username or password")}}},
         "/api/logout": {"post": _op("End the session", ok, mutating=True)},
@@ -149,7 +151,7 @@ def _tracking_paths() -> dict:
         ("client", text, "client IP address"), ("gateway", text, "inbound or outbound gateway"),
         ("message_id_header", text, "Message-ID header"),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
-        ("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}, "skip this many"))]
+        ("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}, "skip this many"))]  # tracking_api
     mid = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "/api/tracking/messages": {"get": _op("Search messages in the tracking store, newest first", {
@@ -162,7 +164,7 @@ def _tracking_paths() -> dict:
                 "200": _json({"type": "object"}), **NOT_FOUND, **unavailable}, params=[mid])},
         "/api/tracking/dashboard": {"get": _op(
             "Per-minute counts, queue per destination, spam levels, delivery latency percentiles", {
-                "200": _json({"type": "object"}), **unavailable},
+                "200": _json({"type": "object"}), "400": _json("Error", "minutes out of range"), **unavailable},
             params=[{"name": "minutes", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 5, "maximum": 1440}}])},
     }

@@ -108,7 +108,8 @@ def openapi_paths(op, json_, mutating_body) -> dict:
                     "timeout_s": mutating_body["properties"]["timeout_s"]}}, mutating=True)},
         "/api/destinations": {"get": op("Suspended destinations", {"200": json_({"type": "object"})})},
         "/api/destinations/{kind}/{name}/{action}": {"post": op(
-            "Suspend (optional `until`, epoch ms), resume or flush a destination", {"200": result, **invalid},
+            "Suspend (optional `until`, epoch ms), resume or flush a destination",
+            {"200": result, **invalid, "404": json_("Error", "no such destination kind or action")},
             params=[{"name": "kind", "in": "path", "required": True, "schema": {"enum": list(DESTINATION_KINDS)}},
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                     {"name": "action", "in": "path", "required": True,

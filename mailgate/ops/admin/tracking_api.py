@@ -19,6 +19,7 @@ from mailgate.ops.tracking.store import Store, StoreUnavailable
 
 routes = web.RouteTableDef()
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
 
 
 async def _with_store(request: web.Request, work):
@@ -41,7 +42,15 @@ def _search(q) -> queries.Search:
         until_ms=parse_time(q["until"]) if q.get("until") else None, state=state,
         client=q.get("client") or None, gateway=q.get("gateway") or None,
         header_message_id=q.get("message_id_header") or None,
-        limit=min(max(int(q.get("limit", "50")), 1), MAX_PAGE), offset=max(int(q.get("offset", "0")), 0))
+        limit=_within(int(q.get("limit", "50")), 1, MAX_PAGE, "limit"),
+        offset=_within(int(q.get("offset", "0")), 0, MAX_OFFSET, "offset"))
+
+
+def _within(n: int, low: int, high: int, name: str) -> int:
+    """`n`, or ValueError (answered 400) when it is outside low..high: out-of-range input is refused, not clamped."""
+    if not low <= n <= high:
+        raise ValueError(f"{name} must be {low} to {high}, not {n}")
+    return n
 
 
 @routes.get("/api/tracking/messages")
@@ -81,9 +90,9 @@ async def trace(request: web.Request) -> web.Response:
 @routes.get("/api/tracking/dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     try:
-        minutes = min(max(int(request.query.get("minutes", "60")), 5), 24 * 60)
-    except ValueError:
-        return error(400, "minutes must be a number")
+        minutes = _within(int(request.query.get("minutes", "60")), 5, 24 * 60, "minutes")
+    except ValueError as err:
+        return error(400, f"minutes must be a number from 5 to 1440 ({err})")
     try:
         data = await _with_store(request, lambda st: queries.dashboard(st, now_ms(), minutes))
     except StoreUnavailable as err:
