@@ -4,134 +4,30 @@ verification step, disable a gateway from the list. Saves the screenshots in doc
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import smtplib
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from mailgate.ops.admin.auth import hash_password
 from mailgate.core.config_events import read_state
-from mailgate.core.secrets import new_key
-from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
+from tests.browser.support import PASSWORD, fill, login, shot, visible, wait
+from tests.support.harness import free_port
+from tests.support.secrets import BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) "
-                "(peer missing: chromium)",
-                allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium) (peer missing: selenium)")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402 (after the peer check)
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 pytestmark = pytest.mark.scenario
-from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
-from tests.support.secrets import BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD
-# The committed screenshots are refreshed with MAILGATE_SCREENSHOTS=docs; otherwise they go to a scratch dir.
-SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("MAILGATE_SCREENSHOTS") == "docs" else \
-    Path(tempfile.gettempdir()) / "mailgate-screenshots"
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, kafka_jars):
-    """Broker, all stages delivering to a recording primary, and `mailgate admin` as a process."""
-    work = tmp_path_factory.mktemp("admin-browser")
-    primary = SmtpPrimary().start()
-    gw = Gateway(work)
-    gw.configure({"admin": {"username": "admin", "password_hash": hash_password(PASSWORD, n=2 ** 12)},
-                  "inbound_gateways": [{"name": "primary", "mode": "domain_forward",
-                                        "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
-                                        "domain_verification": {"domains": ["example.test"]}}]})
-    gw.start_broker()
-    gw.start_all()  # here, not in a test: each test runs alone or in any order
-    port = free_port()
-    env_vars = {**os.environ, "MAILGATE_SECRET_KEY": new_key()}
-    log = open(work / "admin.log", "ab")
-    admin = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", "admin", "--config", str(gw.config_path),
-                              "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                             cwd=str(ROOT), env=env_vars, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or admin.poll() is not None:
-                raise AssertionError((work / "admin.log").read_text())
-            time.sleep(0.2)
-    try:
-        yield gw, primary, url
-    finally:
-        admin.terminate()
-        admin.wait(20)
-        log.close()
-        gw.stop_all()
-        gw.stop_broker()
-        primary.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    profile = tempfile.mkdtemp(prefix="mailgate-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              f"--user-data-dir={profile}", "--window-size=1280,900"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
-def session(env, browser):
+def session(pipeline, browser):
     """The browser on the page, logged in (whatever test ran before, if any)."""
-    _, _, url = env
-    browser.get(url)
-    wait(browser, lambda d: visible(d, "login-form") or visible(d, "view-gateways"))
-    if visible(browser, "login-form"):
-        fill(browser, "login-username", "admin")
-        fill(browser, "login-password", PASSWORD)
-        browser.find_element(By.ID, "login-submit").click()
-        wait(browser, lambda d: visible(d, "view-gateways"))
+    login(browser, pipeline[2], ready="view-gateways")
     return browser
 
 
-def wait(driver, cond, timeout_s: float = 20):
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: cond(d))
-
-
-def visible(driver, element_id: str) -> bool:
-    return driver.find_element(By.ID, element_id).is_displayed()
-
-
-def shot(driver, name: str) -> None:
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(700, min(height + 160, 3000)))
-    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / name))
-    driver.set_window_size(1280, 900)
-
-
-def fill(driver, element_id: str, text: str) -> None:
-    e = driver.find_element(By.ID, element_id)
-    e.clear()
-    e.send_keys(text)
-
-
-def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
-    _, _, url = env
+def test_login_is_required_and_a_wrong_password_is_refused(pipeline, browser):
+    _, _, url = pipeline
     browser.get(url)
     browser.delete_all_cookies()  # logged out, whatever ran before
     browser.get(url)
@@ -149,8 +45,8 @@ def test_login_is_required_and_a_wrong_password_is_refused(env, browser):
     assert browser.execute_script("return document.cookie") == ""  # the session cookie is invisible to scripts
 
 
-def test_trace_of_a_message_sent_through_the_pipeline(env, session):
-    gw, primary, _ = env
+def test_trace_of_a_message_sent_through_the_pipeline(pipeline, session):
+    gw, primary, _ = pipeline
     browser = session
     with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:
         s.ehlo("client.test")
@@ -189,8 +85,8 @@ def _save_and_wait_listed(browser, name: str) -> None:
     wait(browser, lambda d: visible(d, "view-gateways") and d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{name}"]'))
 
 
-def test_create_each_gateway_type_through_the_form_and_disable_one(env, session):
-    gw, _, _ = env
+def test_create_each_gateway_type_through_the_form_and_disable_one(pipeline, session):
+    gw, _, _ = pipeline
     browser = session
     browser.find_element(By.ID, "nav-gateways").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-name="primary"]'))  # the file's gateway
@@ -275,9 +171,9 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(env, session)
         assert secret not in gw.logs()  # admin.log and every stage's log
 
 
-def test_release_a_quarantined_message(env, session):
+def test_release_a_quarantined_message(pipeline, session):
     from tests.unit.test_admin_api import _hold
-    gw, _, _ = env
+    gw, _, _ = pipeline
     browser = session
     asyncio.run(_hold(gw.cfg, "QBROWSER1"))
     browser.find_element(By.ID, "nav-quarantine").click()

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.test_admin_page import PASSWORD, browser, env, fill, visible, wait  # noqa: F401 (fixtures)
+from tests.browser.support import fill, login, visible, wait
 
-By = pytest.importorskip("selenium.webdriver.common.by").By
+from selenium.webdriver.common.by import By  # noqa: E402 (after the peer check)
+
 pytestmark = pytest.mark.scenario
 
 
-def login(browser, url: str) -> None:
-    browser.get(url)
-    wait(browser, lambda d: visible(d, "login-form"))
-    fill(browser, "login-username", "admin")
-    fill(browser, "login-password", PASSWORD)
-    browser.find_element(By.ID, "login-submit").click()
-    wait(browser, lambda d: visible(d, "view-gateways"))
-
-
-def test_hold_from_the_message_view_and_suspend_from_the_queue_view_say_what_they_did(env, browser):
-    gw, _, url = env
-    login(browser, url)
+def test_hold_from_the_message_view_and_suspend_from_the_queue_view_say_what_they_did(pipeline, browser):
+    gw, _, url = pipeline
+    login(browser, url, ready="view-gateways")
     browser.find_element(By.ID, "nav-trace").click()
     fill(browser, "trace-id", "01HOLDFROMTHEPAGE")
     fill(browser, "trace-reason", "customer asked")

@@ -3,22 +3,16 @@ readable trace; the dashboard draws its charts from the tracking store with data
 real broker and stages first, and `mailgate tracker` projects it. Saves screenshots (see test_admin_page.py)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from mailgate.ops.admin.auth import hash_password
-from tests.browser.test_admin_page import SHOTS, browser, fill, shot, visible, wait  # noqa: F401 (fixture)
+from tests.browser.support import PASSWORD, USERNAME, fill, login, shot, visible, wait
 from tests.scenario.test_tracking import start_tracker, wait_caught_up
 from tests.scenario.test_walking_skeleton import queued_id, send
-from tests.support.harness import ROOT, Gateway, SmtpPrimary, free_port
-from tests.support.secrets import ADMIN_BROWSER_PASSWORD as PASSWORD
+from tests.support.admin_server import admin_server
+from tests.support.harness import Gateway, SmtpPrimary
 
-from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402 (after the peer check)
 
 pytestmark = pytest.mark.scenario
 MAIL = (b"From: Alice <alice@sender.test>\r\nTo: bob@example.test\r\nSubject: Report %d\r\nX-Spam-Score: %d\r\n"
@@ -33,57 +27,30 @@ def env(tmp_path_factory, kafka_jars):
     primary.handler.script = lambda rcpts: ("550 5.1.1 no such user" if "gone@example.test" in rcpts else
                                             "451 4.3.0 busy" if "busy@example.test" in rcpts else None)
     gw = Gateway(work)
-    gw.configure({"admin": {"username": "admin", "password_hash": hash_password(PASSWORD, n=2 ** 12)},
+    gw.configure({"admin": {"username": USERNAME, "password_hash": hash_password(PASSWORD, n=2 ** 12)},
                   "inbound_gateways": [{"name": "primary", "mode": "domain_forward",
                                         "primary_addresses": ["127.0.0.1"], "primary_port": primary.port,
                                         "domain_verification": {"domains": ["example.test"]}}],
                   "delivery": {"retry_schedule_s": [1, 600]},
                   "spam": {"enabled": True, "scorers": [{"kind": "trusted_header", "trusted_ips": ["127.0.0.1"]}]},
                   "tracking": {"sqlite_path": str(work / "tracking.sqlite3")}, "metrics": {"tracker_port": 0}})
-    gw.start_broker()
-    gw.start_all()
-    start_tracker(gw)
-    ids = [queued_id(send(gw.smtp_port, "bob@example.test", MAIL % (i, i))[1]) for i in range(10)]
-    ids += [queued_id(send(gw.smtp_port, rcpt, MAIL % (99, 0))[1]) for rcpt in ("gone@example.test",
-                                                                          "gone@example.test", "busy@example.test")]
-    gw.wait_events(ids[9], "MessageDelivered")
-    gw.wait_events(ids[11], "MessageBounced")
-    gw.wait_events(ids[12], "DeliveryDeferred")
-    wait_caught_up(gw)
-    port = free_port()
-    log = open(work / "admin.log", "ab")
-    admin = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", "admin", "--config", str(gw.config_path),
-                              "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                             cwd=str(ROOT), start_new_session=True, env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or admin.poll() is not None:
-                raise AssertionError((work / "admin.log").read_text())
-            time.sleep(0.2)
     try:
-        yield gw, ids, url
+        gw.start_broker()
+        gw.start_all()
+        start_tracker(gw)
+        ids = [queued_id(send(gw.smtp_port, "bob@example.test", MAIL % (i, i))[1]) for i in range(10)]
+        ids += [queued_id(send(gw.smtp_port, rcpt, MAIL % (99, 0))[1])
+                for rcpt in ("gone@example.test", "gone@example.test", "busy@example.test")]
+        gw.wait_events(ids[9], "MessageDelivered")
+        gw.wait_events(ids[11], "MessageBounced")
+        gw.wait_events(ids[12], "DeliveryDeferred")
+        wait_caught_up(gw)
+        with admin_server(gw) as base:
+            yield gw, ids, base + "/"
     finally:
-        admin.terminate()
-        admin.wait(20)
-        log.close()
         gw.stop_all()
         gw.stop_broker()
         primary.stop()
-
-
-def login(browser, url: str) -> None:
-    browser.get(url)
-    wait(browser, lambda d: visible(d, "login-form") or visible(d, "nav"))
-    if visible(browser, "login-form"):
-        fill(browser, "login-username", "admin")
-        fill(browser, "login-password", PASSWORD)
-        browser.find_element(By.ID, "login-submit").click()
-    wait(browser, lambda d: visible(d, "nav"))
 
 
 def test_search_by_recipient_finds_the_message_and_opens_its_trace(env, browser):

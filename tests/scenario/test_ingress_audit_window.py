@@ -15,16 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from mailgate.core import kafka, topics
+from tests.scenario.test_faults import inbound  # the same gateway and publish timeout as the fault tests
 
 pytestmark = pytest.mark.scenario
-
-
-def inbound(primary_port: int) -> dict:
-    return {"inbound_gateways": [{
-        "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
-        "primary_port": primary_port, "domain_verification": {"mode": "specified_domains",
-                                                              "domains": ["example.test"]}}],
-        "ingress": {"publish_timeout_s": 3}}
 
 
 def set_events_max_bytes(cfg, max_bytes: str | None) -> None:
