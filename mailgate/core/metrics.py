@@ -125,7 +125,7 @@ TRACKER_LAG = Gauge("mailgate_tracker_consumer_lag", "mail.events records not ye
                     registry=_tracker)
 
 LAG_SAMPLE_EVERY_S = 5.0
-"""How often egress samples its consumer lag."""
+"""How often egress and the tracker sample their consumer lag."""
 
 
 def reason_label(reason: str) -> str:
@@ -235,8 +235,10 @@ async def consumer_lag(consumer) -> dict[tuple[str, str], int]:
     return lag
 
 
-async def sample_lag(consumer, every_s: float = LAG_SAMPLE_EVERY_S) -> None:
-    """Keep `mailgate_egress_consumer_lag` current until cancelled; partitions no longer assigned are dropped."""
+async def sample_lag(consumer, every_s: float = LAG_SAMPLE_EVERY_S, gauge: Gauge | None = None) -> None:
+    """Keep `gauge` (`mailgate_egress_consumer_lag` unless given; the tracker gives its own) current until
+    cancelled; partitions no longer assigned are dropped. Egress and `mailgate tracker` both sample with this."""
+    gauge = EGRESS_LAG if gauge is None else gauge
     shown: set[tuple[str, str]] = set()
     while True:
         try:
@@ -245,9 +247,9 @@ async def sample_lag(consumer, every_s: float = LAG_SAMPLE_EVERY_S) -> None:
             log.debug("consumer lag not sampled: %s", type(err).__name__)
         else:
             for labels, n in lag.items():
-                EGRESS_LAG.labels(*labels).set(n)
+                gauge.labels(*labels).set(n)
             for labels in shown - lag.keys():
-                EGRESS_LAG.remove(*labels)
+                gauge.remove(*labels)
             shown = set(lag)
         await asyncio.sleep(every_s)
 

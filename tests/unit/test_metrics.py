@@ -3,6 +3,7 @@ HTTP endpoint, and the JSON log fields."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -119,21 +120,44 @@ async def test_consumer_lag_is_end_minus_position_and_skips_partitions_without_o
     assert await metrics.consumer_lag(FakeConsumer({}, {})) == {}
 
 
-async def test_sample_lag_sets_the_gauge_and_drops_revoked_partitions():
-    a, b = TopicPartition("mail.outbound", 7), TopicPartition("mail.outbound", 8)
-    consumer = FakeConsumer({a: 1, b: 2}, {a: 4, b: 2})
-    task = asyncio.create_task(metrics.sample_lag(consumer, every_s=0.01))
+@contextlib.asynccontextmanager
+async def sampling(consumer, **kw):
+    """metrics.sample_lag running on `consumer` every 10 ms, cancelled after."""
+    task = asyncio.create_task(metrics.sample_lag(consumer, every_s=0.01, **kw))
     try:
-        await asyncio.sleep(0.05)
-        assert value("egress", "mailgate_egress_consumer_lag", topic="mail.outbound", partition="7") == 3
-        del consumer.positions[b]
-        await asyncio.sleep(0.05)
-        assert metrics.REGISTRIES["egress"].get_sample_value(
-            "mailgate_egress_consumer_lag", {"topic": "mail.outbound", "partition": "8"}) is None
+        yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_sample_lag_sets_the_gauge_and_drops_revoked_partitions():
+    a, b = TopicPartition("mail.outbound", 7), TopicPartition("mail.outbound", 8)
+    consumer = FakeConsumer({a: 1, b: 2}, {a: 4, b: 2})
+    try:
+        async with sampling(consumer):
+            await asyncio.sleep(0.05)
+            assert value("egress", "mailgate_egress_consumer_lag", topic="mail.outbound", partition="7") == 3
+            del consumer.positions[b]
+            await asyncio.sleep(0.05)
+            assert metrics.REGISTRIES["egress"].get_sample_value(
+                "mailgate_egress_consumer_lag", {"topic": "mail.outbound", "partition": "8"}) is None
+    finally:
         metrics.EGRESS_LAG.remove("mail.outbound", "7")
+
+
+async def test_the_tracker_samples_its_lag_into_its_own_gauge_with_the_same_sampler():
+    tp = TopicPartition("mail.events", 3)
+    try:
+        async with sampling(FakeConsumer({tp: 10}, {tp: 25}), gauge=metrics.TRACKER_LAG):
+            deadline = asyncio.get_running_loop().time() + 5
+            while value("tracker", "mailgate_tracker_consumer_lag", topic="mail.events", partition="3") != 15:
+                assert asyncio.get_running_loop().time() < deadline, "the tracker's lag was never sampled"
+                await asyncio.sleep(0.01)
+        assert metrics.REGISTRIES["egress"].get_sample_value(
+            "mailgate_egress_consumer_lag", {"topic": "mail.events", "partition": "3"}) is None
+    finally:
+        metrics.TRACKER_LAG.remove("mail.events", "3")
 
 
 async def test_endpoint_serves_metrics_health_and_readiness_over_http():

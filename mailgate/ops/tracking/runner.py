@@ -64,7 +64,7 @@ class Tracker:
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe([topics.EVENTS], listener=_SeekToStore(self))
         await self.consumer.start()
-        sampler = asyncio.create_task(self._sample_lag())
+        sampler = asyncio.create_task(metrics.sample_lag(self.consumer, gauge=metrics.TRACKER_LAG))
         next_prune = time.monotonic()
         try:
             while not stop.is_set():
@@ -102,21 +102,6 @@ class Tracker:
             await self.consumer.commit(offsets)
         except Exception as err:  # a rebalance meanwhile: the store already holds the truth
             log.debug("offsets not committed: %s", type(err).__name__)
-
-    async def _sample_lag(self) -> None:
-        shown: set[tuple[str, str]] = set()
-        while True:
-            try:
-                lag = await metrics.consumer_lag(self.consumer)
-            except Exception as err:
-                log.debug("tracker lag not sampled: %s", type(err).__name__)
-            else:
-                for labels, n in lag.items():
-                    metrics.TRACKER_LAG.labels(*labels).set(n)
-                for labels in shown - lag.keys():
-                    metrics.TRACKER_LAG.remove(*labels)
-                shown = set(lag)
-            await asyncio.sleep(metrics.LAG_SAMPLE_EVERY_S)
 
 
 def run(cfg: Config, rebuild: bool = False) -> None:
