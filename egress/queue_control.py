@@ -1,7 +1,7 @@
 """Queue control in egress: follows `mail.control` and decides, before each attempt, whether a message goes out.
 
-Reads: the compacted `mail.control` topic from its beginning with a group-less consumer (every replica has the whole
-state before it consumes mail), then follows it. Emits: for a message an operator deleted, MessageDiscarded
+Reads: the compacted `mail.control` topic from its beginning with `core/topic_reader` (group-less: every replica has
+the whole state before it consumes mail), then follows it from exactly where that read ended. Emits: for a message an operator deleted, MessageDiscarded
 (reason queue_delete); bounced, MessageBounced and a DSN (through the outcome policy); held, or whose destination is
 suspended, the record to `mail.hold` and MessageParked the first time. After applying commands it appends one
 QueueCommandApplied per command to `mail.events`, once every message it had admitted to delivery has finished, so a
@@ -21,14 +21,15 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiokafka import TopicPartition
 
-from mailgate.core import kafka, topics
+from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
+from mailgate.core.topic_reader import TopicReader, Undecodable
 from mailgate.mail.headers import header_block
 from mailgate.mail.outputs import Output, audit
 from mailgate.mail.reply import Reply
 from mailgate.mail.queue_commands import QueueControlState
-from schemas import MessageDiscarded, MessageParked, QueueCommandApplied, UndecodableRecord, decode
+from schemas import MessageDiscarded, MessageParked, QueueCommandApplied
 
 log = logging.getLogger("mailgate.egress.control")
 
@@ -66,7 +67,7 @@ class QueueControl:
         self._ahead: set[tuple[str, int, int]] = set()
         self._seen: dict[str, int] = {}
         """command id -> records of it applied so far (a command naming many messages writes one record each)."""
-        self._consumer = None
+        self._reader: TopicReader | None = None
         self._tasks: set[asyncio.Task] = set()
         self._expiry: asyncio.TimerHandle | None = None
         self._refresh_ms = cfg.kafka.mail_retention_s * 1000 // 2
@@ -76,15 +77,12 @@ class QueueControl:
 
     async def start(self) -> None:
         """Load the whole state, then follow; returns when this replica knows every command written before."""
-        c = self._consumer = kafka.consumer(self.cfg, f"{self.replica}-control", None,
-                                            isolation_level="read_uncommitted")
-        await c.start()
-        tps = await kafka.assign_whole_topic(c, topics.CONTROL)
-        ends = await c.end_offsets(tps)
+        reader = self._reader = TopicReader(self.cfg, topics.CONTROL, f"{self.replica}-control")
+        await reader.open()
+        await reader.seek("beginning")
         recent = []
-        while any([await c.position(tp) < end for tp, end in ends.items()]):
-            for recs in (await c.getmany(timeout_ms=500, max_records=5000)).values():
-                recent += [e for e in self._apply(recs) if e.occurred_at >= now_ms() - RECENT_ACK_MS]
+        async for item in reader.read_to(await reader.end_offsets()):
+            recent += [e for e in self._apply([item]) if e.occurred_at >= now_ms() - RECENT_ACK_MS]
         self._changed()
         self._acknowledge(recent)
         self._seen.clear()  # older commands were answered by the replicas running then
@@ -92,22 +90,20 @@ class QueueControl:
         log.info("queue control loaded: %d message orders, %d suspended destinations",
                  len(self.state.orders), len(self.state.suspensions))
 
-    def _apply(self, records) -> list:
+    def _apply(self, items) -> list:
+        """Apply (record, event) pairs to the state; the commands among them."""
         commands = []
-        for r in records:
-            try:
-                e = decode(r.value)
-            except UndecodableRecord as err:
-                log.warning("ignored a record in %s: %s", topics.CONTROL, err)
+        for _, e in items:
+            if isinstance(e, Undecodable):
+                log.warning("ignored a record in %s: %s", topics.CONTROL, e.reason)
                 continue
             if self.state.apply(e):
                 commands.append(e)
         return commands
 
     async def _follow(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            commands = [e for recs in batch.values() for e in self._apply(recs)]
+        async for batch in self._reader.batches(timeout_ms=200):
+            commands = self._apply(batch)
             if commands:
                 for e in {e.command_id: e for e in commands}.values():  # one line per command
                     log.info("queue control: %s by %s (%s)", _describe(e), e.operator, e.reason)
@@ -250,8 +246,8 @@ class QueueControl:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._reader is not None:
+            await self._reader.close()
 
 
 def _describe(e) -> str:
