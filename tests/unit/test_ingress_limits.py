@@ -22,6 +22,7 @@ def test_postfix_defaults():
     assert ic.client_connection_count_limit == 50  # smtpd_client_connection_count_limit
     assert ic.client_message_rate_limit == 0  # smtpd_client_message_rate_limit: no limit
     assert ic.client_rate_time_unit_s == 60  # anvil_rate_time_unit
+    assert ic.max_messages_per_connection == 1000 and ic.max_session_s == 3600  # as docs/reliability.md says
 
 
 def test_connection_count_is_per_client_and_freed_on_disconnect():
