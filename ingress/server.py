@@ -63,14 +63,17 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
 async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: ClientLimits) -> asyncio.Server:
     ic = cfg.ingress
 
-    def factory() -> GatewaySMTP:
-        metrics.INGRESS_SESSIONS.inc()
-        return GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
+    # Built once per listener; every connection's session is spawned from it (GatewaySMTP.spawn).
+    template = GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
                            limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
                            max_session_s=ic.max_session_s, hostname=ic.hostname, ident="mailgate", tls_context=lst.starttls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False, auth=lst.auth,
                            implicit_tls=lst.implicit_tls is not None, auth_required=lst.auth_required,
                            require_starttls=lst.require_starttls)
+
+    def factory() -> GatewaySMTP:
+        metrics.INGRESS_SESSIONS.inc()
+        return template.spawn()
 
     server = await asyncio.get_running_loop().create_server(factory, host=lst.host, port=lst.port,
                                                             reuse_address=True, ssl=lst.implicit_tls)

@@ -17,6 +17,7 @@ from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
 from mailgate.core.deadletter import decode_or_dead_letter
 from mailgate.core.live_config import LiveConfig
+from mailgate.core.runtime import use_fast_loop_policy
 from mailgate.mail.directory.purge import follow_purges
 from processors.pipeline import Pipeline
 from schemas import MessageReceived, encode
@@ -101,6 +102,7 @@ def build_app(cfg: Config) -> faust.App:
 
 
 def run(cfg: Config) -> None:
+    use_fast_loop_policy()  # before faust makes its loops
     app = build_app(cfg)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False,
                           override_logging=False)

@@ -34,10 +34,9 @@ class Handler:
 async def smtp():
     handler = Handler()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: GatewaySMTP(handler, max_errors=100, data_size_limit=LIMIT_BYTES, hostname="gw.test",
-                            ident="mailgate", timeout=60, enable_SMTPUTF8=True, decode_data=False),
-        host="127.0.0.1", port=0)
+    template = GatewaySMTP(handler, max_errors=100, data_size_limit=LIMIT_BYTES, hostname="gw.test",
+                           ident="mailgate", timeout=60, enable_SMTPUTF8=True, decode_data=False)
+    server = await loop.create_server(template.spawn, host="127.0.0.1", port=0)  # as ingress/server.py does
     reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     client = Client(reader, writer)
     assert (await client.reply()).startswith("220 ")
