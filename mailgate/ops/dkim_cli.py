@@ -78,7 +78,7 @@ async def _manage(cfg, args: argparse.Namespace) -> int:
         version = await settings.remove_key(cfg, args.domain, args.selector, who)
         print(f"removed the key of {args.domain} (configuration version {version})")
         return 0
-    doc, version = await settings.generate_key(cfg, args.domain, args.selector, args.bits, who)
+    doc, version = await settings.generate_key(cfg, args.domain, args.selector, args.bits, who, args.algorithm)
     print(f"; written to mail.config, sealed (configuration version {version}); publish in DNS:\n"
           f"{_zone_line(doc)}")
     return 0
@@ -93,6 +93,8 @@ def register(sub: argparse._SubParsersAction, with_config=lambda p: p) -> None:
     d.add_argument("--domain", help="the signing domain (d=)")
     d.add_argument("--selector", help="the selector (s=)")
     d.add_argument("--bits", type=int, default=2048, choices=[1024, 2048, 3072, 4096], help="RSA key size")
+    d.add_argument("--algorithm", choices=list(settings.ALGORITHMS), default="rsa",
+                   help="add: rsa (rsa-sha256) or ed25519 (ed25519-sha256, RFC 8463)")
     d.add_argument("--out", help="keygen: file for the private key (default dkim-<domain>-<selector>.pem)")
     d.add_argument("--force", action="store_true", help="keygen: replace an existing key file")
     d.add_argument("--operator", help="who makes the change, for the audit log (default: the OS user)")

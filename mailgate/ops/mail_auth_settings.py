@@ -20,7 +20,7 @@ from mailgate.core.config_events import (append, config_version, effective_confi
 from mailgate.core.ids import now_ms
 from mailgate.core.passwords import hash_password
 from mailgate.core.secrets import SecretKeyError, seal
-from mailgate.mail.authres.dkim_keys import generate_private_key, public_record, record_name
+from mailgate.mail.authres.dkim_keys import generate_ed25519_key, generate_private_key, public_record, record_name
 from schemas import SettingsConfigured
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
@@ -32,6 +32,8 @@ USERNAME = re.compile(r"^[\x21-\x7e]{1,254}$")
 SENDER = re.compile(r"^[^@\s]{0,64}@(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 """An allowed sender: `user@domain` or `@domain` (any user of the domain)."""
 KEY_BITS = (1024, 2048, 3072)
+ALGORITHMS = ("rsa", "ed25519")
+"""rsa (rsa-sha256, what every verifier checks) or ed25519 (ed25519-sha256, RFC 8463; not every verifier knows it)."""
 MAX_PASSWORD_CHARS = 1024
 MAX_SENDERS = 1000
 
@@ -193,8 +195,9 @@ async def get_key(cfg: Config, domain: str, selector: str) -> dict:
     return key_doc(key)
 
 
-async def generate_key(cfg: Config, domain: Any, selector: Any, bits: Any, operator: str) -> tuple[dict, str]:
-    """Make an RSA key for `domain` (replacing none: one key per domain signs), stored sealed; (its document with
+async def generate_key(cfg: Config, domain: Any, selector: Any, bits: Any, operator: str,
+                       algorithm: Any = "rsa") -> tuple[dict, str]:
+    """Make an RSA (`bits`) or Ed25519 key for `domain` (replacing none: one key per domain signs), stored sealed; (its document with
     the TXT record to publish, the new configuration version)."""
     fields = {}
     if not isinstance(domain, str) or not DOMAIN.match(domain):
@@ -203,13 +206,15 @@ async def generate_key(cfg: Config, domain: Any, selector: Any, bits: Any, opera
         fields["selector"] = "one DNS label: letters, digits, - and _"
     if bits not in KEY_BITS or isinstance(bits, bool):
         fields["bits"] = f"one of {', '.join(map(str, KEY_BITS))}"
+    if algorithm not in ALGORITHMS:
+        fields["algorithm"] = "rsa or ed25519"
     if fields:
         raise SettingInvalid(fields)
     live = await _live(cfg)
     keys = list(live.dkim_signing.keys)
     if any(k.domain.lower().rstrip(".") == domain.lower().rstrip(".") for k in keys):
         raise SettingExists(f"{domain} has a DKIM key; remove it first (one key per signing domain)")
-    pem = generate_private_key(bits)
+    pem = generate_ed25519_key() if algorithm == "ed25519" else generate_private_key(bits)
     try:
         sealed = seal(pem.decode())
     except SecretKeyError as err:

@@ -125,3 +125,20 @@ async def test_without_a_secret_key_a_dkim_key_is_refused_not_stored_in_clear(ap
     written, _ = await _topic(broker_gw.cfg)
     assert all("nokey.test" not in s for s in written)
 
+
+
+async def test_an_ed25519_key_is_generated_and_its_record_verifies_an_ed25519_signature(api, broker_gw):
+    from mailgate.mail.authres.dkim_keys import signing_key
+    r = await api.post("/api/dkim-keys", json={"domain": "ed.keys.test", "selector": "ed1", "algorithm": "ed25519"},
+                       headers=api.headers)
+    assert r.status == 201, await r.text()
+    record = (await r.json())["record"]
+    assert record.startswith("v=DKIM1; k=ed25519; p=")
+    _, live = await _topic(broker_gw.cfg)
+    [key] = [k for k in live.dkim_signing.keys if k.domain == "ed.keys.test"]
+    raw, algorithm = signing_key(key.private_key.reveal().encode())
+    message = b"From: a@ed.keys.test\r\nSubject: x\r\n\r\nhi\r\n"
+    signed = dkim.sign(message, b"ed1", b"ed.keys.test", raw, signature_algorithm=algorithm) + message
+    assert algorithm == b"ed25519-sha256"
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record.encode())
+    assert (await api.delete("/api/dkim-keys/ed.keys.test/ed1", headers=api.headers)).status == 200

@@ -80,11 +80,12 @@ async def list_keys(request: web.Request) -> web.Response:
 @_errors
 async def generate_key(request: web.Request) -> web.Response:
     data = await body(request)
-    unknown = set(data) - {"domain", "selector", "bits"}
+    unknown = set(data) - {"domain", "selector", "bits", "algorithm"}
     if unknown:
         raise settings.SettingInvalid({k: "unknown field" for k in sorted(unknown)})
     doc, version = await settings.generate_key(request.app[CFG], data.get("domain"), data.get("selector"),
-                                               data.get("bits", 2048), operator(request))
+                                               data.get("bits", 2048), operator(request),
+                                               data.get("algorithm", "rsa"))
     return _versioned(web.json_response(doc, status=201), version)
 
 
@@ -127,12 +128,15 @@ def openapi_paths(op, json_) -> dict:
            "additionalProperties": False, "properties": {
                "domain": {"type": "string"}, "selector": {"type": "string"},
                "record_name": {"type": "string", "description": "Where to publish the TXT record."},
-               "record": {"type": ["string", "null"], "description": "The TXT record's value (v=DKIM1; k=rsa; p=…); "
+               "record": {"type": ["string", "null"], "description": "The TXT record's value (v=DKIM1; k=rsa|ed25519; p=…); "
                                                                      "null when the private key cannot be read."},
                "private_key": configured, "error": {"type": "string"}}}
     new_key = {"type": "object", "required": ["domain", "selector"], "additionalProperties": False,
                "properties": {"domain": domain, "selector": selector,
-                              "bits": {"enum": list(settings.KEY_BITS), "default": 2048}}}
+                              "bits": {"enum": list(settings.KEY_BITS), "default": 2048,
+                                       "description": "RSA key size (ignored for ed25519)"},
+                              "algorithm": {"enum": list(settings.ALGORITHMS), "default": "rsa",
+                                            "description": "rsa-sha256, or ed25519-sha256 (RFC 8463)"}}}
     ok = json_({"type": "object", "required": ["ok"], "additionalProperties": False,
                 "properties": {"ok": {"const": True}}})
     invalid = {"422": json_("Error", "invalid input: `fields` maps each field to its message")}

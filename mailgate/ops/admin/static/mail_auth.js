@@ -81,8 +81,9 @@ async function loadDkimKeys() {
 
 $("dkim-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const body = {domain: $("dk-domain").value.trim(), selector: $("dk-selector").value.trim(),
-                bits: Number($("dk-bits").value)};
+  const kind = $("dk-bits").value;
+  const body = {domain: $("dk-domain").value.trim(), selector: $("dk-selector").value.trim()};
+  if (kind === "ed25519") body.algorithm = "ed25519"; else body.bits = Number(kind);
   $("dk-generate").disabled = true;
   const r = await api("POST", "/api/dkim-keys", body);
   $("dk-generate").disabled = false;
