@@ -453,7 +453,7 @@ class DkimKey(Strict):
     domain: str = Field(min_length=1, description="Sender domain (d=); mail whose From domain is this or a "
                                                   "subdomain is signed with this key.")
     selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Selector (s=).")
-    private_key: SecretField = Field(description="PEM RSA private key, as a secret reference.")
+    private_key: SecretField = Field(description="PEM (PKCS#8) RSA or Ed25519 private key, as a secret reference.")
 
 
 DEFAULT_SIGNED_HEADERS = ["From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
