@@ -58,6 +58,7 @@ class Egress:
         self.targets = TargetResolver(cfg, self.health)
         self.pool = SessionPool(cfg.delivery)
         self.dkim = DkimSigner(cfg.dkim_signing)
+        self.dkim_cfg = cfg.dkim_signing
         self.outcome = OutcomePolicy(cfg, self.node)
         self.index = DeliveredIndex(cfg)
         self.needs_catch_up = True
@@ -76,6 +77,20 @@ class Egress:
         """A change in mail.config: targets (enabled gateways, their settings) and bounce settings follow it."""
         self.targets.reconfigure(cfg)
         self.outcome = OutcomePolicy(cfg, self.node)
+        if cfg.dkim_signing != self.dkim_cfg:
+            self._resign(cfg)
+
+    def _resign(self, cfg: Config) -> None:
+        """DKIM keys from mail.config (e.g. one the admin page generated): mail sent from now on is signed with
+        them. A key that cannot be loaded keeps the previous keys in use, and says so."""
+        try:
+            self.dkim = DkimSigner(cfg.dkim_signing)
+        except Exception as err:
+            log.error("DKIM keys of the new configuration cannot be used (%s); signing with the previous ones",
+                      type(err).__name__)
+            return
+        self.dkim_cfg = cfg.dkim_signing
+        log.info("DKIM signing keys now for: %s", ", ".join(sorted(k.domain for k in cfg.dkim_signing.keys)) or "none")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()

@@ -7,6 +7,8 @@ the failures counted for the client's address, `421 4.7.0` (and a closed connect
 `max_failures` within `window_s`, or `454 4.7.0` when the directory cannot answer. Logs the login name and the
 outcome, never the password. Logins checked by SmarterMail are cached (successes only) for its `cache_ttl_s`,
 keyed by a hash of login and password, so the clear password is not kept either.
+Live: `reconfigure` takes the users and limits of a new configuration (from mail.config, e.g. a user the admin page
+added); sessions that start from then on are judged by them. The SmarterMail gateway is read at start only.
 """
 from __future__ import annotations
 
@@ -77,6 +79,14 @@ class Credentials:
             self.directory = SmarterMailDirectory(gw.smartermail)
             self._cache = TTLCache(maxsize=10_000, ttl=gw.smartermail.cache_ttl_s)
 
+    @property
+    def enabled(self) -> bool:
+        """Is there any way to log in (a configured user, or the SmarterMail web service)?"""
+        return bool(self.users) or self.directory is not None
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.users = {u.username: u for u in cfg.ingress.auth.users}
+
     async def check(self, username: str, password: bytes) -> bool:
         """True when the login is good; raises DirectoryUnavailable when SmarterMail cannot answer."""
         user = self.users.get(username)
@@ -121,6 +131,16 @@ class SmtpAuth:
         self.throttle = LoginThrottle(cfg.ingress.auth.limits)
         self.hostname = cfg.ingress.hostname
         self._sleep = sleep
+
+    @property
+    def enabled(self) -> bool:
+        """Offer AUTH to sessions that start now? (Only when some login can succeed.)"""
+        return self.credentials.enabled
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Users and failure limits of a new configuration; failures counted so far stay counted."""
+        self.credentials.reconfigure(cfg)
+        self.throttle.limits = cfg.ingress.auth.limits
 
     async def handle(self, server: SMTP, session: Session, args: list[str]) -> object:
         if not getattr(server, "mg_auth", False):

@@ -87,6 +87,8 @@ class IngressHandler:
         are judged by it; one already past MAIL FROM finishes under the version it began with."""
         if self.verifier is not None:
             self.verifier.reconfigure(cfg)
+        if self.auth is not None:
+            self.auth.reconfigure(cfg)
         self.current = self._settings(cfg)
 
     @staticmethod

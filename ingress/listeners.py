@@ -23,6 +23,7 @@ class Listener:
     implicit_tls: ssl.SSLContext | None
     """The server socket speaks TLS from the first byte."""
     auth: bool
+    """Offers AUTH (once encrypted) whenever some login is configured: ingress.auth can change live."""
     auth_required: bool
     require_starttls: bool
 
@@ -40,15 +41,14 @@ def listeners(cfg: Config) -> list[Listener]:
     """Every listener to bind, the main one first (STARTTLS when `ingress.tls` is set; AUTH when configured)."""
     ic = cfg.ingress
     ctx = tls_context(cfg)
-    auth = ic.auth.enabled
-    found = [Listener("main", ic.listen_host, ic.listen_port, ctx, None, auth, False, False)]
+    found = [Listener("main", ic.listen_host, ic.listen_port, ctx, None, True, False, False)]
     for lst in ic.listeners:
-        found.append(_listener(lst, ctx, auth))
+        found.append(_listener(lst, ctx))
     return found
 
 
-def _listener(lst: ListenerConfig, ctx: ssl.SSLContext | None, auth_configured: bool) -> Listener:
+def _listener(lst: ListenerConfig, ctx: ssl.SSLContext | None) -> Listener:
     starttls = ctx if lst.tls_mode == "starttls" else None
     implicit = ctx if lst.tls_mode == "implicit" else None
-    return Listener(lst.name, lst.host, lst.port, starttls, implicit, lst.auth and auth_configured,
+    return Listener(lst.name, lst.host, lst.port, starttls, implicit, lst.auth,
                     lst.auth_required, lst.require_tls and lst.tls_mode == "starttls")

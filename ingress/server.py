@@ -34,7 +34,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     metrics.DIRECTORY_CACHES["ingress"].watch(lambda: verifier.directories)
     endpoint = metrics.MetricsServer("ingress", cfg.metrics, ready=lambda: publisher.ready)
     await endpoint.start()
-    auth = SmtpAuth(cfg) if cfg.ingress.auth.enabled else None
+    auth = SmtpAuth(cfg)  # AUTH is offered to a new session while some login is configured (live: mail.config)
     handler = IngressHandler(cfg, publisher, verifier, auth)
     limits = ClientLimits(cfg.ingress)  # one per process: per-client counts span all its sessions and listeners
     live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
@@ -49,8 +49,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
         for server in servers:
             server.close()
             await server.wait_closed()
-        if auth is not None:
-            await auth.aclose()
+        await auth.aclose()
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
         await live.close()
@@ -67,7 +66,8 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
     template = GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
                            limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
                            max_session_s=ic.max_session_s, hostname=ic.hostname, ident="mailgate", tls_context=lst.starttls, timeout=ic.idle_timeout_s,
-                           enable_SMTPUTF8=True, decode_data=False, auth=lst.auth,
+                           enable_SMTPUTF8=True, decode_data=False,
+                           auth=lst.auth and handler.auth is not None and handler.auth.enabled,
                            implicit_tls=lst.implicit_tls is not None, auth_required=lst.auth_required,
                            require_starttls=lst.require_starttls)
 
@@ -79,7 +79,7 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
                                                             reuse_address=True, ssl=lst.implicit_tls)
     log.info("ingress listening on %s:%d (%s%s%s)", lst.host, lst.port, lst.name,
              ", implicit TLS" if lst.implicit_tls else ", STARTTLS" if lst.starttls else "",
-             ", AUTH" if lst.auth else "")
+             ", AUTH" if lst.auth and handler.auth is not None and handler.auth.enabled else "")
     return server
 
 

@@ -3,8 +3,9 @@
 Reads: MessageReceived (and its body), `cfg.spam` (scorers, thresholds, on_scanner_failure) and the inbound
 gateway's `spam_actions`. Emits: MessageClassified to mail.events; for quarantine, MessageQuarantined with the body
 and the MessageRouted to deliver on release (to mail.quarantine, and its audit copy); for delete, MessageDiscarded.
-Returns the (possibly edited) body and the disposition. Outbound mail, and all mail while spam is disabled, passes
-unchanged. When a scanner is unavailable and on_scanner_failure is "retry", the call retries with backoff until the
+Returns the (possibly edited) body and the disposition. All mail while spam is disabled, and outbound mail unless
+`spam.scan_outbound`, passes unchanged; scanned outbound mail is classified (the scanners get the login) and gets
+the standard headers, but no gateway's actions. When a scanner is unavailable and on_scanner_failure is "retry", the call retries with backoff until the
 scanner answers: the message (and its partition) waits in Kafka, nothing is lost or passed unscored.
 """
 from __future__ import annotations
@@ -65,7 +66,7 @@ class SpamPolicy:
     async def __call__(self, received, recipients: list[str], extra_scorers: Sequence[Scorer] = ()) -> SpamDecision:
         """`extra_scorers`: scores computed earlier for this message (sender authentication), summed with the rest."""
         body = received.body or b""
-        if not self.cfg.spam.enabled or received.direction != "inbound":
+        if not self.cfg.spam.enabled or (received.direction != "inbound" and not self.cfg.spam.scan_outbound):
             return SpamDecision([], body, "deliver")
         verdict = await self.scan(received, body, extra_scorers)
         spam_actions = self.actions.get(received.inbound_gateway or "", SpamActions())

@@ -378,6 +378,13 @@ class SpamConfig(Strict):
         "retry", description="retry: the message waits in Kafka until scanners answer; pass: deliver unscored.")
     standard_headers: bool = Field(True, description="Add X-Spam-Level and X-Spam-Score to scored mail.")
     max_scan_bytes: int = Field(512 * 1024, ge=1024, description="Larger messages are scanned by their head only.")
+    scan_outbound: bool = Field(
+        False, description="Also score outbound mail (relayed by an authenticated login or a relay network), giving "
+        "the scanners the login: rspamd's User header, spamd's User (its per-user preferences). It is scored and "
+        "recorded (MessageClassified, X-Spam headers); no spam action applies to it (those are the inbound "
+        "gateways'). Off by default: outbound mail comes from your own mail server, which is trusted to have "
+        "checked its users, and scanning it costs scanner time on every message sent; turn it on to catch a "
+        "compromised account sending spam.")
 
     @model_validator(mode="after")
     def _ordered(self) -> "SpamConfig":
@@ -446,7 +453,7 @@ class DkimKey(Strict):
     domain: str = Field(min_length=1, description="Sender domain (d=); mail whose From domain is this or a "
                                                   "subdomain is signed with this key.")
     selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Selector (s=).")
-    private_key: SecretField = Field(description="PEM RSA private key, as a secret reference.")
+    private_key: SecretField = Field(description="PEM (PKCS#8) RSA or Ed25519 private key, as a secret reference.")
 
 
 DEFAULT_SIGNED_HEADERS = ["From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",

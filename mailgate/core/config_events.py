@@ -25,8 +25,11 @@ from schemas import GatewayConfigured, GatewayRemoved, SettingsConfigured, encod
 GATEWAY_EVENTS = (GatewayConfigured, GatewayRemoved)
 """The records of `mail.config` that configure gateways (isinstance-ready)."""
 KINDS = {"inbound": ("inbound_gateways", InboundGateway), "outbound": ("outbound_gateways", OutboundGateway)}
-SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "relay_networks": ("ingress", "relay_networks")}
-"""Settings outside the gateways that every running stage applies live: section name -> its path in the file."""
+SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "relay_networks": ("ingress", "relay_networks"),
+                                                  "auth_users": ("ingress", "auth", "users"),
+                                                  "dkim_keys": ("dkim_signing", "keys")}
+"""Settings outside the gateways that every running stage applies live: section name -> its path in the file.
+auth_users holds only password hashes; dkim_keys' private keys are stored as references or sealed."""
 CONFIG_EVENTS = (GatewayConfigured, GatewayRemoved, SettingsConfigured)
 """The records of mail.config that make up the configuration (other control records share the topic)."""
 NOT_COMPARED = frozenset({"node_name", "inbound_gateways", "outbound_gateways"})
@@ -57,6 +60,8 @@ def config_version(cfg: Config) -> str:
     same configuration report the same version, so an operator can see when every replica has applied a change."""
     live = cfg.model_dump(mode="json", include={"inbound_gateways", "outbound_gateways", "spam"})
     live["relay_networks"] = list(cfg.ingress.relay_networks)
+    live["auth_users"] = _section_value(cfg, "auth_users")
+    live["dkim_keys"] = _section_value(cfg, "dkim_keys")
     return hashlib.sha256(json.dumps(live, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -91,6 +96,14 @@ def _section_value(cfg: Config, section: str) -> Any:
     for key in SETTINGS_SECTIONS[section]:
         data = data[key]
     return data
+
+
+def stored_section(cfg: Config, section: str) -> Any:
+    """A live settings section as JSON-ready data for the topic, every secret in it a reference or sealed."""
+    node: Any = cfg
+    for key in SETTINGS_SECTIONS[section]:
+        node = getattr(node, key)
+    return _stored_value(node, section)
 
 
 def _stored_secret(secret: Secret, path: str) -> dict:
@@ -182,9 +195,10 @@ def diff(current: dict[str, GatewayState], desired: Config, operator: str | None
         want = _section_value(desired, section)
         have = current.get(config_key("settings", section))
         was = have.settings if have is not None else (_section_value(running, section) if running else want)
-        if want != was:
+        if _without_nulls(want) != _without_nulls(was):
             events.append(SettingsConfigured(occurred_at=now_ms(), node=node, section=section,
-                                             settings_json=json.dumps(want, sort_keys=True), operator=who))
+                                             settings_json=json.dumps(stored_section(desired, section),
+                                                                      sort_keys=True), operator=who))
     for kind, (field, _) in KINDS.items():
         for i, gw in enumerate(getattr(desired, field)):
             key = config_key(kind, gw.name)
@@ -199,6 +213,15 @@ def diff(current: dict[str, GatewayState], desired: Config, operator: str | None
             events.append(GatewayRemoved(occurred_at=now_ms(), node=node, kind=have.kind, name=have.name,
                                          operator=who))
     return events
+
+
+def _without_nulls(value: Any) -> Any:
+    """`value` without null members of objects: a stored secret holds only its one reference, a dumped one all four."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mailgate.ops.config_cli import register as register_config_commands
     register_config_commands(sub, with_config)
     from mailgate.ops.auth_cli import register as register_auth_commands
-    register_auth_commands(sub)
+    register_auth_commands(sub, with_config)
     from mailgate.ops.dkim_cli import register as register_dkim_commands
-    register_dkim_commands(sub)
+    register_dkim_commands(sub, with_config)
     from mailgate.ops.tracking.cli import register as register_tracking_commands
     register_tracking_commands(sub, with_config)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))

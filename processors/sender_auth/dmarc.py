@@ -7,10 +7,14 @@ subdomain whose policy came from its organizational domain).
 
 Own code rather than a library: the policy lookup and alignment are a page of logic over dnspython, and the
 DMARC libraries on PyPI (checkdmarc) are record *auditing* tools with many dependencies. The organizational domain
-comes from the Public Suffix List shipped by `publicsuffixlist`. `pct=` is not applied (the policy is taken at 100%).
+comes from the Public Suffix List shipped by `publicsuffixlist`.
+`pct=` (RFC 7489 6.6.4): the policy applies to that percentage of failing mail; the rest gets the next lower policy
+(reject -> quarantine, quarantine -> none). Which messages are in the percentage is decided by a hash of the message,
+not a random draw, so a message processed again (a replay, a processor restart) gets the same policy.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -28,7 +32,27 @@ class DmarcResult:
     result: str
     from_domain: str
     policy: str | None = None
-    """none | quarantine | reject: what the domain asks for mail that fails; None without a record."""
+    """none | quarantine | reject: what the domain asks for this message if it fails (after pct=); None without a
+    record."""
+    sampled_out: bool = False
+    """pct= left this failing message out of the published policy: `policy` is the next lower one."""
+
+
+LOWER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
+"""The next lower policy, for failing mail outside pct= (RFC 7489 6.6.4)."""
+
+
+def pct_of(tags: dict[str, str]) -> int:
+    """The pct= tag, 0..100; 100 when absent or not a number (RFC 7489 6.3: default 100)."""
+    value = tags.get("pct", "100")
+    return min(int(value), 100) if value.isdigit() else 100
+
+
+def in_sample(message: bytes, pct: int) -> bool:
+    """Is this message among the `pct` percent the policy applies to? Stable for the same bytes."""
+    if pct >= 100:
+        return True
+    return int.from_bytes(hashlib.sha256(message).digest()[:8], "big") % 100 < pct
 
 
 def org_domain(domain: str) -> str:
@@ -95,4 +119,8 @@ def check_dmarc(resolver: Resolver, message: bytes, spf_result: SpfResult, dkim_
     spf_ok = spf_result.result == "pass" and aligned(spf_result.domain, domain, tags.get("aspf", "r").lower())
     dkim_ok = any(r.result == "pass" and aligned(r.domain, domain, tags.get("adkim", "r").lower())
                   for r in dkim_results)
-    return DmarcResult("pass" if spf_ok or dkim_ok else "fail", domain, policy)
+    if spf_ok or dkim_ok:
+        return DmarcResult("pass", domain, policy)
+    if in_sample(message, pct_of(tags)):
+        return DmarcResult("fail", domain, policy)
+    return DmarcResult("fail", domain, LOWER[policy], sampled_out=True)

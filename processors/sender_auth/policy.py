@@ -78,6 +78,8 @@ def methods(c: Checks, helo: str) -> list[Method]:
     out += [Method("dkim", r.result, props=(("header.d", r.domain), ("header.s", r.selector), ("header.b", r.b)))
             for r in c.dkim] or [Method("dkim", "none")]
     comment = f"p={c.dmarc.policy}" if c.dmarc.policy else ""
+    if c.dmarc.sampled_out:
+        comment += " outside pct"
     out.append(Method("dmarc", c.dmarc.result, comment, (("header.from", c.dmarc.from_domain),)))
     return out
 

@@ -108,6 +108,14 @@ def parse_spamd_reply(reply: bytes) -> SpamdReply:
                       float(verdict.group(3)), symbols)
 
 
+def spamd_request(body: bytes, user: str | None) -> bytes:
+    """The SPAMC/1.5 request head for `body` (without the blank line), with `User` when `user` can be sent."""
+    request = b"SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n" % len(body)
+    if user and re.fullmatch(r"[\x21-\x7e]{1,256}", user):
+        request += b"User: " + user.encode("ascii") + b"\r\n"
+    return request
+
+
 class SpamdScorer:
     """SpamAssassin's spamd over SPAMC/1.5 (`SYMBOLS` command); messages larger than `max_scan_bytes` are
     scanned by their head only."""
@@ -121,14 +129,14 @@ class SpamdScorer:
             raise ValueError(f"spamd user {user!r} must be printable ASCII without spaces")
 
     async def score(self, message: bytes, client_address: str, context: SmtpContext | None = None) -> float | None:
-        return (await self.check(message)).score
+        return (await self.check(message, context.user if context is not None else None)).score
 
-    async def check(self, message: bytes) -> SpamdReply:
-        """Send the message (its head, if large) and parse spamd's verdict; ScannerUnavailable on any failure."""
+    async def check(self, message: bytes, login: str | None = None) -> SpamdReply:
+        """Send the message (its head, if large) and parse spamd's verdict; ScannerUnavailable on any failure.
+        `login`: the SMTP AUTH user, sent as spamd's User (as Exim's `spam = $authenticated_id`) unless this scorer
+        has a fixed user; a login spamd's protocol cannot carry (spaces, non-ASCII) is left out."""
         body = scan_head(message, self.max_scan_bytes)
-        request = b"SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n" % len(body)
-        if self.user:
-            request += b"User: " + self.user.encode("ascii") + b"\r\n"
+        request = spamd_request(body, self.user or login)
         request += b"\r\n" + body
         where = f"spamd {self.name} at {self.host}:{self.port}"
         try:

@@ -12,7 +12,7 @@ import pytest
 
 from egress.dkim_signing import DkimSigner
 from mailgate.core.config import DkimSigningConfig, DnsConfig, parse_config
-from mailgate.mail.authres.dkim_keys import public_record
+from mailgate.mail.authres.dkim_keys import generate_ed25519_key, public_record
 from mailgate.mail.authres.resolver import DnsTempError, Resolver
 from processors.sender_auth import SenderAuthPolicy
 from processors.sender_auth.dkim_check import check_dkim
@@ -21,6 +21,9 @@ from schemas import MessageReceived
 from tests.support.dns_server import DnsServer
 from tests.support.harness import free_port
 from tests.support.secrets import DKIM_PRIVATE_KEY as KEY
+
+ED_KEY = generate_ed25519_key()
+"""An Ed25519 key (RFC 8463) made for this module."""
 
 RECORDS = {
     "spf-pass.test": ["v=spf1 ip4:127.0.0.1 -all"],
@@ -31,6 +34,7 @@ RECORDS = {
     "signed.test": ["v=spf1 ip4:192.0.2.1 -all"],
     "_dmarc.signed.test": ["v=DMARC1; p=reject; adkim=s"],
     "sel1._domainkey.signed.test": [public_record(KEY)],
+    "ed1._domainkey.ed.test": [public_record(ED_KEY)],
 }
 
 
@@ -90,6 +94,16 @@ def test_dkim_valid_signature_passes_and_tampered_fails(resolver):
     tampered = signed.replace(b"Hi Bob.", b"Hi Bob, send money.")
     assert [r.result for r in check_dkim(resolver, tampered)] == ["fail"]
     assert check_dkim(resolver, _message("signed.test")) == []
+
+
+def test_ed25519_signature_by_egress_passes_against_the_dns_server_and_tampered_fails(resolver):
+    signer = DkimSigner(DkimSigningConfig.model_validate(
+        {"keys": [{"domain": "ed.test", "selector": "ed1", "private_key": ED_KEY.decode()}]}))
+    signed = signer.sign(_message("ed.test"))
+    assert signed.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=ed.test;")
+    assert [(r.result, r.domain, r.selector) for r in check_dkim(resolver, signed)] == [("pass", "ed.test", "ed1")]
+    assert [r.result for r in check_dkim(resolver, signed.replace(b"Hi Bob.", b"Hi Bob, send money."))] == ["fail"]
+    assert RECORDS["ed1._domainkey.ed.test"][0].startswith("v=DKIM1; k=ed25519; p=")
 
 
 def test_egress_signature_verifies_with_dkimpy_against_the_dns_server(resolver):

@@ -33,6 +33,9 @@ KAFKA_SASL_PASSWORD = "kafka-scram-Pw-4q8z"
 
 SMTP_AUTH_PASSWORD = "mailserver-login-Pw-93kq"
 SMTP_AUTH_WRONG_PASSWORD = "guess-Pw-not-it-51zx"
+MANAGED_AUTH_PASSWORD = "admin-made-login-Pw-6t2m"
+"""An SMTP AUTH user's password given to the admin API / CLI (user `relay2`)."""
+MANAGED_AUTH_NEW_PASSWORD = "admin-changed-login-Pw-8j4w"
 
 DKIM_PRIVATE_KEY = _dkim_key()
 """A DKIM signing key made for this test session (PEM); the sweep looks for a line of its base64 body."""
@@ -41,12 +44,13 @@ DKIM_KEY_BODY_LINE = DKIM_PRIVATE_KEY.decode().splitlines()[5]
 ALL = (SMARTERMAIL_PASSWORD, OUTBOUND_AUTH_PASSWORD, CONFIG_EVENTS_PASSWORD, ADMIN_BROWSER_PASSWORD,
        ADMIN_API_PASSWORD, ADMIN_API_RELAY_PASSWORD, BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD,
        DIRECTORY_UNIT_PASSWORD, KAFKA_SASL_PASSWORD, DKIM_KEY_BODY_LINE, SMTP_AUTH_PASSWORD,
-       SMTP_AUTH_WRONG_PASSWORD)
+       SMTP_AUTH_WRONG_PASSWORD, MANAGED_AUTH_PASSWORD, MANAGED_AUTH_NEW_PASSWORD)
 
 AUTH_PLAIN_USERS = {OUTBOUND_AUTH_PASSWORD: ("relayuser",), CONFIG_EVENTS_PASSWORD: ("mg",),
                     ADMIN_API_RELAY_PASSWORD: ("u1",), SMARTERMAIL_PASSWORD: ("admin",),
                     BROWSER_RELAY_PASSWORD: ("relayuser",), SMTP_AUTH_PASSWORD: ("mailserver",),
-                    SMTP_AUTH_WRONG_PASSWORD: ("mailserver",)}
+                    SMTP_AUTH_WRONG_PASSWORD: ("mailserver",), MANAGED_AUTH_PASSWORD: ("relay2",),
+                    MANAGED_AUTH_NEW_PASSWORD: ("relay2",)}
 """User names the tests pair with a password (SMTP AUTH, web-service logins): their AUTH PLAIN blobs are searched."""
 
 MIN_BASE64_CORE = 8

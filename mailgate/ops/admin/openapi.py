@@ -123,6 +123,8 @@ def spec() -> dict:
     paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "additionalProperties": False,
                                              "properties": {"reason": REASON, "until": UNTIL, "timeout_s": TIMEOUT}}))
     paths.update(_tracking_paths())
+    from mailgate.ops.admin.mail_auth_api import openapi_paths as mail_auth_paths
+    paths.update(mail_auth_paths(_op, _json))
     return {"openapi": "3.1.0",
             "info": {"title": "mailgate admin API", "version": "1",
                      "description": "Gateways, message trace, events, queue and quarantine of a mailgate."},

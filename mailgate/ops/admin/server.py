@@ -86,6 +86,8 @@ def build_app(cfg: Config) -> web.Application:
     from mailgate.ops.admin.queue_control import routes as queue_control_routes
     app.add_routes(queue_control_routes)
     app.add_routes(tracking_routes)
+    from mailgate.ops.admin.mail_auth_api import routes as mail_auth_routes
+    app.add_routes(mail_auth_routes)
     app.router.add_static("/static/", STATIC)
     return app
 
