@@ -73,7 +73,10 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
 
     def factory() -> GatewaySMTP:
         metrics.INGRESS_SESSIONS.inc()
-        return template.spawn()
+        session = template.spawn()
+        # Logins are live (mail.config): whether AUTH is offered is decided per new session, not per template.
+        session.mg_auth = lst.auth and handler.auth is not None and handler.auth.enabled
+        return session
 
     server = await asyncio.get_running_loop().create_server(factory, host=lst.host, port=lst.port,
                                                             reuse_address=True, ssl=lst.implicit_tls)
