@@ -1,8 +1,8 @@
-"""Operator commands on the tracking store: `tracker`, `search`, and the store-backed `trace`, `queue`, `queue list`,
-`quarantine list|show`.
+"""Operator commands on the tracking store: `tracker`, `search`, and the store-backed `trace`, `queue`, `queue list`
+(`quarantine` reads the store in `mailgate.ops.quarantine`).
 
 Reads: the tracking store (`Store.open(create=False)`: readers never create or migrate it). When the store cannot
-be opened (no tracker ever ran, the server is down), `trace`, `queue` and `quarantine` say so on stderr and scan
+be opened (no tracker ever ran, the server is down), `trace` and `queue` say so on stderr and scan
 mail.events as before; `--from-log` asks for that scan outright. `search` has no log fallback. Emits: lines for
 people, or JSON with `--json`.
 """
@@ -126,36 +126,6 @@ def queue(cfg: Config, action: str | None, as_json: bool = False, from_log: bool
     finally:
         store.close()
     print(json.dumps(shape) if as_json else render(shape))
-    return 0
-
-
-# --- quarantine ----------------------------------------------------------------------------------------------
-
-def quarantine(cfg: Config, action: str, message_id: str | None, from_log: bool = False) -> int | None:
-    """`quarantine list|show` from the store; None when the store is unavailable (the caller scans the log)."""
-    from mailgate.ops.quarantine import _header
-    store = None if from_log else open_store(cfg)
-    if store is None:
-        return None
-    try:
-        held = {r["message_id"]: r for r in queries.quarantined(store)}
-    finally:
-        store.close()
-    if action == "list":
-        for mid, q in held.items():
-            print(f"{mid}  {_when(q['quarantined_at'])}  {q['quarantine_level']:6} {q['quarantine_score']:7.1f}  "
-                  f"from={_header(q['quarantine_headers'], 'From')!r} "
-                  f"subject={_header(q['quarantine_headers'], 'Subject')!r}")
-        print(f"{len(held)} message(s) in quarantine")
-        return 0
-    q = held.get(message_id or "")
-    if q is None:
-        print(f"{message_id} is not in quarantine (never held, or already released or deleted)")
-        return 1
-    print(f"message {message_id}: level {q['quarantine_level']}, score {q['quarantine_score']:.1f}, held since "
-          f"{_when(q['quarantined_at'])}")
-    print(f"envelope: from <{q['mail_from']}> to {q['recipients']}; inbound gateway {q['inbound_gateway'] or '-'}")
-    print(q["quarantine_headers"], end="")
     return 0
 
 
