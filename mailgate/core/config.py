@@ -559,7 +559,10 @@ class TrackingConfig(Strict):
     store: Literal["sqlite", "postgresql"] = Field(
         "sqlite", description="sqlite: one file on this machine (WAL mode); postgresql: a server several machines "
                               "share.")
-    sqlite_path: Path = Field(Path(".mailgate/tracking.sqlite3"), description="The SQLite database file.")
+    sqlite_path: Annotated[Path, BeforeValidator(_in_cache)] = Field(
+        default_factory=lambda: cache_dir() / "tracking.sqlite3",
+        description="The SQLite database file; a relative path is relative to the per-user cache (~/.cache/mailgate "
+                    "or $MAILGATE_CACHE_DIR, as local_broker.home), so every command finds it from any directory.")
     postgresql_dsn: SecretField | None = Field(
         None, description="libpq connection string (e.g. `host=db dbname=mailgate user=mailgate`); a secret, as it "
                           "may hold a password.")

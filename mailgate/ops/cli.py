@@ -1,7 +1,7 @@
 """The `mailgate` command: one entry point for every stage and operator tool.
 
 `mailgate ingress|processor|egress --config FILE` runs one stage (any number of replicas);
-`mailgate up --config FILE` runs the local broker and all three stages; `mailgate broker start|stop|status`;
+`mailgate up --config FILE` runs the local broker, all three stages and the tracker; `mailgate broker start|stop|status`;
 `mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate tracker`, `mailgate search` (message tracking); `mailgate cache purge [address|domain]`;
 `mailgate sink --listen HOST:PORT`. The configuration file is `--config`, else $MAILGATE_CONFIG, else
 /etc/mailgate/mailgate.yaml, and is validated before anything starts. Every failure is one line on stderr and an
@@ -190,7 +190,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mailgate.ops.quarantine import run
-    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator, as_json=args.json))
+    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator, as_json=args.json,
+                           from_log=args.from_log))
 
 
 class Parser(argparse.ArgumentParser):
@@ -212,12 +213,6 @@ def _version() -> str:
         return f"mailgate {version('mailgate')}"
     except PackageNotFoundError:
         return "mailgate (not installed)"
-    if args.action in ("list", "show"):
-        from mailgate.ops.tracking.cli import quarantine
-        status = quarantine(_config(args), args.action, args.message_id, from_log=args.from_log)
-        if status is not None:
-            return status
-    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("message_id", nargs="?", help="the message (show, release, delete)")
     q.add_argument("--operator", help="who releases it, for the audit log (default: the OS user)")
     q.add_argument("--json", action="store_true", help="list, show: JSON instead of text")
-    q.add_argument("--from-log", action="store_true", help="list/show: scan the topics, not the tracking store")
+    q.add_argument("--from-log", action="store_true", help="scan the topics, not the tracking store")
     q.set_defaults(func=cmd_quarantine)
     _operator_commands(sub, with_config)
     a = with_config(sub.add_parser("admin", help="the administration web page and HTTP API"))

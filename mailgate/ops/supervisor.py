@@ -1,7 +1,9 @@
-"""`mailgate up`: the local broker plus one process per stage, run until Ctrl-C, restarted if they die.
+"""`mailgate up`: the local broker plus one process per stage and the tracker, run until Ctrl-C, restarted if they die.
 
 Reads: the configuration. Starts: the local broker (unless told not to), the topics, then
-`mailgate ingress|processor|egress|tracker --config FILE` as child processes; SIGINT/SIGTERM stops them all.
+`mailgate ingress|processor|egress --config FILE` (core/topology STAGES) and `mailgate tracker --config FILE` (the
+message-tracking read model that `trace`, `search`, `queue` and the admin page read) as child processes;
+SIGINT/SIGTERM stops them all.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from mailgate.core.topology import STAGES
 
 log = logging.getLogger("mailgate.up")
 
+FOLLOWERS = ("tracker",)
+"""Operator-side followers of the log that `mailgate up` runs beside the stages (started first: they accept no mail)."""
+
 
 def up(cfg: Config, config_path: str, local_broker: bool = True) -> int:
     started = time.monotonic()
@@ -34,7 +39,7 @@ def up(cfg: Config, config_path: str, local_broker: bool = True) -> int:
     def spawn(stage: str) -> None:
         procs[stage] = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", stage, "--config", config_path])
 
-    for stage in reversed(STAGES):  # downstream first: ingress, which accepts mail, starts last
+    for stage in (*FOLLOWERS, *reversed(STAGES)):  # downstream first: ingress, which accepts mail, starts last
         spawn(stage)
     log.info("mailgate up in %.1fs: ingress on %s:%d (Ctrl-C to stop)", time.monotonic() - started,
              cfg.ingress.listen_host, cfg.ingress.listen_port)

@@ -3,6 +3,8 @@ readable trace; the dashboard draws its charts from the tracking store with data
 real broker and stages first, and `mailgate tracker` projects it. Saves screenshots (see test_admin_page.py)."""
 from __future__ import annotations
 
+import smtplib
+
 import pytest
 
 from mailgate.ops.admin.auth import hash_password
@@ -19,9 +21,18 @@ MAIL = (b"From: Alice <alice@sender.test>\r\nTo: bob@example.test\r\nSubject: Re
         b"\r\nhello\r\n")
 
 
+async def _refuse_part_gone(server, session, envelope, address, rcpt_options) -> str:
+    """The primary refuses one recipient at RCPT time and takes the others."""
+    if address == "part-gone@example.test":
+        return "550 5.1.1 no such user"
+    envelope.rcpt_tos.append(address)
+    return "250 2.1.5 Ok"
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, kafka_jars):
-    """Broker, stages, tracker and `mailgate admin`; ten delivered messages, two bounced, one deferred."""
+    """Broker, stages, tracker and `mailgate admin`; ten delivered messages, two bounced, one deferred, and one
+    delivered to one recipient and bounced for the other."""
     work = tmp_path_factory.mktemp("tracking-browser")
     primary = SmtpPrimary().start()
     primary.handler.script = lambda rcpts: ("550 5.1.1 no such user" if "gone@example.test" in rcpts else
@@ -34,6 +45,7 @@ def env(tmp_path_factory, kafka_jars):
                   "delivery": {"retry_schedule_s": [1, 600]},
                   "spam": {"enabled": True, "scorers": [{"kind": "trusted_header", "trusted_ips": ["127.0.0.1"]}]},
                   "tracking": {"sqlite_path": str(work / "tracking.sqlite3")}, "metrics": {"tracker_port": 0}})
+    primary.handler.handle_RCPT = _refuse_part_gone
     try:
         gw.start_broker()
         gw.start_all()
@@ -44,6 +56,14 @@ def env(tmp_path_factory, kafka_jars):
         gw.wait_events(ids[9], "MessageDelivered")
         gw.wait_events(ids[11], "MessageBounced")
         gw.wait_events(ids[12], "DeliveryDeferred")
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=30) as s:  # a partial delivery: one of two refused
+            s.ehlo("client.test")
+            s.mail("alice@sender.test")
+            s.rcpt("part-ok@example.test")
+            s.rcpt("part-gone@example.test")
+            ids.append(queued_id(s.data(MAIL % (77, 0))[1].decode()))
+        gw.wait_events(ids[13], "MessageBounced")
+        gw.wait_events(ids[13], "MessageDelivered")
         wait_caught_up(gw)
         with admin_server(gw) as base:
             yield gw, ids, base + "/"
@@ -77,6 +97,25 @@ def test_search_by_recipient_finds_the_message_and_opens_its_trace(env, browser)
     shot(browser, "tracking-trace.png")
 
 
+def test_a_partial_delivery_shows_as_such_with_each_recipients_state(env, browser):
+    gw, ids, url = env
+    login(browser, url)
+    browser.find_element(By.ID, "nav-tracking").click()
+    fill(browser, "track-recipient", "part-ok@example.test")
+    browser.find_element(By.ID, "track-submit").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#track-rows tr")) == 1)
+    row = browser.find_element(By.CSS_SELECTOR, "#track-rows tr")
+    assert row.get_attribute("data-message") == ids[13]
+    assert row.find_element(By.CSS_SELECTOR, "td.state").text == "partially delivered"
+    assert "part-gone@example.test (bounced)" in row.text and "part-ok@example.test (delivered)" in row.text
+    browser.find_element(By.CSS_SELECTOR, f"button.open-trace[data-message='{ids[13]}']").click()
+    wait(browser, lambda d: visible(d, "trace-recipients"))
+    assert "State\npartially delivered" in browser.find_element(By.ID, "trace-facts").text
+    table = browser.find_element(By.ID, "trace-recipients").text
+    assert "part-gone@example.test bounced 550 5.1.1 no such user" in table
+    assert "part-ok@example.test delivered" in table
+
+
 def test_the_dashboard_draws_its_charts_with_data(env, browser):
     gw, ids, url = env
     login(browser, url)
@@ -85,7 +124,7 @@ def test_the_dashboard_draws_its_charts_with_data(env, browser):
     points = {c: int(browser.find_element(By.ID, c).get_attribute("data-points") or 0)
               for c in ("chart-flow", "chart-queue", "chart-spam", "chart-latency")}
     assert all(n > 0 for n in points.values()), points
-    assert "10 delivered" in browser.find_element(By.ID, "latency-summary").text
+    assert "11 delivered" in browser.find_element(By.ID, "latency-summary").text
     # Chart.js drew on the canvas: some pixels are not blank.
     painted = browser.execute_script(
         "const c = document.getElementById('chart-flow'); const d = c.getContext('2d')"

@@ -113,9 +113,15 @@ def test_message_passes_through_the_installed_package(venv, tmp_path, kafka_jars
         line = sink_out.read_text()
         assert "from=<alice@sender.test> to=<bob@example.test>" in line, line
         mid = line.split("accepted ", 1)[1].split()[0]
-        trace = subprocess.run([mailgate, "trace", mid, "--json"], cwd=work, env=env, capture_output=True,
-                               text=True, timeout=60)
-        assert "MessageDelivered" in [json.loads(x)["type"] for x in trace.stdout.splitlines()], trace.stderr
+        deadline = time.monotonic() + 60  # `mailgate up`'s tracker trails the log by its lag
+        while True:
+            trace = subprocess.run([mailgate, "trace", mid, "--json"], cwd=work, env=env, capture_output=True,
+                                   text=True, timeout=60)
+            types = [json.loads(x)["type"] for x in trace.stdout.splitlines()] if trace.returncode == 0 else []
+            if "MessageDelivered" in types or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "MessageDelivered" in types, trace.stdout + trace.stderr
     finally:
         for p in (up, sink):
             if p.poll() is None:

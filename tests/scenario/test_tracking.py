@@ -167,7 +167,7 @@ def check_store_agrees_with_log(gateway, ids: list[str], cli: bool = False) -> N
             assert found(state=state) == expected(lambda a: state in a["states"]) != set(), state
         now = now_ms()
         assert queries.waiting(store).shape(now) == asyncio.run(build(gateway.cfg)).shape(now) != []
-        assert [q["message_id"] for q in queries.quarantined(store)] == list(asyncio.run(quarantine.held(gateway.cfg)))
+        assert [q["message_id"] for q in queries.quarantined(store)] == list(asyncio.run(quarantine.held_from_log(gateway.cfg)))
     finally:
         store.close()
     if not cli:

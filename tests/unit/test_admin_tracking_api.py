@@ -76,10 +76,24 @@ async def test_dashboard_series(api):
     assert {q["destination"]: q["messages"] for q in d["queue"]} == {"in1": 2}
 
 
+async def test_the_older_trace_and_queue_tabs_read_the_store_in_their_old_shapes(api):
+    d = await (await api.get("/api/tracking/trace/m1")).json()
+    assert d["source"] == "store" and [e["type"] for e in d["events"]][:3] == [
+        "MessageReceived", "MessageClassified", "MessageRouted"]
+    assert all(e["summary"] and "body" not in e for e in d["events"])  # as /api/messages/{id}: no bodies
+    assert {r["recipient"]: r["state"] for r in d["recipient_states"]} == {"bob@b.test": "delivered",
+                                                                        "carol@b.test": "deferred"}
+    assert (await api.get("/api/tracking/trace/nope")).status == 404
+    q = await (await api.get("/api/tracking/queue")).json()
+    assert q["source"] == "store" and q["messages"] == 2 and {r["destination"] for r in q["rows"]} == {"in1"}
+
+
 async def test_no_store_is_a_503(tmp_path):
     client = await client_for(tmp_path, False)
     try:
         r = await client.get("/api/tracking/messages")
         assert r.status == 503 and "no tracking store" in (await r.json())["error"]
+        for path in ("/api/tracking/trace/m1", "/api/tracking/queue"):  # the page then scans mail.events
+            assert (await client.get(path)).status == 503
     finally:
         await client.close()

@@ -2,13 +2,15 @@
 the queue it answers agreeing with the fold `mailgate queue --from-log` runs over the same events."""
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import pytest
 
 from mailgate.ops.queue_view import QueueView
 from mailgate.ops.tracking import queries
-from mailgate.ops.tracking.projector import project
+from mailgate.ops.tracking.projector import fold, project
+from mailgate.ops.tracking.schema import LATEST
 from mailgate.ops.tracking.store import Store
 from schemas import (DeliveryAttempted, DeliveryDeferred, MessageBounced, MessageClassified, MessageDelivered,
                      MessageDiscarded, MessageQuarantined, MessageReceived, MessageRouted, QuarantineReleased,
@@ -135,16 +137,47 @@ def test_queue_from_the_store_matches_the_fold_of_the_log(store):
     assert [m["message_id"] for m in queries.queue_list(store)] == ["m1", "m4"]
 
 
+def partly_delivered(mid="p1", at=T0 + 50) -> list:
+    """One recipient accepted by the primary, the other refused 550: a partial delivery."""
+    rcpts = ["ok@b.test", "gone@b.test"]
+    return [received(mid, rcpts, at=at), routed(mid, rcpts, at + 1, since=at),
+            MessageDelivered(message_id=mid, occurred_at=at + 2, node="n", recipients=["ok@b.test"], gateway="in1",
+                             host="127.0.0.1", reply_text="250 ok", attempt=1, received_at=at, forced=False),
+            MessageBounced(message_id=mid, occurred_at=at + 3, node="n", recipients=["gone@b.test"],
+                           reason="550 5.1.1 no such user", dsn_message_id=None)]
+
+
+def test_one_recipient_delivered_and_one_bounced_is_a_partial_delivery(store):
+    project(store, records(history() + partly_delivered()))
+    p1 = queries.message(store, "p1")
+    assert p1["state"] == "partial"
+    assert {r["recipient"]: (r["state"], r["reply"]) for r in p1["recipient_states"]} == {
+        "ok@b.test": ("delivered", "250 ok"), "gone@b.test": ("bounced", "550 5.1.1 no such user")}
+    assert queries.message(store, "m2")["state"] == "bounced"  # every recipient bounced: bounced
+    found = lambda **kw: [r["message_id"] for r in queries.search(store, queries.Search(**kw))]  # noqa: E731
+    assert found(state="partial") == ["p1"]
+    assert "p1" in found(state="bounced") and "p1" in found(state="delivered")  # any recipient's state
+    row = queries.search(store, queries.Search(recipient="gone@b.test"))[0]
+    assert {r["recipient"]: r["state"] for r in row["recipient_states"]} == {"ok@b.test": "delivered",
+                                                                             "gone@b.test": "bounced"}
+    # trace --from-log folds the log the same way
+    state, rc = fold([(type(e).__name__, dataclasses.asdict(e)) for e in partly_delivered()])
+    assert state == "partial" and {r: v[0] for r, v in rc.items()} == {"ok@b.test": "delivered",
+                                                                        "gone@b.test": "bounced"}
+
+
 def test_an_old_store_is_migrated_in_place(tmp_path):
     path = tmp_path / "old.sqlite3"
     old = Store.sqlite(path)
     assert old.migrate(upto=1) == 1
-    project(old, records(history()))
+    project(old, records(history() + partly_delivered()))
+    old.run("UPDATE messages SET state = 'bounced' WHERE message_id = 'p1'")  # what releases before 3 kept
     old.close()
     new = Store.sqlite(path)
-    assert new.migrate() == 2
-    assert new.version() == 2
+    assert new.migrate() == LATEST == 3
+    assert new.version() == 3
     assert queries.message(new, "m2")["state"] == "bounced"
+    assert queries.message(new, "p1")["state"] == "partial"
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_outbound_gateway" in indexes
     new.close()

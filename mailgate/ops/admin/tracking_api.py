@@ -1,4 +1,6 @@
-"""The admin API's message-tracking routes: search with filters and paging, a readable trace, dashboard series.
+"""The admin API's message-tracking routes: search with filters and paging, a readable trace, dashboard series,
+and the store-backed data of the older "Message trace" and "Queue" tabs (same shapes as /api/messages/{id} and
+/api/queue, which scan mail.events; the page falls back to those on 503 and says so).
 
 Reads: the tracking store (`mailgate tracker` keeps it), opened per request in a worker thread. Emits: JSON;
 `503 {"error": ...}` when the store cannot be opened, `400` for a bad filter, `404` for an unknown message.
@@ -11,7 +13,7 @@ import json
 from aiohttp import web
 
 from mailgate.core.ids import now_ms
-from mailgate.ops.admin.api import CFG, error
+from mailgate.ops.admin.api import CFG, _event_json, error
 from mailgate.ops.events_view import TimeSpecError, parse_time
 from mailgate.ops.tracking import queries
 from mailgate.ops.tracking.readable import readable
@@ -98,3 +100,38 @@ async def dashboard(request: web.Request) -> web.Response:
     except StoreUnavailable as err:
         return error(503, str(err))
     return web.json_response(data)
+
+
+# --- the older tabs, from the store ----------------------------------------------------------------------------
+
+def _log_trace(store: Store, mid: str) -> dict | None:
+    events = queries.events(store, mid)
+    if not events:
+        return None
+    m = queries.message(store, mid)
+    return {"message_id": mid, "source": "store", "events": [_event_json(e) for e in events],
+            "state": m["state"] if m else None, "recipient_states": m["recipient_states"] if m else []}
+
+
+@routes.get("/api/tracking/trace/{message_id}")
+async def log_trace(request: web.Request) -> web.Response:
+    """What /api/messages/{id} answers (the events as logged, with summaries), read from the store."""
+    mid = request.match_info["message_id"]
+    try:
+        found = await _with_store(request, lambda st: _log_trace(st, mid))
+    except StoreUnavailable as err:
+        return error(503, str(err))
+    if found is None:
+        return error(404, f"no events for {mid} in the tracking store")
+    return web.json_response(found)
+
+
+@routes.get("/api/tracking/queue")
+async def queue(request: web.Request) -> web.Response:
+    """What /api/queue answers (waiting mail per destination and tier), read from the store."""
+    try:
+        rows = await _with_store(request, lambda st: queries.waiting(st).shape(now_ms()))
+    except StoreUnavailable as err:
+        return error(503, str(err))
+    return web.json_response({"rows": rows, "messages": sum(r["messages"] for r in rows),
+                              "recipients": sum(r["recipients"] for r in rows), "source": "store"})

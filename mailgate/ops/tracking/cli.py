@@ -1,8 +1,8 @@
-"""Operator commands on the tracking store: `tracker`, `search`, and the store-backed `trace`, `queue`, `queue list`,
-`quarantine list|show`.
+"""Operator commands on the tracking store: `tracker`, `search`, and the store-backed `trace`, `queue`, `queue list`
+(`quarantine` reads the store in `mailgate.ops.quarantine`).
 
 Reads: the tracking store (`Store.open(create=False)`: readers never create or migrate it). When the store cannot
-be opened (no tracker ever ran, the server is down), `trace`, `queue` and `quarantine` say so on stderr and scan
+be opened (no tracker ever ran, the server is down), `trace` and `queue` say so on stderr and scan
 mail.events as before; `--from-log` asks for that scan outright. `search` has no log fallback. Emits: lines for
 people, or JSON with `--json`.
 """
@@ -34,20 +34,47 @@ def open_store(cfg: Config) -> Store | None:
 
 # --- trace ---------------------------------------------------------------------------------------------------
 
+def status_lines(state: str, recipients: list[dict]) -> list[str]:
+    """The end of a text trace: the message's state and each recipient's, with its last reply."""
+    return [f"state: {state}"] + [f"  {r['recipient']}: {r['state']}" + (f" ({r['reply']})" if r.get("reply") else "")
+                                  for r in sorted(recipients, key=lambda r: r["recipient"])]
+
+
+def _folded_status(events: list) -> list[str]:
+    """status_lines for events read from the log, folded as the tracker folds them."""
+    import dataclasses
+    from mailgate.ops.tracking.projector import fold
+    named = [(type(e).__name__, dataclasses.asdict(e)) for e in events
+             if dataclasses.is_dataclass(e) and getattr(e, "message_id", None)]
+    if not named:
+        return []
+    state, rc = fold(named)
+    return status_lines(state, [{"recipient": r, "state": st, "reply": reply} for r, (st, reply, _) in rc.items()])
+
+
 def trace(cfg: Config, message_id: str, as_json: bool = False, from_log: bool = False) -> int:
-    from mailgate.ops.audit import describe, json_of, print_trace
+    from mailgate.ops.audit import describe, json_of, read_events
     store = None if from_log else open_store(cfg)
     if store is None:
-        return asyncio.run(print_trace(cfg, message_id, as_json=as_json))
-    try:
-        events = queries.events(store, message_id)
-    finally:
-        store.close()
-    if not events:
-        print(f"no events for {message_id} in the tracking store (`--from-log` scans mail.events)")
-        return 1
+        events = asyncio.run(read_events(cfg, message_id))
+        status = [] if as_json else _folded_status(events)
+        if not events:
+            print(f"no events for {message_id}")
+            return 1
+    else:
+        try:
+            events = queries.events(store, message_id)
+            m = queries.message(store, message_id)
+        finally:
+            store.close()
+        if not events:
+            print(f"no events for {message_id} in the tracking store (`--from-log` scans mail.events)")
+            return 1
+        status = status_lines(m["state"], m["recipient_states"]) if m and not as_json else []
     for e in events:
         print(json.dumps(json_of(e)) if as_json else describe(e))
+    for line in status:
+        print(line)
     return 0
 
 
@@ -62,12 +89,20 @@ def search_from_args(args: argparse.Namespace) -> queries.Search:
                           limit=args.limit, offset=args.offset)
 
 
+def _recipients(r: dict) -> str:
+    """The recipients; each with its own state when they differ (a partial delivery)."""
+    rs = r.get("recipient_states") or []
+    if len({x["state"] for x in rs}) < 2:
+        return r["recipients"] or "-"
+    return ", ".join(f"{x['recipient']} ({x['state']})" for x in rs)
+
+
 def render_search(rows: list[dict]) -> str:
     lines = [f"{'RECEIVED (UTC)':19}  {'MESSAGE ID':26}  {'STATE':11}  FROM -> TO  [SUBJECT]"]
     for r in rows:
         subject = f"  [{r['subject']}]" if r.get("subject") else ""
         lines.append(f"{_when(r['received_at']):19}  {r['message_id']:26}  {r['state']:11}  "
-                     f"<{r['mail_from'] or ''}> -> {r['recipients'] or '-'}{subject}")
+                     f"<{r['mail_from'] or ''}> -> {_recipients(r)}{subject}")
     lines.append(f"{len(rows)} message(s)")
     return "\n".join(lines)
 
@@ -126,36 +161,6 @@ def queue(cfg: Config, action: str | None, as_json: bool = False, from_log: bool
     finally:
         store.close()
     print(json.dumps(shape) if as_json else render(shape))
-    return 0
-
-
-# --- quarantine ----------------------------------------------------------------------------------------------
-
-def quarantine(cfg: Config, action: str, message_id: str | None, from_log: bool = False) -> int | None:
-    """`quarantine list|show` from the store; None when the store is unavailable (the caller scans the log)."""
-    from mailgate.ops.quarantine import _header
-    store = None if from_log else open_store(cfg)
-    if store is None:
-        return None
-    try:
-        held = {r["message_id"]: r for r in queries.quarantined(store)}
-    finally:
-        store.close()
-    if action == "list":
-        for mid, q in held.items():
-            print(f"{mid}  {_when(q['quarantined_at'])}  {q['quarantine_level']:6} {q['quarantine_score']:7.1f}  "
-                  f"from={_header(q['quarantine_headers'], 'From')!r} "
-                  f"subject={_header(q['quarantine_headers'], 'Subject')!r}")
-        print(f"{len(held)} message(s) in quarantine")
-        return 0
-    q = held.get(message_id or "")
-    if q is None:
-        print(f"{message_id} is not in quarantine (never held, or already released or deleted)")
-        return 1
-    print(f"message {message_id}: level {q['quarantine_level']}, score {q['quarantine_score']:.1f}, held since "
-          f"{_when(q['quarantined_at'])}")
-    print(f"envelope: from <{q['mail_from']}> to {q['recipients']}; inbound gateway {q['inbound_gateway'] or '-'}")
-    print(q["quarantine_headers"], end="")
     return 0
 
 

@@ -8,8 +8,9 @@ of a batch cannot apply a record twice either, since the position check runs ins
 
 Recipient states: received (accepted, not yet routed), queued (routed, waiting in mail.outbound), deferred,
 quarantined, then delivered / bounced / expired / discarded / rejected. The message's state is the least finished
-of its recipients' (queued, deferred, quarantined), else the most telling final one (bounced, expired, discarded,
-delivered, rejected). Queue fields (destination, tier, reason) follow `mailgate.ops.queue_view.QueueView`'s rules.
+of its recipients' (queued, deferred, quarantined); once none waits, `partial` when some recipients were delivered
+and others bounced or expired (the sender got a DSN for those only), else the most telling final one (bounced,
+expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). Queue fields (destination, tier, reason) follow `mailgate.ops.queue_view.QueueView`'s rules.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ PENDING = ("received", "queued", "deferred", "quarantined")
 WAITING = ("queued", "deferred")
 """Recipient states that `mailgate queue` counts (routed and not finished)."""
 FINAL_ORDER = ("bounced", "expired", "discarded", "delivered", "rejected")
+FAILED = ("bounced", "expired")
+PARTIAL = "partial"
+"""Message state when, with no recipient waiting, some were delivered and others FAILED."""
 ACTIVE_TIER = "active"
 
 _UPSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
@@ -55,6 +59,8 @@ def message_state(states: Iterable[str]) -> str:
     for pending in ("deferred", "quarantined"):
         if pending in seen:
             return pending
+    if "delivered" in seen and seen.intersection(FAILED):
+        return PARTIAL
     for final in FINAL_ORDER:
         if final in seen:
             return final
@@ -139,6 +145,17 @@ def apply(batch: Batch, name: str, e: dict) -> None:
         handler(m, rc, e)
     state = message_state(s for s, _, _ in rc.values())
     m["finished_at"] = None if state in PENDING else (m["finished_at"] or at)
+
+
+def fold(events: Iterable[tuple[str, dict]]) -> tuple[str, dict[str, list]]:
+    """One message's state and its recipients' [state, reply, at] from its events alone (no store): what the
+    projection keeps, for `trace --from-log` to print the same summary as the store."""
+    batch = Batch(None)  # type: ignore[arg-type]  # never loads or writes
+    rc: dict[str, list] = {}
+    for name, e in events:
+        apply(batch, name, e)
+        rc = batch.recipients[e["message_id"]]
+    return message_state(s for s, _, _ in rc.values()), rc
 
 
 def _set(rc: dict[str, list], recipients: Iterable[str], state: str, reply: str | None, at: int,

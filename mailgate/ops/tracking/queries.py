@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailgate.ops.queue_view import QueueView, Waiting
-from mailgate.ops.tracking.projector import WAITING, domain_of
+from mailgate.ops.tracking.projector import PARTIAL, WAITING, domain_of
 from mailgate.ops.tracking.store import Store
 from schemas import decode
 
-STATES = ("queued", "deferred", "quarantined", "delivered", "bounced", "expired", "discarded", "rejected")
+STATES = ("queued", "deferred", "quarantined", "delivered", "bounced", "expired", "discarded", "rejected", "partial")
 """Values of `--state`: a message matches when one of its recipients is in that state ('queued' includes
-recipients accepted and not yet routed)."""
+recipients accepted and not yet routed); 'partial' matches the message state (some recipients delivered, the others
+bounced or expired)."""
 SEARCH_COLUMNS = ("message_id", "direction", "mail_from", "recipients", "client_address", "inbound_gateway",
                   "outbound_gateway", "destination", "header_message_id", "subject", "spam_level", "spam_score",
                   "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes")
@@ -75,7 +76,9 @@ class Search:
             self._add("m.received_at >= ?", self.since_ms)
         if self.until_ms is not None:
             self._add("m.received_at <= ?", self.until_ms)
-        if self.state:
+        if self.state == PARTIAL:
+            self._add("m.state = ?", PARTIAL)
+        elif self.state:
             states = ("received", "queued") if self.state == "queued" else (self.state,)
             marks = ", ".join("?" for _ in states)
             self._add(f"EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.message_id AND r.state IN ({marks}))",
@@ -92,11 +95,21 @@ class Search:
 
 
 def search(store: Store, s: Search) -> list[dict]:
-    """Messages matching every filter, newest first, one page (`limit`, `offset`)."""
+    """Messages matching every filter, newest first, one page (`limit`, `offset`), each with `recipient_states`
+    (recipient, state, reply per recipient)."""
     where, params = s.clauses()
     cols = ", ".join(f"m.{c}" for c in SEARCH_COLUMNS)
-    return store.rows(f"SELECT {cols} FROM messages m{where} ORDER BY m.received_at DESC, m.message_id DESC "
+    rows = store.rows(f"SELECT {cols} FROM messages m{where} ORDER BY m.received_at DESC, m.message_id DESC "
                       f"LIMIT ? OFFSET ?", [*params, s.limit, s.offset])
+    by_id = {r["message_id"]: r for r in rows}
+    for r in rows:
+        r["recipient_states"] = []
+    if by_id:
+        marks = ", ".join("?" for _ in by_id)
+        for rc in store.rows(f"SELECT message_id, recipient, state, reply FROM recipients WHERE message_id IN ({marks}) "
+                             f"ORDER BY message_id, recipient", list(by_id)):
+            by_id[rc.pop("message_id")]["recipient_states"].append(rc)
+    return rows
 
 
 def count(store: Store, s: Search) -> int:

@@ -51,5 +51,11 @@ _V2 = [
     "CREATE INDEX messages_delivered ON messages (delivered_at)",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2)]
+_V3 = [
+    # A message with recipients delivered and others bounced or expired was shown as bounced/expired: now `partial`.
+    """UPDATE messages SET state = 'partial' WHERE state IN ('bounced', 'expired')
+        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.message_id AND r.state = 'delivered')""",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3)]
 LATEST = MIGRATIONS[-1][0]

@@ -237,11 +237,19 @@ $("verify-now").addEventListener("click", async () => {
 // ---- trace, events, queue, quarantine ----
 const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 23);
 
+// The trace and queue tabs read the tracking store; without one (503) they scan mail.events, and say so.
+async function fromStore(storePath, logPath) {
+  const r = await api("GET", storePath);
+  if (r.status !== 503) return {r, note: ""};
+  return {r: await api("GET", logPath), note: `No tracking store (${r.data.error}): scanned mail.events instead. `};
+}
+
 async function trace(mid) {
   show("trace"); $("trace-id").value = mid;
-  const r = await api("GET", `/api/messages/${encodeURIComponent(mid)}`);
+  const id = encodeURIComponent(mid);
+  const {r, note} = await fromStore(`/api/tracking/trace/${id}`, `/api/messages/${id}`);
   const rows = $("trace-rows"); rows.replaceChildren();
-  $("trace-error").textContent = r.status === 200 ? "" : r.data.error;
+  $("trace-error").textContent = note + (r.status === 200 ? "" : r.data.error);
   $("trace-table").hidden = r.status !== 200;
   for (const e of r.data.events || []) {
     const details = e.summary.split("] ").slice(1).join("] ");
@@ -269,9 +277,9 @@ $("events-form").addEventListener("submit", async (ev) => {
 
 async function loadQueue() {
   show("queue");
-  const r = await api("GET", "/api/queue");
+  const {r, note} = await fromStore("/api/tracking/queue", "/api/queue");
   const rows = $("queue-rows"); rows.replaceChildren();
-  $("queue-summary").textContent = r.status === 200 ? `${r.data.messages} message(s), ${r.data.recipients} recipient(s) waiting` : r.data.error;
+  $("queue-summary").textContent = note + (r.status === 200 ? `${r.data.messages} message(s), ${r.data.recipients} recipient(s) waiting` : r.data.error);
   for (const q of r.data.rows || []) {
     rows.append(el("tr", {}, el("td", {}, q.destination), el("td", {}, q.tier), el("td", {}, String(q.messages)),
       el("td", {}, String(q.recipients)), el("td", {}, String(q.oldest_age_s)), el("td", {class: "mono"}, `${q.oldest_message_id} ${q.last_reason}`),

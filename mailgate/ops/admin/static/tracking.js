@@ -28,6 +28,14 @@ function trackQuery() {
   return q;
 }
 
+// A partial delivery names each recipient's own state ("bob@x (delivered), carol@x (bounced)").
+function recipientsInWords(m) {
+  const rs = m.recipient_states || [];
+  if (new Set(rs.map((r) => r.state)).size < 2) return m.recipients || "";
+  return rs.map((r) => `${r.recipient} (${r.state})`).join(", ");
+}
+const stateInWords = (s) => s === "partial" ? "partially delivered" : s;
+
 async function runSearch() {
   const r = await api("GET", "/api/tracking/messages?" + trackQuery());
   const rows = $("track-rows"); rows.replaceChildren();
@@ -41,7 +49,7 @@ async function runSearch() {
     const open = el("button", {type: "button", class: "open-trace", "data-message": m.message_id, onclick: () => openTrace(m.message_id)}, "Trace");
     rows.append(el("tr", {class: "state-" + m.state, "data-message": m.message_id},
       el("td", {}, localTime(m.received_at)), el("td", {}, m.mail_from ? `<${m.mail_from}>` : "<>"),
-      el("td", {}, m.recipients || ""), el("td", {}, m.subject || ""), el("td", {class: "state"}, m.state),
+      el("td", {}, recipientsInWords(m)), el("td", {}, m.subject || ""), el("td", {class: "state"}, stateInWords(m.state)),
       el("td", {}, m.inbound_gateway || m.outbound_gateway || ""), el("td", {}, open)));
   }
   $("track-prev").disabled = d.offset === 0;
@@ -71,7 +79,7 @@ async function openTrace(mid) {
   const box = $("track-detail"); box.replaceChildren(); box.hidden = false;
   if (r.status !== 200) { box.append(el("p", {class: "form-error"}, r.data.error || "trace failed")); return; }
   const m = r.data.message;
-  const facts = [["Message", m.message_id], ["State", m.state], ["From", `<${m.mail_from || ""}>`],
+  const facts = [["Message", m.message_id], ["State", stateInWords(m.state)], ["From", `<${m.mail_from || ""}>`],
     ["Received", `${localTime(m.received_at)} from ${m.client_address || "-"}` + (m.inbound_gateway ? ` through inbound gateway ${m.inbound_gateway}` : "")],
     ["Route", routeInWords(m) + (m.outbound_gateway ? `; delivered through outbound gateway ${m.outbound_gateway}` : "")],
     ["Spam", spamInWords(m)], ["Attempts", String(m.attempts)], ["Last reply", m.last_reply || m.last_reason || "-"]];
