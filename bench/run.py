@@ -1,6 +1,7 @@
 """mailgate against Postfix on the same machine, same workload, same downstream sink, in one run.
 
 Usage: python bench/run.py [--quick] [--messages N] [--only 5k,100k,...] [--skip-postfix] [--py-spy STAGE]
+       python bench/run.py --paced 20,250 [--paced-seconds 30]   (latency under a steady load, mailgate only)
 
 Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stopped at the end):
   * its own Apache Kafka broker (mailgate.ops.broker, jars from .mailgate/kafka-libs) and mailgate's topics;
@@ -11,6 +12,9 @@ Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stop
 Each workload is `smtp-source -s SESSIONS -m N -l SIZE [-r RCPTS]` against mailgate, then against Postfix.
 Measured: accept rate (smtp-source wall time), end-to-end rate (until the sink counted N), mailgate latency
 accept -> downstream 250 from MessageDelivered events, peak RSS and CPU seconds per 1,000 messages per process.
+With --paced RATES, instead: per rate, fresh stages and a fast sink, `rate` msg/s of 5 KB for --paced-seconds
+(bench/paced.py: a new connection per message, each started on schedule), then accept -> delivered and per-stage
+latency percentiles from the events, and the same exactly-once check.
 Prints a table and writes bench-results.json into the work directory (path printed at the end).
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from mailgate.ops import broker  # noqa: E402
+from bench import paced  # noqa: E402
 
 from mailgate.core import kafka, topics
 from mailgate.ops.audit import read_topic  # noqa: E402
@@ -243,7 +248,9 @@ class Mailgate:
             "local_broker": {"home": str(self.workdir / "broker"), "libs": str(LIBS), "port": self.kafka_port,
                              "controller_port": self.controller_port, "heap": "-Xms512m -Xmx1g"},
             "ingress": {"listen_host": "127.0.0.1", "listen_port": self.smtp_port, "hostname": "gw.bench.test",
-                        "max_message_bytes": 26214400},
+                        "max_message_bytes": 26214400,
+                        # Postfix exempts $mynetworks (127.0.0.0/8 here) from its per-client limits; so does the bench
+                        "client_connection_count_limit": 0},
             "delivery": {"retry_schedule_s": [60, 300], "helo_name": "gw.bench.test"},
             "inbound_gateways": [{
                 "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
@@ -401,6 +408,8 @@ class Result:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     check: str = ""
+    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    load: str = ""
 
 
 def pct(sorted_vals: list[int], p: float) -> float:
@@ -511,6 +520,63 @@ def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: 
     return res
 
 
+def run_paced(mg: Mailgate, broker_pid: int, rate: float, seconds: float) -> Result:
+    """One paced-latency run: `rate` msg/s of 5 KB, one connection each, for `seconds`; the events' latencies."""
+    w = Workload(f"paced-{rate:g}", 5000, int(rate * seconds), 0)
+    res = Result("mailgate", w.name, w.messages)
+    sink = Sink(mg.workdir, mg.sink_port, 0)
+    try:
+        mg.start_stages(1)
+        _, errs = smtp_source(mg.smtp_port, w, WARMUP, sessions=2)
+        if sink.wait(WARMUP, 120) is None:
+            raise RuntimeError(f"warm-up not delivered ({sink.count()}/{WARMUP}); {errs}")
+        time.sleep(2)
+        base = sink.count()
+        pids = {**mg.pids(), "broker": broker_pid}
+        cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+        since_ms = int(time.time() * 1000)
+        load0 = os.getloadavg()[0]
+        t0 = time.monotonic()
+        ok, errors, res.accept_s = paced.send_paced("127.0.0.1", mg.smtp_port, rate, seconds, w.size, SENDER, RCPT)
+        res.errors = ", ".join(f"{k} x{v}" for k, v in errors.items())
+        done = sink.wait(base + ok, timeout_for(w, ok))
+        res.delivered_s = None if done is None else done - t0
+        res.sink_count = sink.count() - base
+        res.cpu_s = {k: round(cpu_s(p) - cpu0[k], 2) for k, p in pids.items()}
+        res.peak_rss_mb = {k: round(status_kb(p, "VmHWM") / 1024, 1) for k, p in mg.pids().items()}
+        time.sleep(1)
+        events = mg.events_since(since_ms - 1000)
+        # What got its 250 must be delivered once; a sender that timed out after ingress accepted may have more.
+        received = sum(1 for e in events if type(e).__name__ == "MessageReceived")
+        res.messages = max(ok, received)
+        if res.sink_count < res.messages:
+            sink.wait(base + res.messages, 30)
+            res.sink_count = sink.count() - base
+        check_events(res, events, res.messages, w)
+        res.stages_ms = paced.stage_latencies(events)
+        res.load = f"{load0:.2f}-{os.getloadavg()[0]:.2f}"
+    finally:
+        mg.stop_stages()
+        sink.stop()
+    return res
+
+
+def print_paced(results: list[Result]) -> str:
+    fmt = lambda d: "/".join(f"{d[k]:,.0f}" for k in ("p50", "p95", "p99")) if d else "-"  # noqa: E731
+    lines = ["| offered load | msgs | accept -> delivered p50/p95/p99 ms | received -> routed | routed -> attempt "
+             "| attempt -> delivered | CPU s per 1k msgs | load avg (start-end) | check |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        st = r.stages_ms
+        cpu = ", ".join(f"{k} {v / r.messages * 1000:.1f}" for k, v in r.cpu_s.items())
+        lines.append(f"| {r.workload.removeprefix('paced-')} msg/s | {r.messages} | {fmt(st['accept->delivered'])} "
+                     f"| {fmt(st['received->routed'])} | {fmt(st['routed->attempt'])} "
+                     f"| {fmt(st['attempt->delivered'])} | {cpu} | {r.load} | {r.check} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 # ---------------------------------------------------------------- report
 
 def rate(n: int, s: float | None) -> str:
@@ -546,7 +612,12 @@ def main() -> int:
     ap.add_argument("--py-spy", metavar="STAGE", help="comma-separated stages (ingress,processor,egress) to profile with py-spy during the first "
                     "workload (20 s, 50 Hz, raw collapsed stacks into the work directory; disturbs the numbers)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--paced", metavar="RATES", help="comma-separated offered loads in msg/s (e.g. 20,250): "
+                    "latency under a steady load instead of the throughput workloads (mailgate only)")
+    ap.add_argument("--paced-seconds", type=float, default=30, help="how long each paced load runs (default 30)")
     args = ap.parse_args()
+    if args.paced:
+        return main_paced([float(r) for r in args.paced.split(",")], args.paced_seconds, args.keep)
     for tool in ("smtp-source", "smtp-sink", "postfix"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not on PATH (Debian: apt-get install postfix)")
@@ -593,6 +664,37 @@ def main() -> int:
     if not args.keep and not args.py_spy:
         shutil.rmtree(workdir / "broker", ignore_errors=True)
         shutil.rmtree(workdir / "postfix" / "queue", ignore_errors=True)
+    return 0
+
+
+def main_paced(rates: list[float], seconds: float, keep: bool) -> int:
+    if shutil.which("smtp-sink") is None or shutil.which("smtp-source") is None:
+        sys.exit("smtp-sink/smtp-source are not on PATH (Debian: apt-get install postfix)")
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
+    mg = Mailgate(workdir, free_port())
+    results: list[Result] = []
+    started = time.monotonic()
+    print(f"work dir {workdir}; broker 127.0.0.1:{mg.kafka_port}; mailgate 127.0.0.1:{mg.smtp_port}", flush=True)
+    try:
+        broker_pid = mg.start_broker()
+        for rate in rates:
+            print(f"[{time.monotonic() - started:5.0f}s] paced {rate:g} msg/s x {seconds:g} s, 5000 B, "
+                  f"new connection per message", flush=True)
+            r = run_paced(mg, broker_pid, rate, seconds)
+            results.append(r)
+            print(f"  accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
+                  + (f"; sender errors: {r.errors}" if r.errors else ""), flush=True)
+    finally:
+        mg.stop_stages()
+        mg.stop_broker()
+    print(f"\ntotal {time.monotonic() - started:.0f}s; {os.cpu_count()} cores; "
+          f"load average now {os.getloadavg()[0]:.2f}\n")
+    print_paced(results)
+    out = workdir / "bench-results.json"
+    out.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    print(f"\nraw results: {out}")
+    if not keep:
+        shutil.rmtree(workdir / "broker", ignore_errors=True)
     return 0
 
 

@@ -3,10 +3,11 @@
 Reads: `mail.outbound`, every `mail.retry.<delay>s` tier and `mail.hold` (consumer group `mailgate-egress`; replicas
 share the partitions), the delivered index and queue control (egress/queue_control.py). Writes: DeliveryAttempted
 and the outcome's facts to `mail.events`, retry records to their tier, DSNs to `mail.received`, index records to
-`mail.delivered`, undecodable records to `mail.dlq`. An offset is committed only after every record before it was
-delivered or handed on, and Kafka acknowledged what was written; a record not yet due pauses its partition until it
-is. Each partition's batch is handled on its own, so a slow or unreachable destination holds up only the partition
-its mail is keyed to.
+`mail.delivered`, undecodable records to `mail.dlq`. Every record is handled in its own task as soon as it is fetched
+(up to `delivery.max_records_in_flight`; sessions per destination up to `concurrency_per_destination`), while its
+partition keeps fetching; an offset is committed only after every record before it was delivered or handed on and
+Kafka acknowledged what was written (egress/commit_order.py). A record not yet due pauses its partition until it
+is, so a slow or unreachable destination holds up only the records in flight to it.
 Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming), and samples its consumer lag.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from egress.commit_order import Lane
 from egress.delivered_index import DeliveredIndex
 from egress.dkim_signing import DkimSigner
 from egress.errors import DeliveryError
@@ -37,6 +39,10 @@ from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, Messa
                      RecipientResult, SmtpReply, encode)
 
 log = logging.getLogger("mailgate.egress")
+
+COMMIT_EVERY_S = 0.5
+"""Offsets are committed at most this often while mail flows (and always on a rebalance or at shutdown): a commit is
+a broker round trip, and a record re-read after a crash is suppressed by the delivered index, not sent again."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -68,10 +74,20 @@ class Egress:
         self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress",
                                        max_poll_interval_ms=600_000)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
-        self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
-        self._inflight: dict[TopicPartition, asyncio.Task] = {}
+        self._in_flight_state()
         self.consuming = False
         """Subscribed and fetching (what /readyz reports)."""
+
+    def _in_flight_state(self) -> None:
+        self._resume: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
+        """Per assigned partition, its records in flight and what may be committed (egress/commit_order.py)."""
+        self._lane_tasks: dict[TopicPartition, set[asyncio.Task]] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+        self._tasks: set[asyncio.Task] = set()
+        self._by_message: dict[str, asyncio.Task] = {}
+        self._bytes = 0  # of the records in flight
 
     def reconfigure(self, cfg: Config) -> None:
         """A change in mail.config: targets (enabled gateways, their settings) and bounce settings follow it."""
@@ -105,9 +121,17 @@ class Egress:
         log.info("egress consuming %s", ", ".join(self.in_topics))
         self.consuming = True
         lag = asyncio.create_task(metrics.sample_lag(self.consumer))
+        limit = self.cfg.delivery.max_records_in_flight
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=100 if self._inflight else 300, max_records=500)
+                self._raise_failed()
+                room = limit - len(self._tasks)
+                if self._tasks and (room <= 0 or self._bytes >= self.cfg.delivery.max_bytes_in_flight):
+                    # as many records (or bytes) in flight as allowed: let some finish before taking more
+                    await asyncio.wait(list(self._tasks), timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+                    await self._commit_finished(every_s=COMMIT_EVERY_S)
+                    continue
+                batch = await self.consumer.getmany(timeout_ms=50 if self._tasks else 300, max_records=room)
                 if batch and self.needs_catch_up:
                     await self.index.catch_up()
                     self.needs_catch_up = False
@@ -117,16 +141,13 @@ class Egress:
                         # Revoked while we awaited (a rebalance during the catch-up): the new owner reads these
                         # records from the committed offset. Delivering them here too would send them twice.
                         continue
-                    # Each partition's batch runs on its own, so a slow destination holds up only its partition;
-                    # the partition is paused until its batch is handled and its offset committed.
-                    self.consumer.pause(tp)
-                    self._inflight[tp] = asyncio.create_task(self._partition(tp, recs))
-                await self._commit_finished()
+                    self._dispatch(tp, recs)
+                await self._commit_finished(every_s=COMMIT_EVERY_S)
         finally:
             self.consuming = False
             lag.cancel()
             await asyncio.gather(lag, return_exceptions=True)
-            await self._drain(list(self._inflight), timeout_s=30)
+            await self._drain(list(self._lanes), timeout_s=30)
             for h in self._resume.values():
                 h.cancel()
             await self.consumer.stop()
@@ -136,81 +157,122 @@ class Egress:
             await live.close()
             await self.producer.stop()
 
-    async def _commit_finished(self) -> None:
-        """Commit the offsets of the partition batches that are done, and let their partitions fetch again."""
+    def _raise_failed(self) -> None:
+        """An unexpected error in a record's task stops egress: the record is read again from the committed offset."""
+        for task in [t for t in self._tasks if t.done()]:
+            self._tasks.discard(task)
+            task.result()
+
+    async def _commit_finished(self, every_s: float = 0) -> None:
+        """Commit, per partition, the offset before which every record is done (egress/commit_order.py); not
+        again within `every_s` of the last commit (a commit is a broker round trip)."""
+        self._raise_failed()
+        if time.monotonic() - self._committed_at < every_s:
+            return
+        self._committed_at = time.monotonic()
         commits = {}
-        for tp in [tp for tp, task in self._inflight.items() if task.done()]:
-            _, offset = self._inflight.pop(tp).result()  # an unexpected error stops egress: the batch is re-read
-            if offset is not None:
-                commits[tp] = offset
-            if tp not in self._resume and tp in self.consumer.assignment():
-                self.consumer.resume(tp)
+        for tp, lane in self._lanes.items():
+            point = lane.commit_point()
+            if point is not None and point != self._committed.get(tp):
+                commits[tp] = point
         if commits:
             await self.consumer.commit(commits)
+            for tp, point in commits.items():
+                self._committed[tp] = point
+                self.control.forget_before(tp, point)
 
     async def _drain(self, partitions, timeout_s: float) -> None:
-        """Let the in-flight batches of `partitions` finish (revoked, or shutting down), then commit them."""
-        tasks = [self._inflight[tp] for tp in partitions if tp in self._inflight]
+        """Let the records in flight of `partitions` finish (revoked, or shutting down), commit them, forget them."""
+        partitions = [tp for tp in partitions if tp in self._lanes]
+        tasks = [t for tp in partitions for t in self._lane_tasks.get(tp, ())]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for tp in [tp for tp, task in self._inflight.items() if task in pending]:
-                self._inflight.pop(tp)
+            self._tasks.difference_update(pending)
         await self._commit_finished()
+        for tp in partitions:
+            self._lanes.pop(tp, None)
+            self._lane_tasks.pop(tp, None)
+            self._committed.pop(tp, None)
+            handle = self._resume.pop(tp, None)
+            if handle is not None:
+                handle.cancel()
 
-    async def _partition(self, tp: TopicPartition, records) -> tuple[TopicPartition, int | None]:
-        """Deliver the due records of one partition's batch; the offset to commit (first one not handled)."""
+    def _dispatch(self, tp: TopicPartition, records) -> None:
+        """Start the due records of one partition's batch, each as its own task (the partition keeps fetching);
+        at the first record not due, seek back to it and pause the partition until it is."""
+        lane = self._lanes.setdefault(tp, Lane())
+        lane.reading_from(records[0].offset)
+        if lane.wait_at is not None:
+            return  # records fetched before the seek back to the waiting record: read again later
         now = now_ms()
-        generation = self.control.generation
-        self.control.forget_before(tp, records[0].offset)
-        due, wait_for = [], None
         for rec in records:
             if self.control.taken_ahead(tp, rec.offset):
+                lane.add(rec.offset, done=True)
                 continue
             routed, dead = decode_or_dead_letter(rec, MessageRouted, self.node)
             if dead is not None:
-                if wait_for is None:
-                    due.append((rec, None, dead))
+                if lane.wait_at is None:
+                    self._start(tp, lane, rec, None, dead)
                 continue
-            delay_ms = self.control.due_in_ms(tp, rec, routed, now)
-            if wait_for is None and delay_ms > 0 and not self.control.urgent(routed):
-                wait_for = (rec, delay_ms)
-            elif wait_for is None:
-                due.append((rec, routed, None))
+            if lane.wait_at is None:
+                delay_ms = self.control.due_in_ms(tp, rec, routed, now)
+                if delay_ms <= 0 or self.control.urgent(routed):
+                    self._start(tp, lane, rec, routed, None)
+                    continue
+                lane.wait(rec.offset)
+                self.consumer.seek(tp, rec.offset)
+                self.consumer.pause(tp)
+                self._resume[tp] = asyncio.get_running_loop().call_later(delay_ms / 1000, self._unpause, tp)
             elif self.control.urgent(routed):  # flushed, deleted or bounced behind a record not yet due
                 self.control.take_ahead(tp, rec.offset)
-                due.append((rec, routed, None))
-        # Records of one message (a copy the processor wrote again after a crash) go one after the other, so the
-        # second sees the first's delivery in the index; different messages go concurrently.
-        by_message: dict[object, list] = {}
-        for rec, routed, dead in due:
-            by_message.setdefault(routed.message_id if routed is not None else rec.offset, []).append(
-                (rec, routed, dead))
+                self._start(tp, lane, rec, routed, None)
 
-        async def in_turn(items) -> None:
-            for rec, routed, dead in items:
-                async with self.control.admit(routed):  # decided when it may go, and waited for by commands
-                    await self._one(tp, rec, routed, dead)
+    def _start(self, tp: TopicPartition, lane: Lane, rec, routed, dead) -> None:
+        """Handle one record in its own task. Records of one message (a copy the processor wrote again after a
+        crash) go one after the other, so the second sees the first's delivery in the index."""
+        lane.add(rec.offset)
+        size = len(rec.value or b"")
+        self._bytes += size
+        key = routed.message_id if routed is not None else None
+        before = self._by_message.get(key) if key is not None else None
 
-        await asyncio.gather(*(in_turn(items) for items in by_message.values()))
-        if wait_for is not None:
-            rec, delay_ms = wait_for
-            if self.control.generation != generation:
-                delay_ms = 0  # a queue command arrived meanwhile: look at this partition again now
-            self.consumer.seek(tp, rec.offset)
-            self.consumer.pause(tp)
-            loop = asyncio.get_running_loop()
-            self._resume[tp] = loop.call_later(delay_ms / 1000, self._unpause, tp)
-            return tp, (rec.offset if due else None)
-        return tp, records[-1].offset + 1
+        async def handle() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            async with self.control.admit(routed):  # decided when it may go, and waited for by commands
+                await self._one(tp, rec, routed, dead)
+            lane.finish(rec.offset)
+
+        def release(_: asyncio.Task) -> None:
+            self._bytes -= size
+
+        task = asyncio.create_task(handle())
+        task.add_done_callback(release)
+        self._tasks.add(task)
+        self._lane_tasks.setdefault(tp, set()).add(task)
+        task.add_done_callback(self._lane_tasks[tp].discard)
+        if key is not None:
+            self._by_message[key] = task
+
+            def forget(t: asyncio.Task) -> None:
+                if self._by_message.get(key) is t:
+                    del self._by_message[key]
+            task.add_done_callback(forget)
+
+    async def _settle(self) -> None:
+        """Wait until every record in flight is handled (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+            self._raise_failed()
 
     def _wake(self) -> None:
         """A queue command arrived: read every waiting partition again (flushed, deleted, released mail)."""
         for tp in list(self._resume):
             self._resume.pop(tp).cancel()
-            if tp not in self._inflight and tp in self.consumer.assignment():
+            if tp in self.consumer.assignment():
                 self.consumer.resume(tp)
 
     def _unpause(self, tp: TopicPartition) -> None:

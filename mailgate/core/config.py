@@ -287,8 +287,9 @@ class DeliveryConfig(Strict):
                                         description="Delay of each retry tier; the last repeats.")
     max_queue_lifetime_s: int = Field(5 * 86400, ge=60, description="Outbound mail expires after this.")
     backup_mx_queue_lifetime_s: int = Field(7 * 86400, ge=60, description="Backup MX mail expires after this.")
-    concurrency_per_destination: int = Field(10, ge=1, le=1000,
-                                             description="Parallel sessions per gateway, per egress replica.")
+    concurrency_per_destination: int = Field(20, ge=1, le=1000,
+                                             description="Parallel sessions per gateway, per egress replica "
+                                             "(Postfix's default_destination_concurrency_limit is 20).")
     partitions_per_destination: int = Field(
         4, ge=1, le=1024, description="mail.outbound partitions one destination's mail spreads over, so that "
         "several egress replicas deliver to it at once; 1 keeps a destination on one partition.")
@@ -301,6 +302,13 @@ class DeliveryConfig(Strict):
     parked_mail_expires: bool = Field(False, description="Mail held by an operator or waiting for a suspended "
                                       "destination expires at the end of its queue lifetime like other queued mail; "
                                       "by default the time it waits does not count.")
+    max_records_in_flight: int = Field(
+        200, ge=1, le=100_000, description="Records one egress replica handles at once, over all partitions and "
+        "destinations; it fetches more as they finish. Bounds memory (each holds its message body).")
+    max_bytes_in_flight: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="Bytes of records (as stored in Kafka, bodies compressed) "
+        "one egress replica handles at once; past it, it fetches more only as they finish. Bounds memory with "
+        "large messages; one record is always taken, however large.")
 
     @field_validator("retry_schedule_s")
     @classmethod
