@@ -40,9 +40,6 @@ from schemas import (DeadLettered, DeliveryAttempted, DuplicateSuppressed, Messa
 
 log = logging.getLogger("mailgate.egress")
 
-COMMIT_EVERY_S = 0.5
-"""Offsets are committed at most this often while mail flows (and always on a rebalance or at shutdown): a commit is
-a broker round trip, and a record re-read after a crash is suppressed by the delivered index, not sent again."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -129,7 +126,7 @@ class Egress:
                 if self._tasks and (room <= 0 or self._bytes >= self.cfg.delivery.max_bytes_in_flight):
                     # as many records (or bytes) in flight as allowed: let some finish before taking more
                     await asyncio.wait(list(self._tasks), timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
-                    await self._commit_finished(every_s=COMMIT_EVERY_S)
+                    await self._commit_finished(every_s=self.cfg.delivery.commit_interval_s)
                     continue
                 batch = await self.consumer.getmany(timeout_ms=50 if self._tasks else 300, max_records=room)
                 if batch and self.needs_catch_up:
@@ -142,7 +139,7 @@ class Egress:
                         # records from the committed offset. Delivering them here too would send them twice.
                         continue
                     self._dispatch(tp, recs)
-                await self._commit_finished(every_s=COMMIT_EVERY_S)
+                await self._commit_finished(every_s=self.cfg.delivery.commit_interval_s)
         finally:
             self.consuming = False
             lag.cancel()

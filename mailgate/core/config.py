@@ -302,6 +302,10 @@ class DeliveryConfig(Strict):
     parked_mail_expires: bool = Field(False, description="Mail held by an operator or waiting for a suspended "
                                       "destination expires at the end of its queue lifetime like other queued mail; "
                                       "by default the time it waits does not count.")
+    commit_interval_s: float = Field(
+        0.5, gt=0, le=300, description="Egress commits its consumer offsets at most this often while mail flows "
+        "(always on a rebalance and at shutdown): a commit is a broker round trip. A record delivered but not yet "
+        "committed when egress dies is re-read and suppressed by the delivered index, not sent again.")
     max_records_in_flight: int = Field(
         200, ge=1, le=100_000, description="Records one egress replica handles at once, over all partitions and "
         "destinations; it fetches more as they finish. Bounds memory (each holds its message body).")
