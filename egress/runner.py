@@ -68,8 +68,10 @@ class Egress:
         self.in_topics = [topics.OUTBOUND] + [topics.retry_topic(d) for d in sorted(set(cfg.delivery.retry_schedule_s))]
         self.in_topics.append(topics.HOLD)  # mail set aside by queue control (egress/queue_control.py)
         self.control = QueueControl(cfg, self._emit)
-        self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress",
-                                       max_poll_interval_ms=600_000)
+        # Fetch sizes are soft limits since KIP-74 (a record larger than them still comes, alone): small ones keep
+        # the records fetched ahead of delivery, and so egress's memory, small with large messages.
+        self.consumer = kafka.consumer(cfg, replica_id(cfg), "mailgate-egress", max_poll_interval_ms=600_000,
+                                       max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=8 * 1024 * 1024)
         self.producer = kafka.producer(cfg, f"mailgate-egress-{self.node}")
         self._in_flight_state()
         self.consuming = False

@@ -310,8 +310,9 @@ class DeliveryConfig(Strict):
         200, ge=1, le=100_000, description="Records one egress replica handles at once, over all partitions and "
         "destinations; it fetches more as they finish. Bounds memory (each holds its message body).")
     max_bytes_in_flight: int = Field(
-        64 * 1024 * 1024, ge=1024 * 1024, description="Bytes of records (as stored in Kafka, bodies compressed) "
-        "one egress replica handles at once; past it, it fetches more only as they finish. Bounds memory with "
+        16 * 1024 * 1024, ge=1024 * 1024, description="Bytes of records (each record's value as fetched, its "
+        "message inside) one egress replica handles at once; each takes a few times its size in memory while it is "
+        "sent (decoded, dot-stuffed); past it, it fetches more only as they finish. Bounds memory with "
         "large messages; one record is always taken, however large.")
 
     @field_validator("retry_schedule_s")
