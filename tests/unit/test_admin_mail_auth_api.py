@@ -10,30 +10,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mailgate.core.config_events import effective_config, read_state
 from mailgate.core.passwords import check_password
-from mailgate.core.secrets import new_key
-from mailgate.ops.admin.auth import hash_password
 from mailgate.ops.admin.server import build_app
-from tests.support.harness import Gateway
 from tests.support.secrets import ADMIN_API_PASSWORD as PASSWORD
 from tests.support.secrets import MANAGED_AUTH_NEW_PASSWORD as NEW_PW
 from tests.support.secrets import MANAGED_AUTH_PASSWORD as USER_PW
-
-KEY = new_key()
-HASH = hash_password(PASSWORD, n=2 ** 12)
-
-
-@pytest.fixture(scope="module")
-def broker_gw(tmp_path_factory, kafka_jars):
-    gw = Gateway(tmp_path_factory.mktemp("admin-mail-auth"))
-    gw.configure({"admin": {"username": "root", "password_hash": HASH}})
-    gw.start_broker()
-    yield gw
-    gw.stop_broker()
-
-
-@pytest.fixture(autouse=True)
-def secret_key(monkeypatch):
-    monkeypatch.setenv("MAILGATE_SECRET_KEY", KEY)
+from tests.unit.test_admin_api import broker_gw, secret_key  # noqa: F401 (its broker and key fixtures)
 
 
 @pytest.fixture
