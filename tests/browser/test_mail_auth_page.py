@@ -9,7 +9,8 @@ import pytest
 
 from mailgate.core.config_events import effective_config, read_state
 from mailgate.core.passwords import check_password
-from tests.browser.test_admin_page import PASSWORD, browser, env, fill, session, shot, visible, wait  # noqa: F401
+from tests.browser.support import fill, shot, visible, wait
+from tests.browser.test_admin_page import session  # noqa: F401 (fixture: logged in on the shared pipeline)
 from tests.support.secrets import MANAGED_AUTH_NEW_PASSWORD as NEW_PW
 from tests.support.secrets import MANAGED_AUTH_PASSWORD as USER_PW
 
@@ -26,8 +27,8 @@ def _rows(driver, tbody: str) -> list:
     return driver.find_elements(By.CSS_SELECTOR, f"#{tbody} tr")
 
 
-def test_auth_users_and_dkim_keys_are_managed_on_the_page(env, session):
-    gw, _, _ = env
+def test_auth_users_and_dkim_keys_are_managed_on_the_page(pipeline, session):
+    gw, _, _ = pipeline
     d = session
     d.find_element(By.ID, "nav-mailauth").click()
     wait(d, lambda d: visible(d, "view-mailauth"))
