@@ -204,6 +204,17 @@ async def test_a_gateway_mail_config_cannot_store_is_refused_and_never_poisons_t
     assert [a.action for a in stored.high] == ["quarantine"] and stored.low[0].text == "[SPAM]"
 
 
+async def test_text_that_is_not_valid_unicode_is_refused_400_and_nothing_is_written(api, broker_gw):
+    """Regression (found by the property test): a lone surrogate, legal as a JSON escape, reached the Avro encoder
+    and answered 500."""
+    body = ('{"kind": "outbound", "name": "odd", "address": "10.9.9.9", "mode": "specific_domains", '
+            '"sender_domains": ["a\\ud800b.test"]}')
+    r = await api.post("/api/gateways", data=body, headers={**_h(api), "Content-Type": "application/json"})
+    assert r.status == 400 and "not valid Unicode" in (await r.json())["error"]
+    state, _ = await read_state(broker_gw.cfg)
+    assert "odd" not in [g.name for g in effective_config(broker_gw.cfg, state).outbound_gateways]
+
+
 async def _hold(cfg, mid: str) -> None:
     """Put a message in quarantine as the processor's spam policy does (mail.quarantine + the audit copy)."""
     from mailgate.core import kafka, topics

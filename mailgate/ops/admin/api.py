@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import io
+import json
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +43,11 @@ async def body(request: web.Request) -> dict:
         raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}', content_type="application/json")
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}', content_type="application/json")
+    try:  # JSON's \ud800-style escapes can make lone surrogates, which no UTF-8 record or log line can hold
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise web.HTTPBadRequest(text='{"error": "the body has text that is not valid Unicode (a lone surrogate)"}',
+                                 content_type="application/json")
     return data
 
 
