@@ -215,6 +215,15 @@ async def test_text_that_is_not_valid_unicode_is_refused_400_and_nothing_is_writ
     assert "odd" not in [g.name for g in effective_config(broker_gw.cfg, state).outbound_gateways]
 
 
+async def test_verify_before_save_with_a_password_from_an_unset_variable_is_422_not_500(api, broker_gw):
+    """Regression (found by the property test): the verify step revealed the secret and failed with a 500."""
+    doc = {"kind": "outbound", "name": "envpw", "address": "127.0.0.1", "port": 9, "verify_before_save": True,
+           "auth_username": "u", "auth_password": {"env": "MAILGATE_TEST_UNSET_VARIABLE"}}
+    r = await api.post("/api/gateways", json=doc, headers=_h(api))
+    assert r.status == 422, await r.text()
+    assert "MAILGATE_TEST_UNSET_VARIABLE is not set" in (await r.json())["fields"]["auth_password"]
+
+
 async def _hold(cfg, mid: str) -> None:
     """Put a message in quarantine as the processor's spam policy does (mail.quarantine + the audit copy)."""
     from mailgate.core import kafka, topics

@@ -154,7 +154,10 @@ def validate(kind: str, doc: dict, old: BaseModel | None = None) -> BaseModel:
 
 async def verify(gw: OutboundGateway, delivery: DeliveryConfig) -> dict:
     from egress.verify import verify_gateway
-    return asdict(await verify_gateway(gw, delivery))
+    try:
+        return asdict(await verify_gateway(gw, delivery))
+    except ConfigError as err:  # e.g. the password names an environment variable this process does not have
+        raise GatewayInvalid({"auth_password": f"cannot be used to verify the connection: {err}"}) from None
 
 
 async def live_version(cfg: Config) -> str:
