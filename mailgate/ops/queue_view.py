@@ -17,6 +17,9 @@ from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from schemas import TERMINAL_EVENTS, event_name
 
+EARLY_MAX = 10_000
+"""Messages whose outcome came before their MessageRouted, remembered at most (the oldest are forgotten)."""
+
 ACTIVE = "active"
 """Tier of a message routed and not yet deferred (it is in mail.outbound)."""
 
@@ -37,6 +40,9 @@ class QueueView:
 
     def __init__(self) -> None:
         self.waiting: dict[str, Waiting] = {}
+        self.early: dict[str, dict[str, int]] = {}
+        """Outcomes logged before their MessageRouted (the processor's copy can land after egress's outcome):
+        recipient -> when it happened, until that MessageRouted comes."""
 
     def apply(self, e) -> None:
         if isinstance(e, Undecodable):
@@ -45,12 +51,16 @@ class QueueView:
         if mid is None:
             return
         if name == "MessageRouted":
+            done = self.early.pop(mid, {})
+            recipients = {r for r in e.recipients if done.get(r, -1) < e.occurred_at}
+            if not recipients:
+                return
             w = self.waiting.get(mid)
             tier = ACTIVE if e.retry_tier < 0 else f"retry tier {e.retry_tier}"  # -1: before the first attempt
             if w is None:
-                self.waiting[mid] = Waiting(e.route.destination or "unrouted", tier, e.received_at, set(e.recipients))
+                self.waiting[mid] = Waiting(e.route.destination or "unrouted", tier, e.received_at, recipients)
             else:
-                w.recipients |= set(e.recipients)
+                w.recipients |= recipients
         elif name == "DeliveryDeferred" and mid in self.waiting:
             w = self.waiting[mid]
             w.tier = e.retry_topic.removeprefix("mail.")
@@ -62,6 +72,10 @@ class QueueView:
         elif name in TERMINAL_EVENTS or name == "DuplicateSuppressed":
             w = self.waiting.get(mid)
             if w is None:
+                for r in getattr(e, "recipients", None) or ():
+                    self.early.setdefault(mid, {})[r] = e.occurred_at
+                if len(self.early) > EARLY_MAX:  # bounded: a MessageRouted comes within moments, or never (retention)
+                    del self.early[next(iter(self.early))]
                 return
             w.recipients -= set(getattr(e, "recipients", None) or w.recipients)
             if not w.recipients:

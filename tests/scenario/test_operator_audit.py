@@ -61,7 +61,8 @@ def test_trace_queue_and_events_show_deferrals_with_reply_texts(gateway, primary
     assert len(deferred) == 2 and all("busy" in ln and "mail.retry." in ln for ln in deferred), trace
     assert len(attempts) == 3 and all("bob@example.test: 451 4.3.0 busy" in ln for ln in attempts[:2]), trace
     assert "bob@example.test: 250" in attempts[2] and "Ok: stored" in attempts[2], trace
-    assert "MessageDelivered" in trace[-1], trace
+    events = [ln for ln in trace if ln[:1].isdigit()]  # the timeline; per-recipient state lines follow it
+    assert "MessageDelivered" in events[-1] and "state: delivered" in trace, trace
 
     waiting = queued_id(send(gateway.smtp_port, "carol@later.test")[1])
     gateway.wait_events(waiting, "DeliveryDeferred", timeout_s=90)

@@ -193,3 +193,20 @@ def test_pruning_forgets_what_the_log_no_longer_holds_and_keeps_the_rest(store):
     assert not store.rows("SELECT * FROM recipients WHERE message_id = 'm1'")
     assert not store.rows("SELECT * FROM events WHERE occurred_at < ?", (T0 + 10,))
     assert [m["message_id"] for m in queries.search(store, queries.Search(sender="eve@e.test"))] == ["m2"]
+
+
+def test_an_outcome_logged_before_its_routing_still_stands(store):
+    """The processor's MessageRouted can land in mail.events after egress's MessageDelivered for it (two producers):
+    the message is delivered, not queued again, in the store and in the log fold of `mailgate queue`."""
+    late = [received("r1", ["ivy@b.test"]),
+            attempted("r1", "ivy@b.test", 250, T0 + 3),
+            MessageDelivered(message_id="r1", occurred_at=T0 + 4, node="n", recipients=["ivy@b.test"],
+                             gateway="in1", host="127.0.0.1", reply_text="250 ok", attempt=1, received_at=T0,
+                             forced=False),
+            routed("r1", ["ivy@b.test"], T0 + 2)]  # happened first, logged last
+    project(store, records(late))
+    assert queries.message(store, "r1")["state"] == "delivered"
+    view = QueueView()
+    for e in late:
+        view.apply(e)
+    assert view.waiting == {}

@@ -196,7 +196,10 @@ def _routed(m: dict, rc: dict, e: dict) -> None:
         m.update(mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]))
     if m["recipients"] is None:
         m["recipients"] = ", ".join(e["recipients"])
-    _set(rc, e["recipients"], "queued", None, e["occurred_at"])
+    # The processor's copy of MessageRouted can land in mail.events after egress's outcome for it (two producers):
+    # an outcome that happened later than this routing stands.
+    later = {r for r in e["recipients"] if r in rc and rc[r][0] not in PENDING and rc[r][2] > e["occurred_at"]}
+    _set(rc, [r for r in e["recipients"] if r not in later], "queued", None, e["occurred_at"])
 
 
 def _deferred(m: dict, rc: dict, e: dict) -> None:
