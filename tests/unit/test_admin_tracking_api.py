@@ -53,6 +53,9 @@ async def test_search_pages_through_matches_newest_first(api):
     assert [m["message_id"] for m in page3["messages"]] == ["m1"]
     bad = await api.get("/api/tracking/messages", params={"state": "lost"})
     assert bad.status == 400
+    for name in ("since", "until", "state"):  # given empty: refused as the OpenAPI description says, not ignored
+        empty = await api.get("/api/tracking/messages", params={name: ""})
+        assert empty.status == 400 and "is empty" in (await empty.json())["error"], name
 
 
 async def test_trace_reads_as_sentences(api):

@@ -34,14 +34,22 @@ async def _with_store(request: web.Request, work):
     return await asyncio.to_thread(run)
 
 
+def _nonempty(q, name: str) -> str | None:
+    """A time or state parameter, absent or with a value: given empty it is refused (400), as the description says."""
+    value = q.get(name)
+    if value == "":
+        raise ValueError(f"{name} is empty: give a value or leave it out")
+    return value
+
+
 def _search(q) -> queries.Search:
-    state = q.get("state") or None
+    state = _nonempty(q, "state")
     if state is not None and state not in queries.STATES:
         raise ValueError(f"state must be one of {', '.join(queries.STATES)}")
     return queries.Search(
         sender=q.get("sender") or None, recipient=q.get("recipient") or None, domain=q.get("domain") or None,
-        since_ms=parse_time(q["since"]) if q.get("since") else None,
-        until_ms=parse_time(q["until"]) if q.get("until") else None, state=state,
+        since_ms=parse_time(since) if (since := _nonempty(q, "since")) is not None else None,
+        until_ms=parse_time(until) if (until := _nonempty(q, "until")) is not None else None, state=state,
         client=q.get("client") or None, gateway=q.get("gateway") or None,
         header_message_id=q.get("message_id_header") or None,
         limit=_within(int(q.get("limit", "50")), 1, MAX_PAGE, "limit"),
