@@ -32,9 +32,11 @@ def one_line_failure(done: subprocess.CompletedProcess, status: int) -> str:
 
 @pytest.fixture
 def unreachable(tmp_path) -> Path:
-    """A valid configuration whose Kafka port has nothing listening."""
+    """A valid configuration whose Kafka port has nothing listening (and no tracking store, whatever this machine's
+    per-user cache holds, so the commands that read one go to Kafka)."""
     path = tmp_path / "down.yaml"
-    path.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}}))
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": [f"127.0.0.1:{free_port()}"]},
+                                    "tracking": {"sqlite_path": str(tmp_path / "no-store.sqlite3")}}))
     return path
 
 
