@@ -251,6 +251,9 @@ class Mailgate:
                         "max_message_bytes": 26214400,
                         # Postfix exempts $mynetworks (127.0.0.0/8 here) from its per-client limits; so does the bench
                         "client_connection_count_limit": 0},
+            # any free port for each stage's endpoint: the fixed defaults (9101-9104) belong to a gateway
+            # started by scripts/run-gateway or a test on this machine
+            "metrics": {"ingress_port": 0, "processor_port": 0, "egress_port": 0, "tracker_port": 0},
             "delivery": {"retry_schedule_s": [60, 300], "helo_name": "gw.bench.test"},
             "inbound_gateways": [{
                 "name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
