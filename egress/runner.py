@@ -42,6 +42,10 @@ log = logging.getLogger("mailgate.egress")
 
 
 
+RECORD_SIZE_HINT = 1024 * 1024
+"""The record size assumed before any was seen: a first fetch takes few records, then it follows their sizes."""
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, egress: "Egress") -> None:
         self.egress = egress
@@ -87,6 +91,8 @@ class Egress:
         self._tasks: set[asyncio.Task] = set()
         self._by_message: dict[str, asyncio.Task] = {}
         self._bytes = 0  # of the records in flight
+        self._size_hint = float(RECORD_SIZE_HINT)
+        """A decaying maximum of the sizes of recent records (see _records_to_take)."""
 
     def reconfigure(self, cfg: Config) -> None:
         """A change in mail.config: targets (enabled gateways, their settings) and bounce settings follow it."""
@@ -130,7 +136,8 @@ class Egress:
                     await asyncio.wait(list(self._tasks), timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                     await self._commit_finished(every_s=self.cfg.delivery.commit_interval_s)
                     continue
-                batch = await self.consumer.getmany(timeout_ms=50 if self._tasks else 300, max_records=room)
+                batch = await self.consumer.getmany(timeout_ms=50 if self._tasks else 300,
+                                                    max_records=self._records_to_take(room))
                 if batch and self.needs_catch_up:
                     await self.index.catch_up()
                     self.needs_catch_up = False
@@ -155,6 +162,18 @@ class Egress:
             await self.control.close()
             await live.close()
             await self.producer.stop()
+
+    def _records_to_take(self, room: int) -> int:
+        """How many records the next fetch may return: the free room, and no more than fit in the bytes still free
+        at the size of recent records. The bytes bound is checked before a fetch, but one fetch can return many
+        records: well-compressed large messages (a 1 MB body that compresses to a few KB) would otherwise come
+        by the hundred and be decompressed together. At least one record, however large."""
+        free = self.cfg.delivery.max_bytes_in_flight - self._bytes
+        return max(1, min(room, int(free // self._size_hint)))
+
+    def _saw(self, size: int) -> None:
+        """A record of `size` bytes was taken: the hint follows a larger one at once, a smaller one slowly."""
+        self._size_hint = max(float(size), self._size_hint * 0.98, 1024.0)
 
     def _raise_failed(self) -> None:
         """An unexpected error in a record's task stops egress: the record is read again from the committed offset."""
@@ -235,6 +254,7 @@ class Egress:
         lane.add(rec.offset)
         size = len(rec.value or b"")
         self._bytes += size
+        self._saw(size)
         key = routed.message_id if routed is not None else None
         before = self._by_message.get(key) if key is not None else None
 
