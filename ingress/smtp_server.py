@@ -56,6 +56,7 @@ class GatewaySMTP(SMTP):
         self.error_count = 0
         self._closing = False
         self.messages = 0
+        self._reply_lines: list[bytes] = []  # the lines so far of a multi-line reply (see push)
         self._counted: str | None = None  # the client IP this session holds a connection slot of
         self._refused = False
         self._in_data = False
@@ -145,6 +146,8 @@ class GatewaySMTP(SMTP):
         return peer[0] if peer else "?"
 
     async def push(self, status: AnyStr) -> None:
+        """One reply line. The lines of a multi-line reply (EHLO's) are kept until its last line and then written
+        together: one write, one segment, instead of one per line."""
         if isinstance(status, bytes):  # AUTH challenges; never counted, never rewritten
             await super().push(status)
             return
@@ -152,7 +155,14 @@ class GatewaySMTP(SMTP):
             return  # a listener without AUTH does not offer it
         line = standard_reply(status)
         # An echoed address may hold undecodable client bytes (surrogate escapes): never let that fail the reply.
-        await super().push(line.encode("utf-8", "replace"))
+        data = line.encode("utf-8", "replace")
+        if line[3:4] == "-":
+            self._reply_lines.append(data)
+            return
+        if self._reply_lines:
+            data = b"\r\n".join([*self._reply_lines, data])
+            self._reply_lines.clear()
+        await super().push(data)
         if line[:1] in "45" and not line.startswith("421") and not self._closing:
             self.error_count += 1
             if self.error_count >= self.max_errors:

@@ -50,3 +50,21 @@ async def test_errors_of_one_connection_do_not_carry_to_the_next():
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_the_ehlo_reply_is_written_at_once_with_every_line():
+    class Writer:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        async def drain(self) -> None:
+            pass
+
+    session = GatewaySMTP(Handler(), max_errors=3, hostname="gw.test", data_size_limit=1000).spawn()
+    session._writer = Writer()
+    session.session = type("Session", (), {"peer": ("127.0.0.1", 1), "extended_smtp": False})()
+    await session.smtp_EHLO("client.test")
+    assert session._writer.writes == [b"250-gw.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 HELP\r\n"]
