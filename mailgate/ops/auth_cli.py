@@ -8,7 +8,6 @@ ingress applies without restart; list: the users, never a password. The password
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import sys
@@ -33,11 +32,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         print(f"mailgate auth {args.action}: give the user name", file=sys.stderr)
         return 2
     from mailgate.ops.cli import _config
-    try:
-        return asyncio.run(_manage(_config(args), args))
-    except (settings.SettingInvalid, settings.SettingExists, settings.SettingNotFound) as err:
-        print(f"mailgate auth {args.action}: {err}", file=sys.stderr)
-        return 1 if isinstance(err, settings.SettingNotFound) else 2
+    cfg = _config(args)
+    return settings.run_cli_change(f"auth {args.action}", lambda: _manage(cfg, args))
 
 
 async def _manage(cfg, args: argparse.Namespace) -> int:

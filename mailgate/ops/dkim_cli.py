@@ -9,7 +9,6 @@ record; list/record: the keys' TXT records; remove: the key out of mail.config. 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -57,11 +56,8 @@ def cmd_dkim(args: argparse.Namespace) -> int:
         print(f"mailgate dkim {args.action}: give --domain and --selector", file=sys.stderr)
         return 2
     from mailgate.ops.cli import _config
-    try:
-        return asyncio.run(_manage(_config(args), args))
-    except (settings.SettingInvalid, settings.SettingExists, settings.SettingNotFound) as err:
-        print(f"mailgate dkim {args.action}: {err}", file=sys.stderr)
-        return 1 if isinstance(err, settings.SettingNotFound) else 2
+    cfg = _config(args)
+    return settings.run_cli_change(f"dkim {args.action}", lambda: _manage(cfg, args))
 
 
 async def _manage(cfg, args: argparse.Namespace) -> int:

@@ -9,9 +9,11 @@ generated here and stored sealed with MAILGATE_SECRET_KEY. Neither is ever retur
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from typing import Any
+import sys
+from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
 
@@ -52,6 +54,16 @@ class SettingNotFound(Exception):
 
 class SettingExists(Exception):
     """Add of a user name, or of a domain's key, that is already configured."""
+
+
+def run_cli_change(command: str, change: Callable[[], Awaitable[int]]) -> int:
+    """Run one `mailgate auth|dkim` action; its exit code. A refused change is said on stderr, prefixed with the
+    command: exit 1 for something not found, 2 for an invalid or clashing input."""
+    try:
+        return asyncio.run(change())
+    except (SettingInvalid, SettingExists, SettingNotFound) as err:
+        print(f"mailgate {command}: {err}", file=sys.stderr)
+        return 1 if isinstance(err, SettingNotFound) else 2
 
 
 async def _live(cfg: Config) -> Config:
