@@ -32,6 +32,15 @@ def _errors(handler: Handler) -> Handler:
     return wrapped
 
 
+async def _body_of(request: web.Request, fields: set[str]) -> dict:
+    """The request's JSON object; 422 naming each field it has that is not one of `fields`."""
+    data = await body(request)
+    unknown = set(data) - fields
+    if unknown:
+        raise settings.SettingInvalid({k: "unknown field" for k in sorted(unknown)})
+    return data
+
+
 def _versioned(resp: web.Response, version: str) -> web.Response:
     resp.headers["X-Mailgate-Config-Version"] = version
     return resp
@@ -46,10 +55,7 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.post("/api/auth-users")
 @_errors
 async def add_user(request: web.Request) -> web.Response:
-    data = await body(request)
-    unknown = set(data) - {"username", "password", "allowed_senders"}
-    if unknown:
-        raise settings.SettingInvalid({k: "unknown field" for k in sorted(unknown)})
+    data = await _body_of(request, {"username", "password", "allowed_senders"})
     doc, version = await settings.add_user(request.app[CFG], data.get("username"), data.get("password"),
                                            data.get("allowed_senders"), operator(request))
     return _versioned(web.json_response(doc, status=201), version)
@@ -79,10 +85,7 @@ async def list_keys(request: web.Request) -> web.Response:
 @routes.post("/api/dkim-keys")
 @_errors
 async def generate_key(request: web.Request) -> web.Response:
-    data = await body(request)
-    unknown = set(data) - {"domain", "selector", "bits", "algorithm"}
-    if unknown:
-        raise settings.SettingInvalid({k: "unknown field" for k in sorted(unknown)})
+    data = await _body_of(request, {"domain", "selector", "bits", "algorithm"})
     doc, version = await settings.generate_key(request.app[CFG], data.get("domain"), data.get("selector"),
                                                data.get("bits", 2048), operator(request),
                                                data.get("algorithm", "rsa"))
