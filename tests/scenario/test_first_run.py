@@ -112,3 +112,18 @@ def test_readme_first_run_delivers_swaks_message_to_the_stand_in_primary_within_
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(10)
+
+
+def test_run_gateway_refuses_to_start_when_a_port_it_needs_is_held_and_names_it(tmp_path):
+    """A stranger on a stage's metrics port would answer /readyz and make run-gateway say "ready" too early; it
+    must refuse to start instead, naming the port and what it is for, before starting anything."""
+    busy = [p for p in PORTS if _busy(p)]
+    assert not busy, f"the example configuration's ports {busy} are in use on this host"
+    env = {**os.environ, "MAILGATE_SKIP_INSTALL": "1", "MAILGATE_CACHE_DIR": str(tmp_path)}
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 9103))
+        stranger.listen()
+        run = subprocess.run(["./scripts/run-gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "127.0.0.1:9103 (the egress metrics port (metrics.egress_port)) is in use by another process" in run.stderr
+    assert not [p for p in PORTS if p != 9103 and _busy(p)], "run-gateway started something before refusing"
