@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -203,6 +204,51 @@ def status(cfg: Config) -> BrokerStatus:
     return BrokerStatus(running, pid if running else None, cfg.local_broker.port)
 
 
+FORMATTED_FILES = ("meta.properties", "bootstrap.checkpoint")
+"""What `kafka-storage format` writes into a new KRaft data dir."""
+
+
+def _storage_format(libs: Path, lb: LocalBrokerConfig, p: dict[str, Path], props: Path, extra: list[str]) -> None:
+    fmt = subprocess.run(_java(libs, ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props),
+                                      "-g", *extra], lb, p), capture_output=True, text=True)
+    if fmt.returncode != 0:
+        raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+
+
+def _format_data_dir(cfg: Config, libs: Path, p: dict[str, Path]) -> None:
+    """Format a new data dir. A plaintext broker's formatted dir is the same for every local broker of these jars
+    (node 1, the jars' metadata version, its random cluster and directory ids), so it is made once, next to the
+    jars (a JVM start, 1-2 s), and copied into each new data dir. A SASL_SSL broker's bootstrap records hold its
+    SCRAM user: it is formatted itself, as is any broker when the template cannot be written."""
+    lb = cfg.local_broker
+    if lb.sasl_ssl is not None:
+        _storage_format(libs, lb, p, p["props"], ["--add-scram", _scram_credential(cfg)])
+        return
+    kafka_jar = min(j.stem for j in libs.glob("kafka_2.13-*.jar"))  # the Kafka version: its metadata version
+    template = libs.parent / f"{libs.name}-formatted-{kafka_jar}"
+    try:
+        if not all((template / f).exists() for f in FORMATTED_FILES):
+            work = Path(tempfile.mkdtemp(prefix=f".{libs.name}-formatting-", dir=libs.parent))
+            try:
+                props = work / "server.properties"
+                props.write_text("".join(f"log.dirs={work / 'data'}\n" if line.startswith("log.dirs=") else line
+                                         for line in p["props"].read_text().splitlines(keepends=True)))
+                _storage_format(libs, lb, p, props, [])
+                try:
+                    (work / "data").rename(template)
+                except OSError:
+                    pass  # another start made it first
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        p["data"].mkdir(parents=True, exist_ok=True)
+        for name in FORMATTED_FILES:
+            shutil.copyfile(template / name, p["data"] / name)
+    except OSError:
+        for name in FORMATTED_FILES:
+            (p["data"] / name).unlink(missing_ok=True)
+        _storage_format(libs, lb, p, p["props"], [])
+
+
 def start(cfg: Config) -> BrokerStatus:
     """Start the local broker if it is not running and wait until it is ready."""
     lb = cfg.local_broker
@@ -220,11 +266,7 @@ def start(cfg: Config) -> BrokerStatus:
     p["home"].mkdir(parents=True, exist_ok=True)
     _write_properties(cfg, p)
     if not (p["data"] / "meta.properties").exists():
-        scram = ["--add-scram", _scram_credential(cfg)] if lb.sasl_ssl is not None else []
-        fmt = subprocess.run(_java(libs, ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
-                                          str(p["props"]), "-g", *scram], lb, p), capture_output=True, text=True)
-        if fmt.returncode != 0:
-            raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+        _format_data_dir(cfg, libs, p)
     with open(p["log"], "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(_java(libs, ["kafka.Kafka", str(p["props"])], lb, p), stdout=log,
