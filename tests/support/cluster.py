@@ -7,6 +7,7 @@ Internal topics are replicated 3 ways with min.insync.replicas 2, like mailgate'
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -150,12 +151,21 @@ class Cluster:
                 os.killpg(n.proc.pid, signal.SIGKILL)
                 n.proc.wait(10)
 
-    async def describe(self, topic: str) -> dict[int, tuple[int, list[int]]]:
-        """partition -> (leader node id, in-sync replica ids), from the admin client's describe_topics."""
+    async def describe(self, topic: str, timeout_s: float = 30) -> dict[int, tuple[int, list[int]]]:
+        """partition -> (leader node id, in-sync replica ids), from the admin client's describe_topics, once the
+        answering broker knows the topic and a leader for every partition: a broker that has not yet applied the
+        topic's creation answers with no partitions (an empty layout that every check on it would pass)."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="test-cluster-admin")
         await admin.start()
+        deadline = time.monotonic() + timeout_s
         try:
-            [desc] = await admin.describe_topics([topic])
+            while True:
+                [desc] = await admin.describe_topics([topic])
+                layout = {p["partition"]: (p["leader"], sorted(p["isr"])) for p in desc["partitions"]}
+                if layout and all(leader >= 0 for leader, _ in layout.values()):
+                    return layout
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic} has no leader for every partition after {timeout_s} s: {desc}")
+                await asyncio.sleep(0.2)
         finally:
             await admin.close()
-        return {p["partition"]: (p["leader"], sorted(p["isr"])) for p in desc["partitions"]}
