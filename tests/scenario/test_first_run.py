@@ -106,12 +106,14 @@ def test_readme_first_run_delivers_swaks_message_to_the_stand_in_primary_within_
         print(f"first run: {mid} delivered {took_ms} ms after it was received\n{trace.stdout}")
         assert took_ms < 1000
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
+        os.killpg(run.pid, signal.SIGTERM)  # Ctrl-C
         try:
-            run.wait(60)
+            run.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(10)
+    # "Ctrl-C stops everything": once run-gateway has exited, nothing it started holds a port
+    assert not [p for p in PORTS if _busy(p)], "run-gateway exited before what it started had stopped"
 
 
 def test_run_gateway_refuses_to_start_when_a_port_it_needs_is_held_and_names_it(tmp_path):
@@ -121,6 +123,7 @@ def test_run_gateway_refuses_to_start_when_a_port_it_needs_is_held_and_names_it(
     assert not busy, f"the example configuration's ports {busy} are in use on this host"
     env = {**os.environ, "MAILGATE_SKIP_INSTALL": "1", "MAILGATE_CACHE_DIR": str(tmp_path)}
     with socket.socket() as stranger:
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the last run's connections in TIME_WAIT
         stranger.bind(("127.0.0.1", 9103))
         stranger.listen()
         run = subprocess.run(["./scripts/run-gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
