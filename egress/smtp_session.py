@@ -8,15 +8,21 @@ Passwords are revealed only to aiosmtplib's login and scrubbed from every error.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
-                           ServerReplied, TlsFailed)
+                           ServerReplied, Step, TlsFailed)
+from egress.pipelining import replies_on
 from mailgate.mail.reply import Reply
 from mailgate.core.config import DeliveryConfig, Secret
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def data_payload(body: bytes) -> list[bytes]:
@@ -34,6 +40,21 @@ def data_payload(body: bytes) -> list[bytes]:
     if len(body) <= 65536:
         return [body + end]  # one write, one segment
     return [body, end]  # no copy of a large body just to append five bytes
+
+
+def _path(address: str) -> bytes:
+    """`<address>` as aiosmtplib's MAIL and RCPT send it (ASCII; ValueError for a control character, as its
+    command check raises)."""
+    path = quote_address(address).encode("ascii")
+    if _CONTROL.search(path):
+        raise ValueError("Command arg contains a prohibited control character")
+    return path
+
+
+def _write(transport: asyncio.BaseTransport | None, data: bytes) -> None:
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("connection lost")
+    transport.write(data)  # type: ignore[attr-defined]
 
 
 def _normalise_line_endings(body: bytes) -> bytes:
@@ -144,9 +165,12 @@ class SmtpSession:
             self.tls_cipher = cipher[0] if cipher else None
 
     async def send(self, mail_from: str, rcpts: list[str], body: bytes) -> list[tuple[str, Reply]]:
-        """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed."""
-        s = self._smtp
+        """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed. To a server
+        that offers PIPELINING, the envelope goes in one write (`_send_pipelined`); to others, one command a time."""
         self.sent += 1
+        if self._smtp.supports_extension("pipelining"):
+            return await self._send_pipelined(mail_from, rcpts, body)
+        s = self._smtp
         try:
             # After the reply to DATA a transaction is over (RFC 5321 4.1.4): RSET only if one was left open.
             if self._open_transaction:
@@ -183,6 +207,52 @@ class SmtpSession:
             for r in accepted:
                 results[r] = reply
         return [(r, results[r]) for r in rcpts]
+
+    async def _send_pipelined(self, mail_from: str, rcpts: list[str], body: bytes) -> list[tuple[str, Reply]]:
+        """RSET (if a transaction was left open), MAIL, every RCPT and DATA in one write (RFC 2920: DATA ends the
+        group), their replies read in order, then the body once DATA got 354: two round trips instead of 3 + the
+        recipients. The replies decide as `send`'s do: a refused MAIL answers for every recipient, a refused DATA
+        for the accepted ones, the final reply for the accepted ones."""
+        group = ([b"RSET"] if self._open_transaction else []) + [b"MAIL FROM:" + _path(mail_from)]
+        group += [b"RCPT TO:" + _path(r) for r in rcpts] + [b"DATA"]
+        transport = self._smtp.transport
+        if transport is None or transport.is_closing():
+            raise ConnectFailed(f"{self.target.label}: lost at MAIL (not connected)", step="mail")
+        timeout = self.cfg.command_timeout_s
+        step: Step = "mail"
+        with replies_on(transport) as replies:
+            try:
+                _write(transport, b"\r\n".join(group) + b"\r\n")
+                if self._open_transaction:
+                    await replies.next(timeout)  # whatever RSET got, MAIL's reply says if a transaction began
+                    self._open_transaction = False
+                mail = await replies.next(timeout)
+                self._open_transaction = mail.code == 250
+                step = "rcpt"
+                answers = [await replies.next(timeout) for _ in rcpts]
+                step = "data"
+                start = await replies.next(timeout)
+            except (OSError, asyncio.TimeoutError) as err:
+                self._smtp.close()
+                raise ConnectFailed(f"{self.target.label}: lost at {step.upper()} ({type(err).__name__})",
+                                    step=step) from None
+            if mail.code != 250:
+                answers = [mail] * len(rcpts)
+            accepted = [r for r, a in zip(rcpts, answers) if mail.code == 250 and a.code in (250, 251)]
+            results = dict(zip(rcpts, answers))
+            if start.code != 354:
+                return [(r, start if r in accepted else results[r]) for r in rcpts]
+            try:
+                # DATA accepted with no recipient (a server should refuse it, RFC 2920 3.1): end it empty
+                for chunk in data_payload(body) if accepted else [b".\r\n"]:
+                    _write(transport, chunk)
+                end = await replies.next(self.cfg.data_timeout_s)
+            except (OSError, asyncio.TimeoutError) as err:
+                self._smtp.close()
+                raise ConnectionLostAfterData(f"{self.target.label}: {type(err).__name__} during DATA",
+                                              step="data") from None
+            self._open_transaction = False
+            return [(r, end if r in accepted else results[r]) for r in rcpts]
 
     async def _data(self, body: bytes) -> Reply:
         """DATA, the body (data_payload), and the server's reply to the final ".". This replaces aiosmtplib's

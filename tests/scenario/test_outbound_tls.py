@@ -1,7 +1,8 @@
 """Outbound encryption and AUTH, and "verify connection before save", against real aiosmtpd servers.
 
 The gateways are real SMTP servers on loopback with certificates from a throwaway CA (`trustme`): one that offers
-no STARTTLS, one that requires STARTTLS and AUTH, one speaking implicit TLS. Delivery tests run the whole
+no STARTTLS, one that requires STARTTLS and AUTH, one speaking implicit TLS; the two TLS ones offer PIPELINING, so
+mail to them goes pipelined over TLS (egress/pipelining.py on a TLS transport). Delivery tests run the whole
 mailgate on a real broker; verify tests call `egress.verify` and the `mailgate gateway verify` CLI directly.
 """
 from __future__ import annotations
@@ -53,9 +54,9 @@ def servers(ca):
     authority, _ = ca
     made = {
         "plain": SmtpPrimary(),
-        "starttls": SmtpPrimary(tls_context=_server_ctx(authority), require_starttls=True,
+        "starttls": SmtpPrimary(tls_context=_server_ctx(authority), require_starttls=True, pipelining=True,
                                 authenticator=_authenticator, auth_required=True),
-        "implicit": SmtpPrimary(ssl_context=_server_ctx(authority), authenticator=_authenticator,
+        "implicit": SmtpPrimary(ssl_context=_server_ctx(authority), authenticator=_authenticator, pipelining=True,
                                 auth_require_tls=False),  # aiosmtpd cannot tell implicit TLS is on
     }
     for s in made.values():

@@ -62,12 +62,22 @@ class RecordingHandler:
         return "250 2.0.0 Ok: stored"
 
 
-class SmtpPrimary:
-    """A real SMTP server on loopback that records the mail it receives (the 'primary' or a gateway)."""
+class PipeliningHandler(RecordingHandler):
+    """A RecordingHandler whose server offers PIPELINING (RFC 2920) in its EHLO reply. aiosmtpd reads commands
+    from a buffered stream, so it serves pipelined commands; it just does not say so unless told."""
 
-    def __init__(self, port: int | None = None, **controller_kw) -> None:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]  # before the last line ("250 HELP")
+
+
+class SmtpPrimary:
+    """A real SMTP server on loopback that records the mail it receives (the 'primary' or a gateway); with
+    `pipelining`, it offers PIPELINING."""
+
+    def __init__(self, port: int | None = None, pipelining: bool = False, **controller_kw) -> None:
         self.port = port or free_port()
-        self.handler = RecordingHandler()
+        self.handler = PipeliningHandler() if pipelining else RecordingHandler()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **controller_kw)
 
     def start(self) -> "SmtpPrimary":

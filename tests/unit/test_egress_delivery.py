@@ -23,9 +23,10 @@ from schemas import MessageRouted, Route
 from tests.support.harness import SmtpPrimary, free_port
 
 
-@pytest.fixture
-def server():
-    s = SmtpPrimary().start()
+@pytest.fixture(params=[False, True], ids=["one-command-a-time", "pipelining"])
+def server(request):
+    """Every test here runs against a server that offers PIPELINING and one that does not."""
+    s = SmtpPrimary(pipelining=request.param).start()
     yield s
     s.stop()
 
