@@ -13,6 +13,7 @@ Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -89,6 +90,8 @@ class Egress:
         self._committed: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
         self._tasks: set[asyncio.Task] = set()
+        self._done: list[asyncio.Task] = []  # finished, not yet looked at by _raise_failed
+        self._finished = asyncio.Event()  # set when a record's task finishes (a slot is free)
         self._by_message: dict[str, asyncio.Task] = {}
         self._bytes = 0  # of the records in flight
         self._size_hint = float(RECORD_SIZE_HINT)
@@ -133,7 +136,7 @@ class Egress:
                 room = limit - len(self._tasks)
                 if self._tasks and (room <= 0 or self._bytes >= self.cfg.delivery.max_bytes_in_flight):
                     # as many records (or bytes) in flight as allowed: let some finish before taking more
-                    await asyncio.wait(list(self._tasks), timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+                    await self._one_finished(timeout_s=0.1)
                     await self._commit_finished(every_s=self.cfg.delivery.commit_interval_s)
                     continue
                 batch = await self.consumer.getmany(timeout_ms=50 if self._tasks else 300,
@@ -177,9 +180,19 @@ class Egress:
 
     def _raise_failed(self) -> None:
         """An unexpected error in a record's task stops egress: the record is read again from the committed offset."""
-        for task in [t for t in self._tasks if t.done()]:
+        while self._done:
+            task = self._done.pop()
             self._tasks.discard(task)
-            task.result()
+            if not task.cancelled():
+                task.result()
+
+    async def _one_finished(self, timeout_s: float) -> None:
+        """Wait until a record's task finishes, or `timeout_s`. (asyncio.wait on every task in flight would add
+        and remove a callback on each of them, hundreds, every time one finishes.)"""
+        self._finished.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._finished.wait()
 
     async def _commit_finished(self, every_s: float = 0) -> None:
         """Commit, per partition, the offset before which every record is done (egress/commit_order.py); not
@@ -265,8 +278,10 @@ class Egress:
                 await self._one(tp, rec, routed, dead)
             lane.finish(rec.offset)
 
-        def release(_: asyncio.Task) -> None:
+        def release(t: asyncio.Task) -> None:
             self._bytes -= size
+            self._done.append(t)
+            self._finished.set()
 
         task = asyncio.create_task(handle())
         task.add_done_callback(release)
