@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
@@ -274,8 +275,8 @@ class Egress:
         async def handle() -> None:
             if before is not None:
                 await asyncio.gather(before, return_exceptions=True)
-            async with self.control.admit(routed):  # decided when it may go, and waited for by commands
-                await self._one(tp, rec, routed, dead)
+            async with self.control.admit(routed) as give_back_slot:  # decided when it may go, waited for by commands
+                await self._one(tp, rec, routed, dead, give_back_slot)
             lane.finish(rec.offset)
 
         def release(t: asyncio.Task) -> None:
@@ -314,7 +315,11 @@ class Egress:
         if tp in self.consumer.assignment():
             self.consumer.resume(tp)
 
-    async def _one(self, tp: TopicPartition, rec, routed, dead: DeadLettered | None) -> None:
+    async def _one(self, tp: TopicPartition, rec, routed, dead: DeadLettered | None,
+                   give_back_slot: Callable[[], None] = lambda: None) -> None:
+        """One record: dead-lettered, intercepted by queue control, or delivered. The destination's slot is given
+        back once the SMTP session is over, before the outcome is appended, so the next message's session starts
+        while this one's outcome waits for Kafka."""
         if dead is not None:
             metrics.EGRESS_DEAD_LETTERED.inc()
             await self._emit([Output(topics.DLQ, "", dead)])
@@ -331,6 +336,7 @@ class Egress:
             failed = [(r, replies.INTERNAL_DELIVERY_ERROR) for r in routed.recipients]
             outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
                                            now=now_ms(), error="internal delivery error (see the egress log)")
+        give_back_slot()
         await self._emit(outputs)
         metrics.observe_egress(outputs)
 
@@ -353,16 +359,22 @@ class Egress:
         if unknown:
             log.warning("id=%s rcpts=%s: an earlier attempt died before recording its outcome; the server may "
                         "get them twice", mid, ",".join(unknown), extra={"message_id": mid})
-        # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace.
-        await self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo])
+        # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace. It is
+        # appended while the session starts (MAIL, RCPT); SmtpSession.send sends DATA only once Kafka acknowledged it.
+        write_ahead = asyncio.ensure_future(self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo]))
         lost: list[str] = []  # the connection dropped after DATA: the server may have these; keep their mark
-        out += await self._attempt(routed, todo, unknown, lost)
+        try:
+            out += await self._attempt(routed, todo, unknown, lost, write_ahead)
+        finally:
+            await asyncio.gather(write_ahead, return_exceptions=True)
+        write_ahead.result()  # a write-ahead Kafka refused fails the attempt (deferred by _one), even with no DATA
         delivered = {r for o in out if isinstance(o.record, MessageDelivered) for r in o.record.recipients}
         return out + [Output(topics.DELIVERED, keys[r], None) for r in todo if r not in delivered and r not in lost]
 
-    async def _attempt(self, routed, todo: list[str], unknown: list[str], lost: list[str]) -> list[Output]:
+    async def _attempt(self, routed, todo: list[str], unknown: list[str], lost: list[str],
+                       before_data: asyncio.Future) -> list[Output]:
         """Try the route's targets in order for `todo`; the attempt events and the outcome. Recipients whose
-        outcome is unknown (connection lost after DATA) are appended to `lost`."""
+        outcome is unknown (connection lost after DATA) are appended to `lost`. No DATA before `before_data`."""
         out: list[Output] = []
         mid = routed.message_id
         attempt = routed.attempt + 1
@@ -381,7 +393,7 @@ class Egress:
             started = time.monotonic()
             key = self.targets.health_key(target)
             try:
-                results, session = await self._send(target, routed, todo)
+                results, session = await self._send(target, routed, todo, before_data)
             except DeliveryError as err:
                 last = err
                 self.health.record_failure(key)
@@ -408,7 +420,7 @@ class Egress:
         return out + self.outcome.outcome(routed, failure_replies(last, todo), gateway="", host="", attempt=attempt,
                                           now=now_ms(), error=str(last) if last is not None else "no target tried")
 
-    async def _send(self, target, routed, rcpts):
+    async def _send(self, target, routed, rcpts, before_data: asyncio.Future):
         body = routed.body or b""
         if routed.direction == "outbound" and self.dkim:  # the last edit: the bytes sent are the bytes signed
             body = self.dkim.sign(body, routed.message_id)
@@ -417,7 +429,7 @@ class Egress:
             try:
                 async with self.pool.session(target) as session:
                     reused = session.sent > 0
-                    results = await session.send(routed.mail_from, rcpts, body)
+                    results = await session.send(routed.mail_from, rcpts, body, before_data=before_data)
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.

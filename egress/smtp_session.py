@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -164,12 +165,14 @@ class SmtpSession:
             cipher = obj.cipher()
             self.tls_cipher = cipher[0] if cipher else None
 
-    async def send(self, mail_from: str, rcpts: list[str], body: bytes) -> list[tuple[str, Reply]]:
-        """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed. To a server
+    async def send(self, mail_from: str, rcpts: list[str], body: bytes,
+                   before_data: Awaitable[object] | None = None) -> list[tuple[str, Reply]]:
+        """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed. DATA is sent
+        only after `before_data` (egress's write-ahead record) completed; what it raises, `send` raises. To a server
         that offers PIPELINING, the envelope goes in one write (`_send_pipelined`); to others, one command a time."""
         self.sent += 1
         if self._smtp.supports_extension("pipelining"):
-            return await self._send_pipelined(mail_from, rcpts, body)
+            return await self._send_pipelined(mail_from, rcpts, body, before_data)
         s = self._smtp
         try:
             # After the reply to DATA a transaction is over (RFC 5321 4.1.4): RSET only if one was left open.
@@ -196,6 +199,8 @@ class SmtpSession:
                 raise ConnectFailed(f"{self.target.label}: lost at RCPT ({type(err).__name__})",
                                     step="rcpt") from None
         if accepted:
+            if before_data is not None:
+                await before_data
             try:
                 reply = await self._data(body)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError,
@@ -208,13 +213,18 @@ class SmtpSession:
                 results[r] = reply
         return [(r, results[r]) for r in rcpts]
 
-    async def _send_pipelined(self, mail_from: str, rcpts: list[str], body: bytes) -> list[tuple[str, Reply]]:
+    async def _send_pipelined(self, mail_from: str, rcpts: list[str], body: bytes,
+                              before_data: Awaitable[object] | None) -> list[tuple[str, Reply]]:
         """RSET (if a transaction was left open), MAIL, every RCPT and DATA in one write (RFC 2920: DATA ends the
         group), their replies read in order, then the body once DATA got 354: two round trips instead of 3 + the
-        recipients. The replies decide as `send`'s do: a refused MAIL answers for every recipient, a refused DATA
-        for the accepted ones, the final reply for the accepted ones."""
+        recipients. If `before_data` is not done yet, DATA waits for it in a group of its own (the envelope's
+        round trip overlaps it). The replies decide as `send`'s do: a refused MAIL answers for every recipient, a
+        refused DATA for the accepted ones, the final reply for the accepted ones."""
+        ready = before_data is None or (isinstance(before_data, asyncio.Future) and before_data.done())
+        if ready and before_data is not None:
+            await before_data  # done: raises now if it failed
         group = ([b"RSET"] if self._open_transaction else []) + [b"MAIL FROM:" + _path(mail_from)]
-        group += [b"RCPT TO:" + _path(r) for r in rcpts] + [b"DATA"]
+        group += [b"RCPT TO:" + _path(r) for r in rcpts] + ([b"DATA"] if ready else [])
         transport = self._smtp.transport
         if transport is None or transport.is_closing():
             raise ConnectFailed(f"{self.target.label}: lost at MAIL (not connected)", step="mail")
@@ -230,6 +240,11 @@ class SmtpSession:
                 self._open_transaction = mail.code == 250
                 step = "rcpt"
                 answers = [await replies.next(timeout) for _ in rcpts]
+                if not ready:
+                    if mail.code != 250 or not any(a.code in (250, 251) for a in answers):
+                        return [(r, mail if mail.code != 250 else a) for r, a in zip(rcpts, answers)]
+                    await before_data
+                    _write(transport, b"DATA\r\n")
                 step = "data"
                 start = await replies.next(timeout)
             except (OSError, asyncio.TimeoutError) as err:

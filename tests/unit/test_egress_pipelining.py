@@ -1,9 +1,10 @@
 """Egress pipelines the envelope (RFC 2920) to a server that offers PIPELINING: MAIL, RCPT and DATA in one write,
-their replies read in order however the server splits them, the body only after 354.
+their replies read in order however the server splits them, the body only after 354; and, with or without
+PIPELINING, DATA only after the write-ahead record was acknowledged.
 
 The server is a real one on loopback, written here so that each test decides every reply and can see how the
-commands arrived: it answers nothing until the whole group up to DATA is in, which a client that waits for each
-reply would never send (the test would time out).
+commands arrived: it answers a group of commands once DATA came or nothing more came for 50 ms, so a client that
+waits for each reply shows as one group per command.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ Script = Callable[[list[bytes]], list[bytes] | None]
 
 
 class ScriptedServer:
-    def __init__(self, script: Script, final: bytes | None = b"250 2.0.0 queued") -> None:
+    def __init__(self, script: Script, final: bytes | None = b"250 2.0.0 queued", pipelining: bool = True) -> None:
         self.script = script
         self.final = final
+        self.pipelining = pipelining
         self.groups: list[list[bytes]] = []
         self.bodies: list[bytes] = []
+        self.data_at: list[float] = []  # loop time each DATA command arrived
 
     async def __aenter__(self) -> "ScriptedServer":
         self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
@@ -39,14 +42,19 @@ class ScriptedServer:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 scripted.test ESMTP\r\n")
         await reader.readline()  # EHLO
-        writer.write(b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        writer.write(b"250-scripted.test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") + b"250 8BITMIME\r\n")
         while True:
-            group = []
+            group: list[bytes] = []
             while not group or group[-1] not in (b"DATA", b"QUIT"):
-                line = await reader.readline()
+                try:
+                    line = await (asyncio.wait_for(reader.readline(), 0.05) if group else reader.readline())
+                except asyncio.TimeoutError:
+                    break  # nothing more pipelined: answer what came
                 if not line:
                     return
                 group.append(line.rstrip(b"\r\n"))
+            if group[-1] == b"DATA":
+                self.data_at.append(asyncio.get_running_loop().time())
             if group == [b"QUIT"]:
                 writer.write(b"221 bye\r\n")
                 await writer.drain()
@@ -170,3 +178,42 @@ async def test_a_connection_dropped_after_the_body_says_the_server_may_have_it()
             await send(s, "a@src.test", ["b@far.test"], BODY)
         await s.close()
     assert len(server.bodies) == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-a-time"])
+async def test_data_waits_for_the_write_ahead_record_and_the_envelope_goes_meanwhile(pipelining):
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer(answers(), pipelining=pipelining) as server:
+        s = await session_to(server)
+        write_ahead = loop.create_future()
+        acknowledged_at = []
+
+        def acknowledge():
+            acknowledged_at.append(loop.time())
+            write_ahead.set_result(None)
+
+        loop.call_later(0.2, acknowledge)
+        results = await send(s, "a@src.test", ["b@far.test"], BODY, write_ahead)
+        await s.close()
+    assert [(r, rep.code) for r, rep in results] == [("b@far.test", 250)]
+    assert server.data_at[0] >= acknowledged_at[0]
+    if pipelining:  # the envelope did not wait: it went as a group, DATA alone after the acknowledgement
+        assert server.groups == [[b"MAIL FROM:<a@src.test>", b"RCPT TO:<b@far.test>"], [b"DATA"]]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-a-time"])
+@pytest.mark.parametrize("when", ["before", "during"])
+async def test_a_failed_write_ahead_record_sends_no_data(pipelining, when):
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer(answers(), pipelining=pipelining) as server:
+        s = await session_to(server)
+        write_ahead = loop.create_future()
+        fail = lambda: write_ahead.set_exception(RuntimeError("Kafka refused the write-ahead record"))  # noqa: E731
+        if when == "before":
+            fail()
+        else:
+            loop.call_later(0.1, fail)
+        with pytest.raises(RuntimeError, match="write-ahead"):
+            await send(s, "a@src.test", ["b@far.test"], BODY, write_ahead)
+        await s.close()
+    assert server.data_at == [] and server.bodies == []

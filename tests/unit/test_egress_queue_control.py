@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from aiokafka import TopicPartition
 
 from egress.outcome import OutcomePolicy
-from egress.queue_control import HOLD_RESCAN_MS, QueueControl
+from egress.queue_control import HOLD_RESCAN_MS, QueueControl, admitted_per_destination
 from mailgate.core import topics
 from mailgate.core.config import parse_config
 from mailgate.core.ids import now_ms
@@ -124,3 +125,45 @@ async def test_parked_mail_expires_only_when_configured():
     assert not default.urgent(old)
     _, out = await default.intercept(topics.HOLD, old, OutcomePolicy(CFG, "n"))
     assert out == []  # parked again: by default the time held does not count
+
+
+async def test_slots_given_back_after_the_session_admit_the_next_message_while_commands_still_wait_for_them():
+    """Egress gives a destination's slot back when a message's SMTP session is over, before its outcome is
+    appended: the next message may start, and a command is acknowledged only once every admitted one finished."""
+    c, written = control()
+    slots = admitted_per_destination(CFG)
+    assert slots > CFG.delivery.concurrency_per_destination  # a few wait at the session pool, decided
+    sessions_over, outcome_appended = asyncio.Semaphore(0), asyncio.Event()
+
+    async def delivering() -> None:
+        async with c.admit(routed()) as give_back_slot:
+            give_back_slot()  # the session is over; the outcome is still being appended
+            sessions_over.release()
+            await outcome_appended.wait()
+
+    tasks = [asyncio.create_task(delivering()) for _ in range(slots)]
+    async with asyncio.timeout(2):
+        for _ in tasks:
+            await sessions_over.acquire()
+        async with c.admit(routed()):  # admitted although none of the others has finished
+            c._acknowledge([order("hold")])
+    await asyncio.sleep(0.05)
+    assert names(written) == []  # they still run: no acknowledgement yet
+    outcome_appended.set()
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0.05)
+    assert names(written) == [(topics.EVENTS, "QueueCommandApplied")]
+
+
+async def test_a_destination_admits_no_more_than_its_slots():
+    c, _ = control()
+    slots = admitted_per_destination(CFG)
+    held = [c.admit(routed()) for _ in range(slots)]
+    for h in held:
+        await h.__aenter__()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            async with c.admit(routed()):
+                pass
+    for h in held:
+        await h.__aexit__(None, None, None)
