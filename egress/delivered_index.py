@@ -29,6 +29,9 @@ log = logging.getLogger("mailgate.egress.index")
 
 EXPIRE_EVERY_S = 60.0
 """How often entries past the lifetime are dropped from memory."""
+FOLLOW_FETCH_BYTES = 64 * 1024
+FOLLOW_FETCH_WAIT_MS = 200
+"""A following fetch returns once this many bytes are there, or after this long."""
 
 
 def _now_ms() -> int:
@@ -83,8 +86,12 @@ class DeliveredIndex:
         """Records read from mail.delivered since start (start-up reads only the live ones)."""
 
     async def start(self) -> None:
+        # Following needs no haste (a replica taking over a partition calls catch_up, which waits for every record
+        # written before it), so a fetch waits for FOLLOW_FETCH_BYTES or FOLLOW_FETCH_WAIT_MS: otherwise the broker
+        # answers a fetch for nearly every record egress writes, two or more per message.
         c = kafka.consumer(self.cfg, f"mailgate-egress-index-{self.cfg.node_name}", None,
-                           isolation_level="read_uncommitted")
+                           isolation_level="read_uncommitted", fetch_min_bytes=FOLLOW_FETCH_BYTES,
+                           fetch_max_wait_ms=FOLLOW_FETCH_WAIT_MS)
         await c.start()
         tps = await kafka.assign_whole_topic(c, topics.DELIVERED)
         await self._seek_to_live(c, tps)

@@ -3,7 +3,9 @@
 Reads: a Target (gateway or primary address) and DeliveryConfig timeouts. Emits: per-recipient Replies for each
 message, or a DeliveryError naming the step that failed. Encryption `tls` is STARTTLS *required*: a server that
 does not offer it, or a failed handshake, fails the session before any mail command — never a plain-text fallback.
-Passwords are revealed only to aiosmtplib's login and scrubbed from every error.
+Passwords are revealed only to aiosmtplib's login and scrubbed from every error. aiosmtplib opens the session
+(connect, EHLO, STARTTLS, AUTH); a server that offers PIPELINING gets each message's envelope in one write, its
+replies read by egress/pipelining.py; others get one command at a time. DATA waits for the write-ahead record.
 """
 from __future__ import annotations
 
