@@ -12,19 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from local_kafka import local_kafka  # bench/local_kafka.py; puts the repository on sys.path
 
 from aiokafka.consumer import fetcher  # noqa: E402
 
 from egress.delivered_index import DeliveredIndex  # noqa: E402
 from mailgate.core import kafka, topics  # noqa: E402
-from mailgate.core.config import Config, parse_config  # noqa: E402
+from mailgate.core.config import Config  # noqa: E402
 from mailgate.ops import broker  # noqa: E402
 
 fetches = 0
@@ -40,19 +37,12 @@ async def _counted(self, *args, **kwargs):
 fetcher.Fetcher._proc_fetch_request = _counted  # the follower is the only consumer in this process
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pid_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(cfg: Config, broker_pid: int, seconds: float, rate: float) -> None:
-    await kafka.ensure_topics(cfg)
     index = DeliveredIndex(cfg)
     await index.start()
     writer = kafka.producer(cfg, "bench-writer")
@@ -77,17 +67,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rate", type=float, default=250, help="messages per second (two records each)")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mailgate-follow-"))
-    port, controller = free_port(), free_port()
-    cfg = parse_config({"kafka": {"bootstrap_servers": [f"127.0.0.1:{port}"]},
-                        "local_broker": {"home": str(work / "broker"), "port": port, "controller_port": controller,
-                                         "heap": "-Xms512m -Xmx1g"}})
-    st = broker.start(cfg)
-    try:
+    with local_kafka({"kafka": {"partitions": 4}}) as (cfg, _, _):
         print(f"load average at start: {os.getloadavg()[0]:.2f} (other work on the machine disturbs the numbers)")
-        asyncio.run(measure(cfg, st.pid, args.seconds, args.rate))
-    finally:
-        broker.stop(cfg)
+        asyncio.run(measure(cfg, broker.status(cfg).pid, args.seconds, args.rate))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A throw-away Apache Kafka broker for the micro-benchmarks (bench/publish_txn.py, bench/delivered_index.py).
+"""A throw-away Apache Kafka broker for the micro-benchmarks (bench/publish_txn.py, bench/delivered_index.py,
+bench/index_follow.py).
 
 Starts mailgate's local broker (mailgate.ops.broker, jars from .mailgate/kafka-libs) on free loopback ports under a
 temporary directory, creates the declared topics, and stops it (and removes the directory) on exit.

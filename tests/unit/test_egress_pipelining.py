@@ -42,7 +42,8 @@ class ScriptedServer:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 scripted.test ESMTP\r\n")
         await reader.readline()  # EHLO
-        writer.write(b"250-scripted.test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") + b"250 8BITMIME\r\n")
+        offer = b"250-PIPELINING\r\n" if self.pipelining else b""
+        writer.write(b"250-scripted.test\r\n" + offer + b"250 8BITMIME\r\n")
         while True:
             group: list[bytes] = []
             while not group or group[-1] not in (b"DATA", b"QUIT"):
@@ -117,19 +118,24 @@ async def test_the_envelope_goes_in_one_group_and_split_replies_are_all_read():
     assert server.bodies == [b"".join(data_payload(BODY))]  # dot-stuffed, ended by "."
 
 
-async def test_a_refused_mail_answers_for_every_recipient_sends_no_body_and_the_session_goes_on():
-    refuse_first = iter([True, False])
+async def two_messages(first_replies: Script) -> tuple[list, list, ScriptedServer]:
+    """Two messages over one session; the server answers the first group with `first_replies`, then all is well."""
+    groups = iter([first_replies])
 
     def script(group):
-        if next(refuse_first):
-            return [b"451 4.3.0 try later", b"503 5.5.1 need MAIL", b"503 5.5.1 need RCPT"]
-        return answers()(group)
+        return next(groups, answers())(group)
 
     async with ScriptedServer(script) as server:
         s = await session_to(server)
         first = await send(s, "a@src.test", ["b@far.test"], BODY)
         second = await send(s, "a@src.test", ["b@far.test"], BODY)
         await s.close()
+    return first, second, server
+
+
+async def test_a_refused_mail_answers_for_every_recipient_sends_no_body_and_the_session_goes_on():
+    first, second, server = await two_messages(
+        lambda group: [b"451 4.3.0 try later", b"503 5.5.1 need MAIL", b"503 5.5.1 need RCPT"])
     assert [(r, rep.code) for r, rep in first] == [("b@far.test", 451)]
     assert [(r, rep.code) for r, rep in second] == [("b@far.test", 250)]
     assert server.groups[1][0].startswith(b"MAIL")  # no transaction was left open: no RSET
@@ -137,16 +143,7 @@ async def test_a_refused_mail_answers_for_every_recipient_sends_no_body_and_the_
 
 
 async def test_a_refused_data_answers_for_the_accepted_recipients_and_the_next_message_starts_with_rset():
-    refuse_first = iter([True, False])
-
-    def script(group):
-        return answers(DATA=b"554 5.7.1 not now" if next(refuse_first) else b"354 go")(group)
-
-    async with ScriptedServer(script) as server:
-        s = await session_to(server)
-        first = await send(s, "a@src.test", ["b@far.test"], BODY)
-        second = await send(s, "a@src.test", ["b@far.test"], BODY)
-        await s.close()
+    first, second, server = await two_messages(answers(DATA=b"554 5.7.1 not now"))
     assert [(r, rep.code) for r, rep in first] == [("b@far.test", 554)]
     assert [(r, rep.code) for r, rep in second] == [("b@far.test", 250)]
     assert server.groups[1][:2] == [b"RSET", b"MAIL FROM:<a@src.test>"]
