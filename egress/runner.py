@@ -361,7 +361,8 @@ class Egress:
                         "get them twice", mid, ",".join(unknown), extra={"message_id": mid})
         # Write-ahead: what is being sent is on record before DATA, so a crash mid-delivery leaves a trace. It is
         # appended while the session starts (MAIL, RCPT); SmtpSession.send sends DATA only once Kafka acknowledged it.
-        write_ahead = asyncio.ensure_future(self._emit([Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo]))
+        marks = [Output(topics.DELIVERED, keys[r], SENDING_MARK) for r in todo]
+        write_ahead = asyncio.ensure_future(self._emit(marks))
         lost: list[str] = []  # the connection dropped after DATA: the server may have these; keep their mark
         try:
             out += await self._attempt(routed, todo, unknown, lost, write_ahead)
