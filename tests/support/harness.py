@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,15 +24,10 @@ from mailgate.ops import broker
 from mailgate.core import kafka
 from mailgate.ops.audit import read_events
 from mailgate.core.config import Config, parse_config
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBS = ROOT / ".mailgate" / "kafka-libs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -81,7 +75,11 @@ class SmtpPrimary:
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **controller_kw)
 
     def start(self) -> "SmtpPrimary":
-        self.controller.start()
+        try:
+            self.controller.start()
+        except BaseException:
+            self.controller.loop.close()  # aiosmtpd leaves the loop of a server that failed to start open
+            raise
         return self
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ from typing import Iterator
 
 
 from tests.support.daemon import start_daemon, stop_group
+from tests.support.ports import free_port
 
 SPAMD = shutil.which("spamd") or shutil.which("spamd", path="/usr/sbin:/usr/local/sbin")
 START_TIMEOUT_S = 60
@@ -34,12 +35,6 @@ def spamd_command(port: int) -> list[str]:
     if os.geteuid() == 0:  # spamd refuses to scan as root; as a normal user -u would fail to setuid
         cmd.append("--username=nobody")
     return cmd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pong(port: int) -> bool:
