@@ -181,7 +181,7 @@ def effective_config(base: Config, state: dict[str, GatewayState]) -> Config:
             for key in parents:
                 node = node[key]
             node[last] = s.settings
-    return parse_config(data, "mail.config")
+    return parse_config(data, "mail.config", stored=True)
 
 
 def diff(current: dict[str, GatewayState], desired: Config, operator: str | None = None,

@@ -151,6 +151,16 @@ async def test_invalid_fields_come_back_by_path_and_nothing_is_written(api, brok
     assert "inbound/in1" not in state and "outbound/half" not in state
 
 
+async def test_a_sender_domain_that_is_not_a_domain_name_is_422_and_nothing_is_written(api, broker_gw):
+    doc = {"kind": "outbound", "name": "junk", "address": "10.9.9.8", "mode": "specific_domains",
+           "sender_domains": ["ok.test", "not a domain"]}
+    r = await api.post("/api/gateways", json=doc, headers=_h(api))
+    body = await r.json()
+    assert r.status == 422 and "'not a domain' is not a domain name" in body["fields"]["sender_domains"], body
+    state, _ = await read_state(broker_gw.cfg)
+    assert "outbound/junk" not in state
+
+
 async def test_inbound_domain_forward_with_a_smartermail_password_is_stored_sealed(api, broker_gw):
     doc = {"kind": "inbound", "name": "fwd1", "mode": "domain_forward", "primary_addresses": ["10.1.0.0/30"],
            "smtp_user_verification": True,

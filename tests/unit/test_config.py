@@ -67,3 +67,22 @@ def test_configuration_doc_is_generated_from_the_models():
     from mailgate.core.configdoc import render
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     assert doc.strip() == "\n".join(render()).strip(), "run: python -m mailgate.core.configdoc > docs/configuration.md"
+
+
+def test_a_sender_domain_that_is_not_a_domain_name_is_refused_with_its_path():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"outbound_gateways": [{"name": "g", "address": "h", "mode": "specific_domains",
+                                             "sender_domains": ["ok.test", "@bad.test"]}]})
+    assert "outbound_gateways.0.sender_domains" in str(e.value) and "'@bad.test' is not a domain name" in str(e.value)
+
+
+def test_listed_domains_are_kept_as_mail_is_compared_lower_case_without_the_trailing_dot():
+    cfg = parse_config({"outbound_gateways": [{"name": "g", "address": "h", "mode": "specific_domains",
+                                               "sender_domains": [" Example.COM. "]}],
+                        "inbound_gateways": [{"name": "p", "mode": "domain_forward", "primary_addresses": ["10.0.0.1"],
+                                              "domain_verification": {"domains": ["Mail.Example.TEST."]}}]})
+    assert cfg.outbound_gateways[0].sender_domains == ["example.com"]
+    assert cfg.inbound_gateways[0].domain_verification.domains == ["mail.example.test"]
+    with pytest.raises(ConfigError, match="inbound_gateways.0.domain_verification.domains"):
+        parse_config({"inbound_gateways": [{"name": "p", "mode": "domain_forward", "primary_addresses": ["10.0.0.1"],
+                                            "domain_verification": {"domains": ["*.example.test"]}}]})

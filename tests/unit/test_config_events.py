@@ -77,3 +77,13 @@ def test_inbound_gateway_with_spam_actions_round_trips_through_the_topic(monkeyp
     assert live.inbound_gateways[0].spam_actions == cfg.inbound_gateways[0].spam_actions
     assert live.inbound_gateways[0].smartermail.password.reveal() == "sm-pass"
     assert diff(_state(events), cfg) == []
+
+
+def test_a_stored_gateway_an_earlier_release_wrote_with_a_junk_sender_domain_still_applies(caplog):
+    """Earlier releases stored sender_domains unchecked; reading them back drops the junk entry (it never matched
+    any mail) with a log line, instead of refusing every gateway in mail.config."""
+    old = {"name": "g", "address": "10.0.0.9", "mode": "specific_domains", "sender_domains": ["ok.test", "not a domain"]}
+    state = {"outbound/g": GatewayState("outbound", "g", old, None)}
+    live = effective_config(parse_config({}), state)
+    assert live.outbound_gateways[0].sender_domains == ["ok.test"]
+    assert "ignored 'not a domain'" in caplog.text
