@@ -35,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # noqa: E402
 
 from mailgate.core import kafka, topics  # noqa: E402
-from mailgate.core.config import Config, parse_config  # noqa: E402
+from mailgate.core.config import Config  # noqa: E402
 
 DAY_MS = 86400 * 1000
 

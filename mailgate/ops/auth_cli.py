@@ -7,6 +7,7 @@ ingress applies without restart; list: the users, never a password. The password
 """
 from __future__ import annotations
 
+import asyncio
 import argparse
 import getpass
 import json
@@ -33,7 +34,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
         return 2
     from mailgate.ops.cli import _config
     cfg = _config(args)
-    return settings.run_cli_change(f"auth {args.action}", lambda: _manage(cfg, args))
+    return asyncio.run(_manage(cfg, args))
 
 
 async def _manage(cfg, args: argparse.Namespace) -> int:

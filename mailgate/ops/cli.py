@@ -295,15 +295,6 @@ def main(argv: list[str] | None = None) -> int:
                                          cfg.kafka.bootstrap_servers if cfg else None)
         print(f"mailgate {args.command}: {message}", file=sys.stderr)
         return status
-        return 130
-    except Exception as err:  # a clear line, not a traceback, for operator errors
-        from mailgate.ops.broker import BrokerError
-        from mailgate.ops.events_view import TimeSpecError
-        from mailgate.ops.replay import ReplayError
-        from mailgate.ops.tracking.store import StoreUnavailable
-        if isinstance(err, (BrokerError, ReplayError, TimeSpecError, StoreUnavailable)):
-            print(f"mailgate: {err}", file=sys.stderr)
-            return 1
         logging.getLogger("mailgate").exception("failed")
         return 1
 

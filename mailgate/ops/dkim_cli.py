@@ -8,6 +8,7 @@ record; list/record: the keys' TXT records; remove: the key out of mail.config. 
 """
 from __future__ import annotations
 
+import asyncio
 import argparse
 import getpass
 import json
@@ -57,7 +58,7 @@ def cmd_dkim(args: argparse.Namespace) -> int:
         return 2
     from mailgate.ops.cli import _config
     cfg = _config(args)
-    return settings.run_cli_change(f"dkim {args.action}", lambda: _manage(cfg, args))
+    return asyncio.run(_manage(cfg, args))
 
 
 async def _manage(cfg, args: argparse.Namespace) -> int:

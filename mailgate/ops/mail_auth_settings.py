@@ -9,11 +9,9 @@ generated here and stored sealed with MAILGATE_SECRET_KEY. Neither is ever retur
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,6 +20,7 @@ from mailgate.core.config_events import (append, config_version, effective_confi
 from mailgate.core.ids import now_ms
 from mailgate.core.passwords import hash_password
 from mailgate.core.secrets import SecretKeyError, seal
+from mailgate.ops.exits import OperatorError, UsageError
 from mailgate.mail.authres.dkim_keys import generate_ed25519_key, generate_private_key, public_record, record_name
 from schemas import SettingsConfigured
 
@@ -40,7 +39,7 @@ MAX_PASSWORD_CHARS = 1024
 MAX_SENDERS = 1000
 
 
-class SettingInvalid(Exception):
+class SettingInvalid(UsageError):
     """The input does not validate; `fields` maps a field name ('' for the whole input) to a message."""
 
     def __init__(self, fields: dict[str, str]) -> None:
@@ -48,22 +47,12 @@ class SettingInvalid(Exception):
         self.fields = fields
 
 
-class SettingNotFound(Exception):
+class SettingNotFound(OperatorError):
     """No AUTH user of that name, or no DKIM key for that domain and selector."""
 
 
-class SettingExists(Exception):
+class SettingExists(UsageError):
     """Add of a user name, or of a domain's key, that is already configured."""
-
-
-def run_cli_change(command: str, change: Callable[[], Awaitable[int]]) -> int:
-    """Run one `mailgate auth|dkim` action; its exit code. A refused change is said on stderr, prefixed with the
-    command: exit 1 for something not found, 2 for an invalid or clashing input."""
-    try:
-        return asyncio.run(change())
-    except (SettingInvalid, SettingExists, SettingNotFound) as err:
-        print(f"mailgate {command}: {err}", file=sys.stderr)
-        return 1 if isinstance(err, SettingNotFound) else 2
 
 
 async def _live(cfg: Config) -> Config:

@@ -4,7 +4,6 @@ Nothing is mocked: the resolver is dnspython asking dnsmasq on a non-53 port; SP
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 import dkim

@@ -56,9 +56,11 @@ def test_auth_users_from_the_cli(gw, cli):
     assert cli("auth", "passwd", "relay2", stdin=NEW_PW + "\n").returncode == 0
     [user] = _live(gw).ingress.auth.users
     assert check_password(NEW_PW, user.password_hash)
-    assert cli("auth", "add", "relay2", stdin=PASSWORD + "\n").returncode == 2  # exists
+    again = cli("auth", "add", "relay2", stdin=PASSWORD + "\n")
+    assert again.returncode == 2 and again.stderr.strip() == "mailgate auth: an AUTH user named 'relay2' exists"
     assert cli("auth", "remove", "relay2").returncode == 0
-    assert cli("auth", "remove", "relay2").returncode == 1
+    gone = cli("auth", "remove", "relay2")
+    assert gone.returncode == 1 and gone.stderr.strip() == "mailgate auth: no AUTH user named 'relay2'"
     printed = "".join(c.stdout + c.stderr for c in (done, listed))
     assert PASSWORD not in printed and NEW_PW not in printed
 

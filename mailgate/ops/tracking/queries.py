@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailgate.ops.queue_view import QueueView, Waiting
-from mailgate.ops.tracking.projector import PARTIAL, WAITING, domain_of
+from mailgate.ops.tracking.projector import PARTIAL, domain_of
 from mailgate.ops.tracking.store import Store
 from schemas import decode
 
