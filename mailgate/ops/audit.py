@@ -6,7 +6,6 @@ lines / JSON objects for people. A record that does not decode is shown as such 
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
@@ -55,7 +54,27 @@ def _details(e) -> str:
                 f"next attempt {when(e.next_attempt_at)} via {e.retry_topic}")
     d = to_json_dict(e)
     skip = {"type", "message_id", "occurred_at", "node", "body", "body_sha256"}
-    return ", ".join(f"{k}={v}" for k, v in d.items() if k not in skip and v not in (None, [], ""))
+    return ", ".join(f"{k}={_value(k, v)}" for k, v in d.items() if k not in skip and _shown(v))
+
+
+def _shown(v: Any) -> bool:
+    """Whether a field is worth printing: not absent, empty or false (a zero is shown)."""
+    return not (v is None or v is False or v == "" or v == [])
+
+
+TIMES = ("_at", "not_before")
+"""Fields holding epoch milliseconds, shown as times."""
+
+
+def _value(key: str, v: Any) -> str:
+    """A field's value for people: times as UTC times, lists comma-separated, records as (key=value ...)."""
+    if isinstance(v, dict):
+        return "(" + " ".join(f"{k}={_value(k, x)}" for k, x in v.items() if _shown(x)) + ")"
+    if isinstance(v, list):
+        return (" " if any(isinstance(x, dict) for x in v) else ",").join(_value(key, x) for x in v)
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0 and key.endswith(TIMES):
+        return when(v)
+    return str(v)
 
 
 def describe(e, with_id: bool = False) -> str:
@@ -72,14 +91,4 @@ def json_of(e) -> dict:
     return to_json_dict(e)
 
 
-async def print_trace(cfg: Config, message_id: str, as_json: bool = False) -> int:
-    events = await read_events(cfg, message_id)
-    if not events:
-        print(f"no events for {message_id}")
-        return 1
-    for e in events:
-        print(json.dumps(json_of(e)) if as_json else describe(e))
-    return 0
-
-
-__all__ = ["Undecodable", "json_of", "describe", "print_trace", "read_events", "read_topic", "when"]
+__all__ = ["Undecodable", "json_of", "describe", "read_events", "read_topic", "when"]

@@ -70,6 +70,13 @@ def test_describe_spells_out_replies_and_reasons():
     assert "reason: 451 4.3.0 busy" in describe(deferred()) and "mail.retry.1s" in describe(deferred())
 
 
+def test_describe_shows_records_lists_and_times_as_an_operator_reads_them_not_as_python_values():
+    line = describe(routed())
+    assert "route=(kind=primary destination=primary hosts=127.0.0.1:25)" in line
+    assert "recipients=a@example.test,b@example.test" in line and "received_at=2023-11-14 22:12:20.000" in line
+    assert "{'" not in line and "['" not in line and "body" not in line
+
+
 def test_queue_shows_deferred_until_every_recipient_is_terminal():
     q = QueueView()
     q.apply(routed())
