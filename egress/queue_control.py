@@ -6,6 +6,9 @@ the whole state before it consumes mail), then follows it from exactly where tha
 suspended, the record to `mail.hold` and MessageParked the first time. After applying commands it appends one
 QueueCommandApplied per command to `mail.events`, once every message it had admitted to delivery has finished, so a
 delivery either finished before the acknowledgement or is admitted after it and honours the command.
+Keeps mail.control bounded: once an hour (and after loading it) it writes a tombstone for each finished command
+and rewrites the records a tombstone or an earlier release must not hide (`QueueControlState.finished`,
+`rewrites`); every replica may, as they are conditional and idempotent.
 Runner hooks: `admit` around each message (a slot among `admitted_per_destination`, a few more than the
 destination's sessions, taken before the decision, so a waiting message is decided shortly before it can go, not
 when it was fetched, and given back when its SMTP session is over), `intercept` before
@@ -29,7 +32,7 @@ from mailgate.core.topic_reader import TopicReader, Undecodable
 from mailgate.mail.headers import header_block
 from mailgate.mail.outputs import Output, audit
 from mailgate.mail.reply import Reply
-from mailgate.mail.queue_commands import QueueControlState
+from mailgate.mail.queue_commands import SUPERSEDES, QueueControlState, Retention, supersedes
 from schemas import MessageDiscarded, MessageParked, QueueCommandApplied
 
 log = logging.getLogger("mailgate.egress.control")
@@ -42,6 +45,8 @@ RECENT_ACK_MS = 120_000
 while this replica was joining the group still gets its answer)."""
 ACK_WAIT_S = 300
 """Longest wait for in-flight batches before acknowledging anyway (the acknowledgement says how long it waited)."""
+SWEEP_S = 3600
+"""How often finished commands in mail.control are replaced by tombstones (its compaction waits far longer)."""
 
 Emit = Callable[[list[Output]], Awaitable[None]]
 
@@ -97,19 +102,47 @@ class QueueControl:
         self._acknowledge(recent)
         self._seen.clear()  # older commands were answered by the replicas running then
         self._tasks.add(asyncio.create_task(self._follow()))
+        self._tasks.add(asyncio.create_task(self._sweeping()))
         log.info("queue control loaded: %d message orders, %d suspended destinations",
                  len(self.state.orders), len(self.state.suspensions))
 
     def _apply(self, items) -> list:
-        """Apply (record, event) pairs to the state; the commands among them."""
+        """Apply (record, event) pairs to the state; the commands among them (not tombstones and rewrites, which
+        restate or end commands already answered)."""
         commands = []
-        for _, e in items:
-            if isinstance(e, Undecodable):
+        for r, e in items:
+            if r.value is None:
+                e = None
+            elif isinstance(e, Undecodable):
                 log.warning("ignored a record in %s: %s", topics.CONTROL, e.reason)
                 continue
-            if self.state.apply(e):
+            superseded = supersedes(r)
+            if self.state.apply_record(r.key.decode() if r.key else None, r.offset, e, superseded) \
+                    and e is not None and superseded is None:
                 commands.append(e)
         return commands
+
+    async def _sweeping(self) -> None:
+        while True:
+            try:
+                await self.sweep(now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the next sweep tries again; mail flows meanwhile
+                log.warning("%s sweep failed: %s", topics.CONTROL, err)
+            await asyncio.sleep(SWEEP_S)
+
+    async def sweep(self, now: int) -> int:
+        """Write a tombstone for each command finished at `now` and rewrite what must not be hidden; how many."""
+        out = [Output(topics.CONTROL, key, e, ((SUPERSEDES, str(offset).encode()),))
+               for key, offset, e in self.state.rewrites()]
+        out += [Output(topics.CONTROL, key, None, ((SUPERSEDES, str(offset).encode()),))
+                for key, offset in self.state.finished(now, Retention.of(self.cfg))]
+        if out:
+            await self._emit(out)
+            log.info("%s: %d finished commands removed, %d records written again", topics.CONTROL,
+                     sum(o.record is None for o in out), sum(o.record is not None for o in out))
+        return len(out)
 
     async def _follow(self) -> None:
         async for batch in self._reader.batches(timeout_ms=200):

@@ -453,7 +453,8 @@ class Egress:
         futures = []
         for o in outputs:
             value = o.record if o.record is None or isinstance(o.record, bytes) else encode(o.record)
-            futures.append(await self.producer.send(o.topic, value, key=o.key.encode() if o.key else None))
+            futures.append(await self.producer.send(o.topic, value, key=o.key.encode() if o.key else None,
+                                                    headers=list(o.headers) or None))
         await asyncio.gather(*futures)
 
 

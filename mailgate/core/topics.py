@@ -64,16 +64,16 @@ DELIVERED_SEGMENT_MS = 3600 * 1000
 
 CONTROL = "mail.control"
 """Compacted queue control, followed from its beginning by every egress replica (no consumer group): the latest
-`QueueCommandIssued` per message (key `message/<id>`: hold, release, delete, bounce, flush), the latest
+`QueueCommandIssued` per message (key `message/<id>`: hold, release, delete, bounce; a flush `flush/message/<id>`,
+`message/<id>` before 2026-11-30), the latest
 `DestinationSuspended` / `DestinationResumed` per destination (key `destination/<kind>/<name>`), and the latest
 destination flush (key `flush/<kind>/<name>`). Its own topic, not mail.config: one record per commanded message,
 read only by egress, and replayed whole at start.
 
-Not bounded yet, on purpose: a time retention (`compact,delete`) would be wrong here, because a hold and a suspension
-without `--until` last until an operator ends them, and mail held that long is kept (re-written to mail.hold), so
-deleting old segments would silently release held mail and resume suspended destinations. Bounding it needs
-tombstones for keys whose command is finished (a release or resume once every replica acknowledged it; a delete or
-bounce once the message's terminal event is written and no copy of it is left in a retry tier)."""
+Bounded by tombstones, not by time: a hold and a suspension without `--until` last until an operator ends them, so
+a time retention would silently release held mail and resume suspended destinations. Egress replaces each finished
+command (a release, resume or flush a day after the longest retry tier; a delete or bounce once no copy of its
+message can be read again) with a conditional tombstone (mailgate/mail/queue_commands.py)."""
 
 HOLD = "mail.hold"
 """Mail set aside by egress instead of attempted (Postfix's hold queue): `MessageRouted` with the body, of a held

@@ -13,6 +13,9 @@ class Output:
     topic: str
     key: str
     record: Any
+    """The event, bytes, or None for a tombstone."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Kafka record headers (mail.control's conditional records say what they supersede)."""
 
 
 def audit(record: Any) -> Output:

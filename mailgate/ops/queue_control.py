@@ -22,7 +22,8 @@ from mailgate.core import kafka, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.queue_commands import (DESTINATION_KINDS, MESSAGE_COMMANDS, QueueControlState,
-                                          destination_key, flush_key, message_key)
+                                          destination_key, flush_key, message_flush_key, message_key,
+                                          supersedes)
 from schemas import (DestinationResumed, DestinationSuspended, QueueCommandIssued, UndecodableRecord, decode,
                      encode)
 
@@ -145,7 +146,8 @@ async def message_command(cfg: Config, command: str, message_ids: list[str], rea
     for mid in ids:
         e = QueueCommandIssued(command_id=cid, occurred_at=now, node=cfg.node_name, command=command, message_id=mid,
                                operator=who, reason=reason, message_count=len(ids))
-        records += [(topics.CONTROL, message_key(mid), e), (topics.EVENTS, mid, e)]
+        key = message_flush_key(mid) if command == "flush" else message_key(mid)
+        records += [(topics.CONTROL, key, e), (topics.EVENTS, mid, e)]
     return await _issue(cfg, cid, records, len(ids), timeout_s)
 
 
@@ -175,9 +177,10 @@ async def control_state(cfg: Config) -> QueueControlState:
     """The fold of mail.control as it is now (what `mailgate destination list` shows)."""
     from mailgate.core.topic_reader import Undecodable, read_topic
     state = QueueControlState()
-    async for _, e in read_topic(cfg, topics.CONTROL, client_id="mailgate-queue-control"):
-        if not isinstance(e, Undecodable):
-            state.apply(e)
+    async for r, e in read_topic(cfg, topics.CONTROL, client_id="mailgate-queue-control"):
+        if r.value is None or not isinstance(e, Undecodable):
+            state.apply_record(r.key.decode() if r.key else None, r.offset, None if r.value is None else e,
+                               supersedes(r))
     return state
 
 
