@@ -78,6 +78,14 @@ def build_app(cfg: Config) -> faust.App:
         finally:
             config_loaded.set()
 
+    serve_metrics(app, cfg, pipeline)
+    app.mailgate_pipeline = pipeline
+    return app
+
+
+def serve_metrics(app: faust.App, cfg: Config, pipeline: Pipeline) -> None:
+    """The stage's /metrics, /healthz and /readyz (ready once faust assigned the group's partitions), served on
+    faust's event loop; faust's own web server is off."""
     assigned = False
 
     @app.on_partitions_assigned.connect
@@ -85,20 +93,16 @@ def build_app(cfg: Config) -> faust.App:
         nonlocal assigned
         assigned = True
 
-    # faust's own web server is off; the stage's /metrics, /healthz and /readyz run on faust's event loop.
     endpoint = metrics.MetricsServer("processor", cfg.metrics, ready=lambda: assigned and not app.should_stop)
     metrics.DIRECTORY_CACHES["processor"].watch(lambda: pipeline.verify.directories)
 
     @app.task
-    async def serve_metrics() -> None:
+    async def serve() -> None:
         await endpoint.start()
         try:
             await asyncio.Event().wait()
         finally:
             await endpoint.close()
-
-    app.mailgate_pipeline = pipeline
-    return app
 
 
 def run(cfg: Config) -> None:
