@@ -25,6 +25,8 @@ class DataState(enum.Enum):
 class Data:
     state: DataState
     content: bytes = b""
+    bare_line_ending: bool = False
+    """A CR or LF in `content` that is not part of a CRLF (found with the line lengths, in the same pass)."""
 
 
 def _ends_here(tail: bytes) -> bool:
@@ -70,8 +72,11 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
     finally:
         reader._limit = saved
     content = bytes(buf[:-len(END)])
-    if content and max(map(len, content.split(b"\r\n"))) + 2 > line_limit:
+    lines = content.split(b"\r\n")
+    if content and max(map(len, lines)) + 2 > line_limit:
         return Data(DataState.TOO_LONG)
+    rest = b"".join(lines)  # what is left of a CR or LF once the CRLFs are gone is a bare one (memchr, not a count)
+    bare = b"\r" in rest or b"\n" in rest
     if content.startswith(b"."):
         content = content[1:]
-    return Data(DataState.OK, content.replace(b"\r\n.", b"\r\n"))
+    return Data(DataState.OK, content.replace(b"\r\n.", b"\r\n"), bare)

@@ -34,7 +34,8 @@ _BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 
 def has_bare_line_ending(data: bytes) -> bool:
     """Is there a LF not after a CR, or a CR not before a LF (what `_BARE_LF` matches)? Three C-speed counts
-    instead of the regex's look-around at every byte: 1.7 ms instead of 29 ms for a 1 MB message."""
+    instead of the regex's look-around at every byte: 1.7 ms instead of 29 ms for a 1 MB message. DATA read by
+    ingress/data_reader.py comes with the answer already (found while measuring its lines)."""
     pairs = data.count(b"\r\n")
     return data.count(b"\n") != pairs or data.count(b"\r") != pairs
 
@@ -160,7 +161,8 @@ class IngressHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         s = self.settings_of(envelope, self.current)
         data: bytes = envelope.original_content or b""
-        if has_bare_line_ending(data):
+        bare = getattr(envelope, "mg_bare_line_ending", None)  # found by ingress/data_reader.py while reading DATA
+        if bare if bare is not None else has_bare_line_ending(data):
             if s.cfg.ingress.bare_lf == "reject":
                 log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0],
                          extra={"message_id": envelope.mg_id})

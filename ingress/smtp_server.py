@@ -200,6 +200,7 @@ class GatewaySMTP(SMTP):
             self._set_post_data_state()
             return
         self.envelope.content = self.envelope.original_content = data.content
+        self.envelope.mg_bare_line_ending = data.bare_line_ending
         status = await self._call_handler_hook("DATA")
         await self.push("250 OK" if status is MISSING else status)
         self._set_post_data_state()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -73,3 +74,14 @@ async def test_end_split_across_network_reads():
         await asyncio.sleep(0)
     data = await task
     assert data.content == b"line one\r\n" and await reader.readuntil(b"\r\n") == b"NOOP\r\n"
+
+
+async def test_the_bare_line_ending_flag_agrees_with_the_handlers_check_on_every_short_mix():
+    """read_data finds bare CR/LF in the pass that measures line lengths; the handler trusts its flag."""
+    from ingress.handler import has_bare_line_ending
+    for n in range(6):
+        for combo in itertools.product((b"a", b".", b"\r", b"\n"), repeat=n):
+            body = b"".join(combo)
+            data, _ = await read(body + b"\r\n.\r\n")
+            if data.state is DataState.OK:
+                assert data.bare_line_ending == has_bare_line_ending(data.content), body
