@@ -422,15 +422,17 @@ class Egress:
                                           now=now_ms(), error=str(last) if last is not None else "no target tried")
 
     async def _send(self, target, routed, rcpts, before_data: asyncio.Future):
-        body = routed.body or b""
+        body = crlf_checked = routed.body or b""
         if routed.direction == "outbound" and self.dkim:  # the last edit: the bytes sent are the bytes signed
             body = self.dkim.sign(body, routed.message_id)
+        crlf_only = routed.body_crlf_only and body is crlf_checked  # a signature added: check again
         for fresh_try in (False, True):
             reused = False  # a connect failure raises before the session exists
             try:
                 async with self.pool.session(target) as session:
                     reused = session.sent > 0
-                    results = await session.send(routed.mail_from, rcpts, body, before_data=before_data)
+                    results = await session.send(routed.mail_from, rcpts, body, before_data=before_data,
+                                                 crlf_only=crlf_only)
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.

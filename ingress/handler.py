@@ -179,8 +179,9 @@ class IngressHandler:
         # RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
         protocol = (("ESMTPS" if tls else "ESMTP") + ("A" if session.authenticated else "")
                     if session.extended_smtp else "SMTP")
-        body = received_header(helo=session.host_name or "", client=session.peer[0], hostname=s.cfg.ingress.hostname,
-                               protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when) + data
+        trace = received_header(helo=session.host_name or "", client=session.peer[0], hostname=s.cfg.ingress.hostname,
+                                protocol=protocol, message_id=mid, rcpts=envelope.rcpt_tos, when=when)
+        body = trace + data
         record = MessageReceived(
             message_id=mid, occurred_at=int(when.timestamp() * 1000), node=s.cfg.node_name,
             direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
@@ -189,7 +190,8 @@ class IngressHandler:
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
-            body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version)
+            body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version,
+            body_crlf_only=not has_bare_line_ending(trace))  # `data` has none left: refused or repaired above
         began = time.monotonic()
         try:
             await self.publisher.publish(record)

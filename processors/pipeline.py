@@ -79,7 +79,7 @@ class Pipeline:
         if auth.disposition != "deliver":
             return outputs
         if auth.score is not None:  # the body now carries Authentication-Results; the score joins the spam total
-            received = dataclasses.replace(received, body=auth.body)
+            received = dataclasses.replace(received, body=auth.body, body_crlf_only=False)  # a header added: unknown
         spam = await steps.classify(received, recipients, auth.extra_scorers)
         outputs += spam.outputs
         if spam.disposition != "deliver":

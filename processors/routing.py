@@ -64,7 +64,8 @@ class RoutingPolicy:
             received_at=received.occurred_at,
             not_before=max(now, received.occurred_at + self.cfg.spool.delivery_delay_s * 1000),
             expires_at=received.occurred_at + lifetime_s * 1000,
-            body=received.body if body is None else body, config_version=self.version)
+            body=received.body if body is None else body, config_version=self.version,
+            body_crlf_only=received.body_crlf_only and (body is None or body is received.body))
         return [Output(topics.OUTBOUND, self.key(route.destination, received.message_id), routed), audit(routed)]
 
     def key(self, destination: str, message_id: str) -> str:

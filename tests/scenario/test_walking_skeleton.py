@@ -56,6 +56,8 @@ def test_message_reaches_primary_byte_identical_with_one_received_header(gateway
 
     types = gateway.wait_events(mid, "MessageDelivered")
     assert types == ["MessageReceived", "MessageRouted", "DeliveryAttempted", "MessageDelivered"]
+    # ingress checked the line endings, the processor passed that on: egress skipped its own check
+    assert [e.body_crlf_only for e in gateway.events(mid)[:2]] == [True, True]
 
 
 def test_relay_to_unconfigured_domain_is_refused_at_rcpt_and_nothing_published(gateway, primary):
