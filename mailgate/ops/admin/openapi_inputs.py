@@ -1,10 +1,11 @@
 """The admin API's request schemas, as tight as its handlers: what the OpenAPI description calls valid is accepted,
 and what it calls invalid is refused with a 4xx (tests/integration/test_admin_api_properties.py checks both).
 
-Reads: the JSON Schemas pydantic makes of the gateway models (config.py). Emits: schema dicts for openapi.py. The
-pydantic schemas miss what the models check in code; this module adds it: a secret is exactly one of a string,
-{env}, {file} or {value}; the AUTH user name needs a password; specific_domains needs sender domains; primary
-addresses are IP addresses or CIDR blocks; a spam action has what it needs to be applied; every object is closed.
+Reads: the JSON Schemas pydantic makes of the gateway models (mailgate/core/config/). Emits: schema dicts for
+openapi.py. The pydantic schemas miss what the models check in code; this module adds it: a secret is exactly one of
+a string, {env}, {file} or {value}; the AUTH user name needs a password; specific_domains needs sender domains;
+listed domains are domain names; primary addresses are IP addresses or CIDR blocks; a spam action has what it needs
+to be applied; every object is closed.
 Where the API takes more than is described here (a sealed secret, an address range, `{"configured": true}` to keep a
 stored password), the description is the smaller set, on purpose: those need the server's key or stored state.
 """
@@ -25,6 +26,9 @@ _TIME = r"T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?(Z|[+-]([01][0-9]|2[0-3]):
 TIME_SPEC = {"type": "string", "pattern": rf"^({_DATE}({_TIME})?|[0-9]{{1,4}}(\.[0-9]{{1,2}})?[smhd])$",
              "description": "ISO 8601 (naive = UTC; the API takes any ISO 8601 date, these are the ones described) "
                             "or an age like 10m, 2h, 1.5d"}
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+DOMAIN = {"type": "string", "maxLength": 253, "pattern": rf"^{_LABEL}(\.{_LABEL})*\.?$",
+          "description": "A domain name (ASCII; an IDN in its xn-- form), as config.gateways.domain_names takes it."}
 REASON = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": r"[^\s]",
           "description": "Why (goes into the audit log); not blank."}
 
@@ -74,7 +78,7 @@ def _outbound(schema: dict) -> dict:
     p = s["properties"]
     _nullable(p["auth_password"], {"$ref": "#/components/schemas/Secret"})
     _nullable(p["ca_file"], PATH)
-    p["sender_domains"]["items"] = {"type": "string", "minLength": 1}
+    p["sender_domains"]["items"] = DOMAIN
     s["allOf"] = [
         {"if": {"properties": {"auth_username": {"type": "string", "minLength": 1}}, "required": ["auth_username"]},
          "then": {"required": ["auth_password"], "properties": {"auth_password": {"$ref": "#/components/schemas/"
@@ -113,6 +117,8 @@ def tighten(schemas: dict) -> dict:
     out["Secret"] = secret()
     out["StoredSecret"] = stored_secret()
     out["SpamAction"] = _spam_action(schemas["SpamAction"])
+    out["DomainVerification"] = copy.deepcopy(schemas["DomainVerification"])
+    out["DomainVerification"]["properties"]["domains"]["items"] = DOMAIN
     out["SmarterMailConfig"] = _smartermail(schemas["SmarterMailConfig"])
     out["OutboundGateway"] = _outbound(schemas["OutboundGateway"])
     out["InboundGateway"] = _inbound(schemas["InboundGateway"])

@@ -41,6 +41,9 @@ async def queue_command(request: web.Request) -> web.Response:
     return web.json_response({"command": command, "matched": len(ids), "applied": True, **applied.as_dict()})
 
 
+FILTER_KEYS = frozenset({"destination", "domain", "tier"})
+
+
 def _invalid(data: dict) -> web.Response | None:
     """A 422 for a body field of the wrong shape (so it never reaches a conversion that would fail), or None."""
     reason, timeout = data.get("reason"), data.get("timeout_s", 60)
@@ -51,7 +54,8 @@ def _invalid(data: dict) -> web.Response | None:
     ids, flt = data.get("message_ids"), data.get("filter")
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) and i for i in ids)):
         return error(422, "message_ids must be a list of message ids", fields={"message_ids": "list of strings"})
-    if flt is not None and not (isinstance(flt, dict) and all(isinstance(v, str) for v in flt.values())):
+    if flt is not None and not (isinstance(flt, dict) and flt and set(flt) <= FILTER_KEYS
+                                and all(isinstance(v, str) and v for v in flt.values())):
         return error(422, "filter must map destination, domain or tier to text", fields={"filter": "object"})
     return None
 
