@@ -40,8 +40,10 @@ class Sink:
 
     def __init__(self, workdir: Path, port: int, slow_ms: int) -> None:
         self.out = workdir / f"sink-{port}-{time.monotonic_ns()}.out"
+        self.timings: Path | None = None
         if slow_ms:
-            cmd = [sys.executable, str(ROOT / "bench" / "slow_sink.py"), str(port), str(slow_ms)]
+            self.timings = self.out.with_suffix(".timings.json")
+            cmd = [sys.executable, str(ROOT / "bench" / "slow_sink.py"), str(port), str(slow_ms), str(self.timings)]
         else:
             cmd = ["smtp-sink", "-c", "-u", "postfix", f"127.0.0.1:{port}", "256"]
         self.fh = open(self.out, "wb")

@@ -42,6 +42,7 @@ from mailgate.ops import broker  # noqa: E402
 from bench import paced  # noqa: E402
 from bench.peers import RCPT, SENDER, Postfix, Sink, Workload, free_port, smtp_source  # noqa: E402
 from bench.procstats import RssPoller, cpu_s, status_kb, tree_cpu_s  # noqa: E402
+from bench.sink_view import describe, sink_view  # noqa: E402
 
 from mailgate.core import kafka, topics
 from mailgate.ops.audit import read_topic  # noqa: E402
@@ -64,9 +65,23 @@ WORKLOADS = [
 
 # ---------------------------------------------------------------- mailgate
 
+def apply_settings(data: dict, settings: list[str]) -> None:
+    """`--set SECTION.KEY=VALUE` (VALUE read as YAML) into the bench's configuration, for A/B runs of a setting."""
+    for item in settings:
+        path, sep, value = item.partition("=")
+        if not sep or not path:
+            sys.exit(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        *parents, leaf = path.split(".")
+        node = data
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = yaml.safe_load(value)
+
+
 class Mailgate:
-    def __init__(self, workdir: Path, sink_port: int) -> None:
+    def __init__(self, workdir: Path, sink_port: int, settings: list[str] | None = None) -> None:
         self.workdir = workdir
+        self.settings = settings or []
         self.kafka_port, self.controller_port = free_port(), free_port()
         self.smtp_port = free_port()
         self.sink_port = sink_port
@@ -94,6 +109,7 @@ class Mailgate:
                 "primary_port": self.sink_port,
                 "domain_verification": {"mode": "specified_domains", "domains": ["example.test"]}}],
         }
+        apply_settings(data, self.settings)
         self.cfg = parse_config(data)
         self.config_path.write_text(yaml.safe_dump(data))
 
@@ -167,6 +183,7 @@ class Result:
     check: str = ""
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     load: str = ""
+    sink_view: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def pct(sorted_vals: list[int], p: float) -> float:
@@ -181,6 +198,7 @@ def timeout_for(w: Workload, n: int) -> float:
 
 def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str | None) -> Result:
     res = Result("mailgate", w.name, n)
+    t0 = time.monotonic()
     sink = Sink(mg.workdir, mg.sink_port, w.slow_ms)
     try:
         mg.start_stages(w.egress_replicas)
@@ -221,6 +239,7 @@ def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str
     finally:
         mg.stop_stages()
         sink.stop()
+    add_sink_view(res, sink, t0)
     return res
 
 
@@ -253,6 +272,7 @@ def check_events(res: Result, events: list, n: int, w: Workload) -> None:
 
 def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: Workload, n: int) -> Result:
     res = Result("postfix", w.name, n)
+    t0 = time.monotonic()
     sink = Sink(workdir, sink_port, w.slow_ms)
     try:
         _, errs = smtp_source(pf.port, w, WARMUP, sessions=2)
@@ -274,7 +294,14 @@ def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: 
         res.check = f"{'OK' if res.sink_count == n else 'MISMATCH'}: sink={res.sink_count}"
     finally:
         sink.stop()
+    add_sink_view(res, sink, t0)
     return res
+
+
+def add_sink_view(res: Result, sink: Sink, t0: float) -> None:
+    """The slow sink's view (bench/sink_view.py): delivery rate and MAIL -> final dot while accepting and after."""
+    if sink.timings is not None and sink.timings.exists():
+        res.sink_view = sink_view(sink.timings, t0, res.accept_s)
 
 
 def run_paced(mg: Mailgate, broker_pid: int, rate: float, seconds: float) -> Result:
@@ -366,15 +393,18 @@ def main() -> int:
     ap.add_argument("--messages", type=int, help="messages for the 5k workload; others scale down with it")
     ap.add_argument("--only", help="comma-separated workload names: " + ",".join(w.name for w in WORKLOADS))
     ap.add_argument("--skip-postfix", action="store_true")
-    ap.add_argument("--py-spy", metavar="STAGE", help="comma-separated stages (ingress,processor,egress) to profile with py-spy during the first "
-                    "workload (20 s, 50 Hz, raw collapsed stacks into the work directory; disturbs the numbers)")
+    ap.add_argument("--py-spy", metavar="STAGE", help="comma-separated stages (ingress,processor,egress) to profile "
+                    "with py-spy during the first workload (20 s, 50 Hz, raw collapsed stacks into the work directory; disturbs the numbers)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a setting of mailgate's bench configuration, VALUE read as YAML (repeatable), e.g. "
+                         "--set kafka.compression=none")
     ap.add_argument("--paced", metavar="RATES", help="comma-separated offered loads in msg/s (e.g. 20,250): "
                     "latency under a steady load instead of the throughput workloads (mailgate only)")
     ap.add_argument("--paced-seconds", type=float, default=30, help="how long each paced load runs (default 30)")
     args = ap.parse_args()
     if args.paced:
-        return main_paced([float(r) for r in args.paced.split(",")], args.paced_seconds, args.keep)
+        return main_paced([float(r) for r in args.paced.split(",")], args.paced_seconds, args.keep, args.set)
     for tool in ("smtp-source", "smtp-sink", "postfix"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not on PATH (Debian: apt-get install postfix)")
@@ -382,12 +412,13 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     workdir.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach their queue and data dirs
     sink_port = free_port()
-    mg = Mailgate(workdir, sink_port)
+    mg = Mailgate(workdir, sink_port, args.set)
     pf = None if args.skip_postfix else Postfix(workdir, sink_port)
     results: list[Result] = []
     started = time.monotonic()
     print(f"work dir {workdir}; broker 127.0.0.1:{mg.kafka_port}; mailgate 127.0.0.1:{mg.smtp_port}; "
-          f"sink 127.0.0.1:{sink_port}" + (f"; postfix 127.0.0.1:{pf.port}" if pf else ""), flush=True)
+          f"sink 127.0.0.1:{sink_port}" + (f"; postfix 127.0.0.1:{pf.port}" if pf else "")
+          + "".join(f"; --set {s}" for s in args.set), flush=True)
     try:
         broker_pid = mg.start_broker()
         if pf:
@@ -402,11 +433,15 @@ def main() -> int:
             results.append(r)
             print(f"  mailgate: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
                   + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
+            if r.sink_view:
+                print(f"    sink's view: {describe(r.sink_view)}", flush=True)
             if pf:
                 r = run_postfix(pf, workdir, sink_port, broker_pid, w, n)
                 results.append(r)
                 print(f"  postfix: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
                       + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
+                if r.sink_view:
+                    print(f"    sink's view: {describe(r.sink_view)}", flush=True)
     finally:
         mg.stop_stages()
         if pf:
@@ -424,11 +459,11 @@ def main() -> int:
     return 0
 
 
-def main_paced(rates: list[float], seconds: float, keep: bool) -> int:
+def main_paced(rates: list[float], seconds: float, keep: bool, settings: list[str]) -> int:
     if shutil.which("smtp-sink") is None or shutil.which("smtp-source") is None:
         sys.exit("smtp-sink/smtp-source are not on PATH (Debian: apt-get install postfix)")
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
-    mg = Mailgate(workdir, free_port())
+    mg = Mailgate(workdir, free_port(), settings)
     results: list[Result] = []
     started = time.monotonic()
     print(f"work dir {workdir}; broker 127.0.0.1:{mg.kafka_port}; mailgate 127.0.0.1:{mg.smtp_port}", flush=True)
