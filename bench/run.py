@@ -95,7 +95,8 @@ class Mailgate:
             "node_name": "bench",
             "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 4},
             "local_broker": {"home": str(self.workdir / "broker"), "libs": str(LIBS), "port": self.kafka_port,
-                             "controller_port": self.controller_port, "heap": "-Xms512m -Xmx1g"},
+                             "controller_port": self.controller_port, "heap": "-Xms512m -Xmx1g",
+                             "jit": "full"},  # as examples/mailgate.yaml: a broker under sustained load
             "ingress": {"listen_host": "127.0.0.1", "listen_port": self.smtp_port, "hostname": "gw.bench.test",
                         "max_message_bytes": 26214400,
                         # Postfix exempts $mynetworks (127.0.0.0/8 here) from its per-client limits; so does the bench

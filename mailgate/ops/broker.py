@@ -176,9 +176,15 @@ def _scram_credential(cfg: Config, iterations: int = 8192) -> str:
             f'saltedpassword="{b64(salted)}"]')
 
 
-def _java(libs: Path, main: list[str], lb: LocalBrokerConfig, p: dict[str, Path]) -> list[str]:
-    return ["java", *lb.heap.split(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+def _java(libs: Path, main: list[str], lb: LocalBrokerConfig, p: dict[str, Path], quick: bool = True) -> list[str]:
+    """The JVM command line; `quick`: C1 only (a short tool run, or `local_broker.jit: quick_start`)."""
+    return ["java", *lb.heap.split(), "-XX:+UseSerialGC", *(["-XX:TieredStopAtLevel=1"] if quick else []),
             f"-Dlog4j2.configurationFile={p['log4j']}", "-cp", f"{libs}/*", *main]
+
+
+def server_command(libs: Path, lb: LocalBrokerConfig, p: dict[str, Path]) -> list[str]:
+    """The broker's command line: C1 only under `jit: quick_start`, the JVM's whole JIT under `jit: full`."""
+    return _java(libs, ["kafka.Kafka", str(p["props"])], lb, p, quick=lb.jit == "quick_start")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -269,8 +275,8 @@ def start(cfg: Config) -> BrokerStatus:
         _format_data_dir(cfg, libs, p)
     with open(p["log"], "ab") as log:
         offset = log.tell()
-        proc = subprocess.Popen(_java(libs, ["kafka.Kafka", str(p["props"])], lb, p), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(server_command(libs, lb, p), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     p["pid"].write_text(str(proc.pid))
     _children[proc.pid] = proc
     deadline = time.monotonic() + lb.start_timeout_s

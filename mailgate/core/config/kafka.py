@@ -77,6 +77,10 @@ class LocalBrokerConfig(Strict):
     port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
     controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
     heap: str = Field("-Xms256m -Xmx512m", description="JVM heap options.")
+    jit: Literal["quick_start", "full"] = Field(
+        "quick_start", description="quick_start: the JVM compiles with C1 only (-XX:TieredStopAtLevel=1), the least "
+        "CPU to start (tests, development); full: the JVM's whole tiered JIT, which spends CPU compiling in its first "
+        "minute under load and less per record after that (a broker that runs for hours; docs/performance.md).")
     start_timeout_s: float = Field(60, gt=0, description="How long to wait for 'Kafka Server started'.")
     sasl_ssl: LocalBrokerSaslSsl | None = Field(None, description="Serve clients over SASL_SSL instead of "
                                                                   "PLAINTEXT (needs kafka.security SCRAM-SHA-512).")
