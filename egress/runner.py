@@ -337,8 +337,22 @@ class Egress:
             outputs = self.outcome.outcome(routed, failed, gateway="", host="", attempt=routed.attempt + 1,
                                            now=now_ms(), error="internal delivery error (see the egress log)")
         give_back_slot()
-        await self._emit(outputs)
+        await self._emit_outcome(outputs)
         metrics.observe_egress(outputs)
+
+    async def _emit_outcome(self, outputs: list[Output]) -> None:
+        """An attempt's outcome: its facts (events, retry records, DSNs) first, then its records in mail.delivered,
+        so the index says "delivered" only once the MessageDelivered recording it is in Kafka. Appended together,
+        the two can go in separate produce requests: a replica killed between them left a delivery the index knew
+        and the audit log did not, and the survivor's DuplicateSuppressed pointed at no recorded delivery. Killed
+        between the two appends now, the write-ahead mark is still "sending": the survivor attempts again and its
+        DeliveryAttempted says the server may get the message twice."""
+        facts = [o for o in outputs if o.topic != topics.DELIVERED]
+        index = [o for o in outputs if o.topic == topics.DELIVERED]
+        if facts:
+            await self._emit(facts)
+        if index:
+            await self._emit(index)
 
     async def deliver(self, routed) -> list[Output]:
         """One attempt for one routed message: the Outputs to append."""

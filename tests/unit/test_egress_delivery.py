@@ -174,3 +174,26 @@ async def test_two_copies_of_one_message_in_a_batch_are_delivered_once(server):
         await e.pool.close()
     assert e._lanes[tp].commit_point() == 9 and len(server.messages) == 1
     assert names(e.emitted).count("MessageDelivered") == 1 and "DuplicateSuppressed" in names(e.emitted)
+
+
+async def test_the_index_says_delivered_only_after_the_delivery_is_on_record(server):
+    """Regression: MessageDelivered and the index record went to Kafka together and could land in two produce
+    requests; a replica killed between them left the index saying "delivered" with no MessageDelivered in the
+    audit log, and the survivor's DuplicateSuppressed pointed at nothing. The index record is appended only after
+    the facts are acknowledged."""
+    e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
+    appends: list[list] = []  # each _emit call: appended together, acknowledged before the call returns
+
+    async def emit(outputs) -> None:
+        appends.append(list(outputs))
+
+    e._emit = emit
+    try:
+        await e._one(TopicPartition("mail.outbound", 0), None, routed(["up"]), None)
+    finally:
+        await e.pool.close()
+    marks, facts, index = appends
+    assert [(o.topic, o.record) for o in marks] == [("mail.delivered", b"sending")]
+    assert names(facts) == ["DeliveryAttempted", "MessageDelivered"]
+    assert [(o.topic, o.key, o.record) for o in index] == [("mail.delivered", delivered_key("01MID", "bob@far.test"),
+                                                            b"1")]
