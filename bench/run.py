@@ -395,7 +395,8 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated workload names: " + ",".join(w.name for w in WORKLOADS))
     ap.add_argument("--skip-postfix", action="store_true")
     ap.add_argument("--py-spy", metavar="STAGE", help="comma-separated stages (ingress,processor,egress) to profile "
-                    "with py-spy during the first workload (20 s, 50 Hz, raw collapsed stacks into the work directory; disturbs the numbers)")
+                    "with py-spy during the first workload (20 s, 50 Hz, raw collapsed stacks into the work "
+                    "directory; disturbs the numbers)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a setting of mailgate's bench configuration, VALUE read as YAML (repeatable), e.g. "
