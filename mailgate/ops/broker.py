@@ -275,8 +275,8 @@ def start(cfg: Config) -> BrokerStatus:
         _format_data_dir(cfg, libs, p)
     with open(p["log"], "ab") as log:
         offset = log.tell()
-        proc = subprocess.Popen(server_command(libs, lb, p), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(server_command(libs, lb, p), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
     p["pid"].write_text(str(proc.pid))
     _children[proc.pid] = proc
     deadline = time.monotonic() + lb.start_timeout_s
