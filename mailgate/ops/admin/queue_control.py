@@ -41,7 +41,8 @@ async def queue_command(request: web.Request) -> web.Response:
     return web.json_response({"command": command, "matched": len(ids), "applied": True, **applied.as_dict()})
 
 
-FILTER_KEYS = frozenset({"destination", "domain", "tier"})
+FILTER_KEYS = ("destination", "domain", "tier")
+"""What a queue command's `filter` may name (qc.select's arguments); the handler and the OpenAPI description."""
 
 
 def _invalid(data: dict) -> web.Response | None:
@@ -54,7 +55,7 @@ def _invalid(data: dict) -> web.Response | None:
     ids, flt = data.get("message_ids"), data.get("filter")
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) and i for i in ids)):
         return error(422, "message_ids must be a list of message ids", fields={"message_ids": "list of strings"})
-    if flt is not None and not (isinstance(flt, dict) and flt and set(flt) <= FILTER_KEYS
+    if flt is not None and not (isinstance(flt, dict) and flt and set(flt) <= set(FILTER_KEYS)
                                 and all(isinstance(v, str) and v for v in flt.values())):
         return error(422, "filter must map destination, domain or tier to text", fields={"filter": "object"})
     return None
@@ -105,9 +106,7 @@ def openapi_paths(op, json_, mutating_body) -> dict:
                     "command": {"enum": list(MESSAGE_COMMANDS)},
                     "message_ids": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                     "filter": {"type": "object", "minProperties": 1, "additionalProperties": False,
-                               "properties": {"destination": {"type": "string", "minLength": 1},
-                                             "domain": {"type": "string", "minLength": 1},
-                                             "tier": {"type": "string", "minLength": 1}}},
+                               "properties": {k: {"type": "string", "minLength": 1} for k in FILTER_KEYS}},
                     "confirm": {"type": "boolean"}, "reason": mutating_body["properties"]["reason"],
                     "timeout_s": mutating_body["properties"]["timeout_s"]}}, mutating=True)},
         "/api/destinations": {"get": op("Suspended destinations", {"200": json_({"type": "object"})})},
