@@ -120,3 +120,17 @@ def test_config_check_reports_ok_or_each_problem(tmp_path):
                               "auth_password: {env: MG_TEST_UNSET_VAR}}]\n")
     done = mailgate("config", "check", str(missing_secret))
     assert done.returncode == 3 and "environment variable MG_TEST_UNSET_VAR is not set" in done.stdout
+
+
+def test_every_subcommand_has_help_that_exits_0(capsys):
+    """`mailgate COMMAND --help` for every command in the parser: the parser of each group builds and says what the
+    command does (a group whose module fails to import would fail here, before an operator finds it)."""
+    from mailgate.ops.cli.main import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert len(commands) >= 20
+    for name in commands:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([name, "--help"])
+        assert done.value.code == 0, name
+        assert "usage: mailgate " + name in capsys.readouterr().out
