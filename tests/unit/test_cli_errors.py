@@ -134,3 +134,13 @@ def test_every_subcommand_has_help_that_exits_0(capsys):
             parser.parse_args([name, "--help"])
         assert done.value.code == 0, name
         assert "usage: mailgate " + name in capsys.readouterr().out
+
+
+def test_a_queue_command_an_egress_replica_did_not_acknowledge_exits_5_naming_it(capsys):
+    """Exit status 5 (exits.NOT_ALL_APPLIED), not 3, which is a configuration error."""
+    from mailgate.ops.cli import exits
+    from mailgate.ops.queue.cli import _report
+    from mailgate.ops.queue.commands import Applied
+    assert _report("hold: 1 message(s)", Applied("c1", 1, {"egress-a"}, {"egress-b"}, 60.0)) == exits.NOT_ALL_APPLIED == 5
+    assert "NOT acknowledged by: egress-b" in capsys.readouterr().out
+    assert _report("hold: 1 message(s)", Applied("c2", 1, {"egress-a"}, set(), 0.1)) == exits.OK
