@@ -21,6 +21,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 
 from mailgate.core import kafka, topics
+from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from schemas import TempfailedMessageStored, encode
@@ -53,7 +54,7 @@ class Publisher:
         self._starting = asyncio.create_task(self._start_loop())
 
     async def _start_loop(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 5)
         while not self._closed:
             p = kafka.producer(self.cfg, f"mailgate-ingress-{self.cfg.node_name}",
                                request_timeout_ms=int(self.timeout_s * 1000 * 0.8), linger_ms=1)
@@ -62,8 +63,7 @@ class Publisher:
             except Exception as err:
                 await p.stop()
                 log.warning("Kafka unreachable (%s); answering 451 4.3.0 until it is back", type(err).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
+                await backoff.wait()
                 continue
             self._producer = p
             log.info("connected to Kafka at %s", ",".join(self.cfg.kafka.bootstrap_servers))
@@ -113,9 +113,9 @@ class Publisher:
     async def _retry_audit(self, p: AIOKafkaProducer, audit, deadline: float) -> bool:
         """Re-send the audit copy until it is acknowledged (True) or the client's reply cannot wait (False)."""
         loop = asyncio.get_running_loop()
-        delay = AUDIT_RETRY_FIRST_S
-        while loop.time() + delay < deadline:
-            await asyncio.sleep(delay)
+        backoff = Backoff(AUDIT_RETRY_FIRST_S, AUDIT_RETRY_MAX_S)
+        while loop.time() + backoff.delay_s < deadline:
+            await backoff.wait()
             try:
                 fut = await p.send(topics.EVENTS, encode(audit), key=audit.message_id.encode())
                 await asyncio.wait_for(fut, max(deadline - loop.time(), 0.01))
@@ -123,7 +123,6 @@ class Publisher:
                 return True
             except Exception as err:  # retried until the deadline whatever the error
                 log.info("id=%s audit copy not stored yet: %s", audit.message_id, type(err).__name__)
-            delay = min(delay * 2, AUDIT_RETRY_MAX_S)
         return False
 
     def _watch_late(self, task: asyncio.Task, record) -> None:
@@ -151,7 +150,7 @@ class Publisher:
 
         async def write_until_stored() -> None:
             for event in ([audit] if audit is not None else []) + [tempfailed]:
-                delay = AUDIT_RETRY_FIRST_S
+                backoff = Backoff(AUDIT_RETRY_FIRST_S, AUDIT_RETRY_MAX_S)
                 while True:
                     p = self._producer
                     try:
@@ -161,9 +160,8 @@ class Publisher:
                         break
                     except Exception as err:
                         log.warning("id=%s audit event %s not stored yet (%s); retrying in %.1fs",
-                                    record.message_id, type(event).__name__, type(err).__name__, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, AUDIT_RETRY_MAX_S)
+                                    record.message_id, type(event).__name__, type(err).__name__, backoff.delay_s)
+                    await backoff.wait()
             log.info("id=%s audit record of the 451 stored", record.message_id)
 
         task = asyncio.create_task(write_until_stored())

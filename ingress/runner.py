@@ -19,6 +19,7 @@ from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
 from ingress.recipient_lookup import RecipientVerifier
 from mailgate.core import metrics
+from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import run_until_stopped
@@ -89,7 +90,7 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
 
 async def _follow_config(live: LiveConfig, handler: IngressHandler) -> None:
     """Gateways from mail.config, once Kafka answers; until then the file's (the listener is up either way)."""
-    delay = 1.0
+    backoff = Backoff(1.0, 30)
     while True:
         try:
             handler.reconfigure(await live.start())
@@ -98,8 +99,7 @@ async def _follow_config(live: LiveConfig, handler: IngressHandler) -> None:
         except Exception as err:
             log.warning("cannot read %s yet (%s); using the file's gateways", "mail.config", type(err).__name__)
             await live.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30)
+            await backoff.wait()
 
 
 def run(cfg: Config) -> None:

@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 from mailgate.core import metrics, topics
+from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config, ConfigError
 from mailgate.core.config_events import (CONFIG_EVENTS, GatewayState, config_version, effective_config,
                                          read_state_to, state_entry, state_key)
@@ -71,7 +72,7 @@ class LiveConfig:
         return state, ends
 
     async def _follow(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 10)
         while True:
             try:
                 if self._reader is None:
@@ -81,19 +82,19 @@ class LiveConfig:
                 self.following.set()
                 log.info("%s following cache purges and gateway changes on %s from %s", self.role, topics.CONFIG,
                          self.position)
-                delay = 0.5
+                backoff.reset()
                 async for batch in self._reader.batches():
                     self._dispatch(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.warning("%s follower: %s; retrying in %.1f s", topics.CONFIG, type(err).__name__, delay)
+                log.warning("%s follower: %s; retrying in %.1f s", topics.CONFIG, type(err).__name__,
+                            backoff.delay_s)
                 self.following.clear()
                 if self._reader is not None:
                     reader, self._reader = self._reader, None
                     await reader.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+                await backoff.wait()
 
     def _dispatch(self, batch: list) -> None:
         changed = False

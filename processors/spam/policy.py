@@ -6,8 +6,8 @@ and the MessageRouted to deliver on release (to mail.quarantine, and its audit c
 Returns the (possibly edited) body and the disposition. All mail while spam is disabled, and outbound mail unless
 `spam.scan_outbound`, passes unchanged; scanned outbound mail is classified (the scanners get the login) and gets
 the standard headers, but no gateway's actions. When a scanner is unavailable and on_scanner_failure is "retry", the
-call retries with backoff until the
-scanner answers: the message (and its partition) waits in Kafka, nothing is lost or passed unscored.
+call retries with back-off (`mailgate/core/backoff.py`) until the scanner answers: the message (and its partition)
+waits in Kafka, nothing is lost or passed unscored.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
 from mailgate.core import topics
+from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config, ConfigError, SpamActions
 from mailgate.core.ids import now_ms
 from mailgate.mail.outputs import Output, audit
@@ -88,7 +89,7 @@ class SpamPolicy:
 
     async def scan(self, received, body: bytes, extra_scorers: Sequence[Scorer] = ()) -> Classification:
         """Classify the message; in "retry" mode, try again (1 s doubling to 30 s) until every scanner answers."""
-        delay = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S, self.sleep)
         tries = 0
         while True:
             began = time.monotonic()
@@ -98,9 +99,8 @@ class SpamPolicy:
             except ScannerUnavailable as err:
                 tries += 1
                 log.warning("spam scan of %s failed (try %d), retrying in %.0fs: %s",
-                            received.message_id, tries, delay, err)
-                await self.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                            received.message_id, tries, backoff.delay_s, err)
+                await backoff.wait()
                 continue
             log.info("spam scan of %s: level %s, total %.1f in %.3fs", received.message_id, verdict.level,
                      verdict.total, time.monotonic() - began)
