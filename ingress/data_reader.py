@@ -11,6 +11,8 @@ import asyncio
 import enum
 from dataclasses import dataclass
 
+from mailgate.mail.line_endings import bare_in_lines
+
 END = b".\r\n"
 
 
@@ -75,8 +77,7 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
     lines = content.split(b"\r\n")
     if content and max(map(len, lines)) + 2 > line_limit:
         return Data(DataState.TOO_LONG)
-    rest = b"".join(lines)  # what is left of a CR or LF once the CRLFs are gone is a bare one (memchr, not a count)
-    bare = b"\r" in rest or b"\n" in rest
+    bare = bare_in_lines(lines)
     if content.startswith(b"."):
         content = content[1:]
     return Data(DataState.OK, content.replace(b"\r\n.", b"\r\n"), bare)

@@ -22,6 +22,7 @@ from ingress.replies import Verdict
 from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from mailgate.core import metrics
 from mailgate.mail.header_fields import header_value
+from mailgate.mail.line_endings import has_bare_line_ending, to_crlf
 from mailgate.core.config import Config
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
@@ -29,15 +30,6 @@ from mailgate.mail.directory import CachedDirectory
 from schemas import MessageReceived, RecipientRejected
 
 log = logging.getLogger("mailgate.ingress")
-_BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
-
-
-def has_bare_line_ending(data: bytes) -> bool:
-    """Is there a LF not after a CR, or a CR not before a LF (what `_BARE_LF` matches)? Three C-speed counts
-    instead of the regex's look-around at every byte: 1.7 ms instead of 29 ms for a 1 MB message. DATA read by
-    ingress/data_reader.py comes with the answer already (found while measuring its lines)."""
-    pairs = data.count(b"\r\n")
-    return data.count(b"\n") != pairs or data.count(b"\r") != pairs
 
 
 def received_header(*, helo: str, client: str, hostname: str, protocol: str, message_id: str,
@@ -168,7 +160,7 @@ class IngressHandler:
                          extra={"message_id": envelope.mg_id})
                 metrics.INGRESS_REJECTED_MESSAGES.labels("bare_lf").inc()
                 return Verdict.BARE_LF.reply()
-            data = _BARE_LF.sub(b"\r\n", data)
+            data = to_crlf(data)
         if len(data) > s.cfg.ingress.max_message_bytes:
             metrics.INGRESS_REJECTED_MESSAGES.labels("too_big").inc()
             return Verdict.MESSAGE_TOO_BIG.reply()

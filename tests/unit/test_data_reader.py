@@ -78,7 +78,7 @@ async def test_end_split_across_network_reads():
 
 async def test_the_bare_line_ending_flag_agrees_with_the_handlers_check_on_every_short_mix():
     """read_data finds bare CR/LF in the pass that measures line lengths; the handler trusts its flag."""
-    from ingress.handler import has_bare_line_ending
+    from mailgate.mail.line_endings import has_bare_line_ending
     for n in range(6):
         for combo in itertools.product((b"a", b".", b"\r", b"\n"), repeat=n):
             body = b"".join(combo)
