@@ -11,7 +11,6 @@ that answers something unrecognised is not down: both modes tempfail (451 4.4.3)
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Callable
 
@@ -20,7 +19,8 @@ from ingress.replies import Verdict
 from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import rebuild_directories, verification_method
+from mailgate.mail.directory.build import verification_method
+from mailgate.mail.directory.live import LiveDirectories
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")
@@ -31,38 +31,28 @@ __all__ = ["RecipientVerifier", "build_directories"]
 VERIFIED = "verified"
 """The reason `check` gives with OK when the directory confirmed the recipient (a fresh answer)."""
 
-RETIRE_AFTER_S = 300.0
-"""How long a directory replaced by a configuration change stays open for transactions that began before it."""
 
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
                  note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None) -> None:
-        self.directories = directories
+        self.live = LiveDirectories([], directories)
+        self.directories = self.live.mapping
         self.node = node
         self.note = note
         self.probe = probe or PrimaryProbe()
-        self.gateways: list[InboundGateway] = []
-        self._retiring: set[asyncio.Task] = set()
 
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
         """The verifier of an ingress process (its caches are purged through `mail.directory.purge.follow_purges`)."""
         verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note)
-        verifier.gateways = list(cfg.inbound_gateways)
+        verifier.live.gateways = list(cfg.inbound_gateways)
         return verifier
 
     def reconfigure(self, cfg: Config) -> None:
         """Directories for the new gateways: unchanged ones keep their cache; a changed or removed gateway's old
-        directory is closed once transactions that began before the change are over."""
-        new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
-        self.directories.clear()
-        self.directories.update(new)  # in place: the cache purges apply to this mapping
-        self.gateways = list(cfg.inbound_gateways)
-        for d in retired:
-            task = asyncio.get_running_loop().create_task(_close_later(d, RETIRE_AFTER_S))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+        directory is closed once transactions that began before the change are over (`LiveDirectories`)."""
+        self.live.reconfigure(cfg.inbound_gateways)
 
     async def check(self, gateway: InboundGateway, address: str, message_id: str,
                     directories: dict[str, CachedDirectory] | None = None,
@@ -87,15 +77,5 @@ class RecipientVerifier:
         return Verdict.OK, "" if v.stale else VERIFIED
 
     async def aclose(self) -> None:
-        for task in list(self._retiring):
-            task.cancel()
         await self.probe.aclose()
-        for d in self.directories.values():
-            await d.aclose()
-
-
-async def _close_later(directory: CachedDirectory, delay_s: float) -> None:
-    try:
-        await asyncio.sleep(delay_s)
-    finally:
-        await directory.aclose()
+        await self.live.aclose()

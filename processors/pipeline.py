@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from mailgate.core.config import Config, ConfigError
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import now_ms
-from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import rebuild_directories
+from mailgate.mail.directory import CachedDirectory
+from mailgate.mail.directory.live import LiveDirectories
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.sender_auth import SenderAuthPolicy
@@ -26,10 +26,6 @@ from processors.recipient_recheck import VerificationPolicy
 from schemas import MessageDiscarded
 
 log = logging.getLogger("mailgate.processor")
-
-RETIRE_AFTER_S = 300.0
-"""How long the policies of a replaced configuration version stay open for messages still judged by them."""
-
 
 @dataclass(frozen=True)
 class Steps:
@@ -43,11 +39,10 @@ class Steps:
 class Pipeline:
     def __init__(self, cfg: Config, node: str) -> None:
         self.node = node
-        self.gateways = list(cfg.inbound_gateways)
-        self.directories: dict[str, CachedDirectory] = build_directories(cfg.inbound_gateways)
+        self.live = LiveDirectories(cfg.inbound_gateways)
+        self.directories: dict[str, CachedDirectory] = self.live.mapping
         self.config_following: asyncio.Event | None = None
         self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
-        self._retiring: set[asyncio.Task] = set()
         self.sender_auth = SenderAuthPolicy(cfg, node)  # its settings are not live: one for the process
 
     def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
@@ -96,32 +91,12 @@ class Pipeline:
         except ConfigError as err:
             log.error("ignored configuration version %s: %s", version, err)
             return
-        new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
-        self.directories.clear()
-        self.directories.update(new)  # in place: cache purges apply to this mapping
-        self.gateways = list(cfg.inbound_gateways)
-        old, self.steps = self.steps, self._steps(cfg, self.steps.route.for_version(cfg, version))
-        self._retire(old, retired)
-
-    def _retire(self, old: Steps, directories: list[CachedDirectory]) -> None:
-        async def later() -> None:
-            try:
-                await asyncio.sleep(RETIRE_AFTER_S)
-            finally:
-                await old.classify.aclose()
-                for d in directories:
-                    await d.aclose()
-        try:
-            task = asyncio.get_running_loop().create_task(later())
-        except RuntimeError:  # no loop (configured before the worker started): nothing in flight to wait for
-            return
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        old = self.steps
+        # the new version's directories first: its verification policy takes a copy of them
+        self.live.reconfigure(cfg.inbound_gateways, also_close=[old.classify.aclose])
+        self.steps = self._steps(cfg, old.route.for_version(cfg, version))
 
     async def aclose(self) -> None:
-        for task in list(self._retiring):
-            task.cancel()
         await self.steps.classify.aclose()
         await self.sender_auth.aclose()
-        for d in self.directories.values():
-            await d.aclose()
+        await self.live.aclose()
