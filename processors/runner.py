@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 import faust
 
@@ -19,8 +20,9 @@ from mailgate.core.deadletter import decode_or_dead_letter
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import use_fast_loop_policy
 from mailgate.mail.directory.purge import follow_purges
+from mailgate.mail.outputs import Output
 from processors.pipeline import Pipeline
-from schemas import MessageReceived, encode
+from schemas import MessageReceived
 
 log = logging.getLogger("mailgate.processor")
 
@@ -59,11 +61,10 @@ def build_app(cfg: Config) -> faust.App:
             record, dead = decode_or_dead_letter(event.message, MessageReceived, cfg.node_name)
             if dead is not None:
                 metrics.PROCESSOR_MESSAGES.labels("dead_lettered").inc()
-                await topic(topics.DLQ).send(value=encode(dead))
+                await emit(topic, [Output(topics.DLQ, "", dead)])
                 continue
             outputs = await pipeline.handle(record)
-            for out in outputs:
-                await topic(out.topic).send(key=out.key.encode(), value=encode(out.record))
+            await emit(topic, outputs)
             metrics.observe_pipeline(outputs)
 
     live = LiveConfig(cfg, "processor")  # the process's one mail.config follower: gateways and cache purges
@@ -81,6 +82,12 @@ def build_app(cfg: Config) -> faust.App:
     serve_metrics(app, cfg, pipeline)
     app.mailgate_pipeline = pipeline
     return app
+
+
+async def emit(topic: Callable[[str], faust.TopicT], outputs: list[Output]) -> None:
+    """Hand each output, its Kafka headers too, to faust's producer for its topic (`topic(name)`), in order."""
+    for out in outputs:
+        await topic(out.topic).send(**out.kafka_fields())
 
 
 def serve_metrics(app: faust.App, cfg: Config, pipeline: Pipeline) -> None:

@@ -20,13 +20,13 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from mailgate.core import kafka, topics
+from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.core.topic_reader import Undecodable, read_topic
 from mailgate.ops.cli import exits
-from mailgate.mail.outputs import audit
-from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode, encode
+from mailgate.mail.outputs import Output, append_once, audit
+from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode
 
 RESOLVED_DISCARD_REASON = "quarantine_delete"
 HELD_SLACK_MS = 60_000
@@ -197,16 +197,6 @@ async def cmd_show(cfg: Config, message_id: str, as_json: bool = False, from_log
     return 0
 
 
-async def _send(cfg: Config, records: list[tuple[str, str, object]]) -> None:
-    producer = kafka.producer(cfg, "mailgate-quarantine")
-    await producer.start()
-    try:
-        for topic, key, record in records:
-            await producer.send_and_wait(topic, key=key.encode(), value=encode(record))
-    finally:
-        await producer.stop()
-
-
 async def cmd_release(cfg: Config, message_id: str, operator: str | None = None, from_log: bool = False) -> int:
     q = await _one(cfg, message_id, from_log)
     if q is None:
@@ -222,9 +212,9 @@ async def cmd_release(cfg: Config, message_id: str, operator: str | None = None,
                                  expires_at=max(routed.expires_at, now + lifetime_ms))
     released = QuarantineReleased(message_id=message_id, occurred_at=now, node=cfg.node_name,
                                   operator=operator or getpass.getuser())
-    copy = audit(routed)
-    await _send(cfg, [(topics.OUTBOUND, routed.route.destination or "unrouted", routed),
-                      (topics.EVENTS, message_id, released), (copy.topic, copy.key, copy.record)])
+    await append_once(cfg, "mailgate-quarantine", [
+        Output(topics.OUTBOUND, routed.route.destination or "unrouted", routed),
+        Output(topics.EVENTS, message_id, released), audit(routed)])
     print(f"released {message_id} to {routed.route.destination or 'unrouted'}")
     return 0
 
@@ -233,7 +223,7 @@ async def cmd_delete(cfg: Config, message_id: str, operator: str | None = None, 
     q = await _one(cfg, message_id, from_log)
     if q is None:
         return 1
-    await _send(cfg, [(topics.EVENTS, message_id, MessageDiscarded(
+    await append_once(cfg, "mailgate-quarantine", [Output(topics.EVENTS, message_id, MessageDiscarded(
         message_id=message_id, occurred_at=now_ms(), node=cfg.node_name, reason=RESOLVED_DISCARD_REASON,
         headers=q.headers, operator=operator or getpass.getuser()))])
     print(f"deleted {message_id}")

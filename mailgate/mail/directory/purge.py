@@ -12,16 +12,17 @@ import logging
 import uuid
 from typing import Callable, Mapping
 
-from mailgate.core import kafka, topics
+from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.core.live_config import LiveConfig
 from mailgate.mail.directory.cache import CachedDirectory
-from schemas import CachePurgeRequested, encode
+from mailgate.mail.outputs import Output, append_once
+from schemas import CachePurgeRequested
 
 log = logging.getLogger("mailgate.cache")
 
-PURGE_KEY = b"cache-purge"
+PURGE_KEY = "cache-purge"
 """Key of purge requests on the compacted config topic (only the latest need survive compaction)."""
 
 
@@ -29,12 +30,7 @@ async def request_purge(cfg: Config, target: str | None, operator: str | None = 
     """Append a purge request for `target` (address, domain, or None for all) and wait for Kafka's ack."""
     record = CachePurgeRequested(occurred_at=now_ms(), node=cfg.node_name, operator=operator or getpass.getuser(),
                                  target=target.strip().lower() if target else None, request_id=uuid.uuid4().hex)
-    p = kafka.producer(cfg, f"mailgate-cache-purge-{cfg.node_name}")
-    await p.start()
-    try:
-        await p.send_and_wait(topics.CONFIG, encode(record), key=PURGE_KEY)
-    finally:
-        await p.stop()
+    await append_once(cfg, f"mailgate-cache-purge-{cfg.node_name}", [Output(topics.CONFIG, PURGE_KEY, record)])
     return record
 
 

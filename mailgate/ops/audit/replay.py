@@ -23,6 +23,7 @@ from mailgate.core import kafka, topics
 from mailgate.ops.audit.reader import Undecodable, read_topic, when
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
+from mailgate.mail.outputs import Output, append, send
 from schemas import ReplayRequested, encode, event_name
 
 
@@ -130,13 +131,12 @@ async def replay(cfg: Config, req: ReplayRequest, out=sys.stdout, err=sys.stderr
         audit = ReplayRequested(occurred_at=now_ms(), node=cfg.node_name, operator=operator(), topic=req.topic,
                                 range=req.range_text(), message_id=req.message_id, reason=req.reason,
                                 force_redeliver=req.force_redeliver, records=total)
-        await producer.send_and_wait(topics.EVENTS, encode(audit), key=(req.message_id or "replay").encode())
+        await append(producer, [Output(topics.EVENTS, req.message_id or "replay", audit)])
         progress, done, pending = _Progress(total, err), 0, []
         async for rec, e in read_topic(cfg, req.topic, **scan):  # ends at the end as of now: not our own writes
             if (rec.partition, rec.offset) not in chosen:
                 continue
-            topic, key, value = reinjection(req, e, rec.value, now_ms())
-            pending.append(await producer.send(topic, value, key=key.encode()))
+            pending.append(await send(producer, Output(*reinjection(req, e, rec.value, now_ms()))))
             done += 1
             if len(pending) >= 200:
                 await asyncio.gather(*pending)

@@ -10,7 +10,6 @@ replicas did not answer; a replica that joins later loads the whole of mail.cont
 """
 from __future__ import annotations
 
-import asyncio
 import getpass
 import time
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.queue_commands import (DESTINATION_KINDS, MESSAGE_COMMANDS, QueueControlState,
                                           destination_key, flush_key, message_flush_key, message_key,
                                           supersedes)
-from schemas import (DestinationResumed, DestinationSuspended, QueueCommandIssued, UndecodableRecord, decode,
-                     encode)
+from mailgate.mail.outputs import Output, append_once
+from schemas import DestinationResumed, DestinationSuspended, QueueCommandIssued, UndecodableRecord, decode
 
 EGRESS_GROUP = "mailgate-egress"
 
@@ -107,20 +106,10 @@ async def _wait_applied(cfg: Config, command_id: str, start: dict, timeout_s: fl
         await c.stop()
 
 
-async def _write(cfg: Config, records: list[tuple[str, str, object]]) -> None:
-    p = kafka.producer(cfg, "mailgate-queue-control")
-    await p.start()
-    try:
-        futures = [await p.send(topic, encode(rec), key=key.encode()) for topic, key, rec in records]
-        await asyncio.gather(*futures)
-    finally:
-        await p.stop()
-
-
 async def _issue(cfg: Config, command_id: str, records: list[tuple[str, str, object]], count: int,
                  timeout_s: float) -> Applied:
     start = await _event_ends(cfg)
-    await _write(cfg, records)
+    await append_once(cfg, "mailgate-queue-control", [Output(topic, key, rec) for topic, key, rec in records])
     result = await _wait_applied(cfg, command_id, start, timeout_s)
     result.count = count
     return result
