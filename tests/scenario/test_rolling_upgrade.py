@@ -22,7 +22,8 @@ import pytest
 import schemas
 from mailgate.core import kafka, topics
 from mailgate.core.config import parse_config
-from mailgate.core.config_events import config_key, diff
+from mailgate.core.config_events import config_key
+from mailgate.ops.settings.config_writer import diff
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.ops.audit.reader import read_topic
 from tests.scenario.test_walking_skeleton import inbound_config

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from mailgate.core.config import ConfigError, parse_config
-from mailgate.core.config_events import GatewayState, diff, effective_config
+from mailgate.core.config_events import GatewayState, effective_config
+from mailgate.ops.settings.config_writer import diff
 from mailgate.core.secrets import new_key
 
 BASE = {"outbound_gateways": [

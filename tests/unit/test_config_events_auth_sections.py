@@ -8,7 +8,8 @@ import json
 import pytest
 
 from mailgate.core.config import ConfigError, parse_config
-from mailgate.core.config_events import config_version, diff, effective_config, state_entry
+from mailgate.core.config_events import config_version, effective_config, state_entry
+from mailgate.ops.settings.config_writer import diff
 from mailgate.core.passwords import hash_password
 from mailgate.core.secrets import new_key, unseal
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mailgate.core import config_events
+from mailgate.ops.settings import config_writer
 from mailgate.core.config import parse_config
 from mailgate.core.live_config import LiveConfig
 from mailgate.mail.directory.purge import follow_purges, request_purge
@@ -37,7 +37,7 @@ class WriteInTheWindow(LiveConfig):
     async def _snapshot(self, reader):
         snapshot = await super()._snapshot(reader)
         desired = parse_config({"outbound_gateways": [{"name": "in-the-window", "address": "192.0.2.7"}]})
-        await config_events.append(self.base, config_events.diff({}, desired, operator="test"))
+        await config_writer.append(self.base, config_writer.diff({}, desired, operator="test"))
         await request_purge(self.base, "window.test", operator="test")
         return snapshot
 

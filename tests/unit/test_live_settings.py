@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from mailgate.core.config import parse_config
-from mailgate.core.config_events import (GatewayState, config_version, diff, effective_config, non_live_changes,
-                                         state_entry, state_key)
+from mailgate.core.config_events import GatewayState, config_version, effective_config, state_entry, state_key
+from mailgate.ops.settings.config_writer import diff, non_live_changes
 from mailgate.mail.directory import CachedDirectory
 from mailgate.mail.directory.build import rebuild_directories
 from processors.pipeline import Pipeline

@@ -1,7 +1,7 @@
 """Gateways as the admin page sees them: documents in, documents out, secrets write-only.
 
 Reads: `mail.config` through `config_events.read_state` (the running gateways; the YAML file's until the topic has
-any). Emits: GatewayConfigured / GatewayRemoved built by `config_events.diff`, so the admin page changes gateways
+any). Emits: GatewayConfigured / GatewayRemoved built by `config_writer.diff`, so the admin page changes gateways
 exactly as `mailgate config apply` does, and every stage picks them up from the topic. A password is accepted on
 create or update and stored sealed (or as an {env} reference); it is never returned — documents carry
 `{"configured": true}` in its place, and an update that leaves it out keeps the stored one.
@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway, Secret
-from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, read_state,
-                                         stored_settings)
+from mailgate.core.config_events import KINDS, config_version, effective_config, read_state
+from mailgate.ops.settings.config_writer import append, diff, stored_settings
 from processors.spam.policy import check_gateway_actions
 
 SECRET_PATHS = {"outbound": [("auth_password",)], "inbound": [("smartermail", "password")]}

@@ -13,8 +13,8 @@ import json
 from datetime import datetime, timezone
 
 from mailgate.core.config import Config, ConfigError, load_config
-from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, non_live_changes,
-                                         read_state, state_key, stored_settings)
+from mailgate.core.config_events import KINDS, config_version, effective_config, read_state, state_key
+from mailgate.ops.settings.config_writer import append, diff, non_live_changes, stored_settings
 from mailgate.ops.cli.exits import UsageError
 from processors.spam.policy import check_gateway_actions
 from schemas import GatewayRemoved

@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from mailgate.core.config import AuthUser, Config, ConfigError, DkimKey, Secret
-from mailgate.core.config_events import (append, config_version, effective_config, read_state, stored_section)
+from mailgate.core.config_events import config_version, effective_config, read_state
+from mailgate.ops.settings.config_writer import append, stored_section
 from mailgate.core.ids import now_ms
 from mailgate.core.passwords import hash_password
 from mailgate.core.secrets import SecretKeyError, seal
