@@ -1,5 +1,6 @@
-"""mailgate.core.metrics: counting from appended records, result classes, directory-cache collector, consumer lag, the
-HTTP endpoint, and the JSON log fields."""
+"""mailgate.core.metrics (with egress's counting in mailgate.mail.delivery_metrics and the tracker's metrics in
+mailgate.ops.tracking.metrics): counting from appended records, result classes, directory-cache collector, consumer
+lag, the HTTP endpoint, and the JSON log fields."""
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +16,16 @@ from aiokafka import TopicPartition
 from mailgate.core import metrics, topics
 from mailgate.core.config import MetricsConfig
 from mailgate.core.logs import JsonFormatter
+from mailgate.mail import delivery_metrics
+from mailgate.ops.tracking import metrics as tracker_metrics
 from mailgate.mail.outputs import Output, audit
 from schemas import (DeliveryAttempted, DuplicateSuppressed, MessageDelivered, MessageDiscarded, RecipientRejected,
                      RecipientResult, RecipientVerified, SmtpReply)
 
 
 def value(stage: str, name: str, **labels: str) -> float:
-    return metrics.REGISTRIES[stage].get_sample_value(name, labels) or 0.0
+    registry = tracker_metrics.REGISTRY if stage == "tracker" else metrics.REGISTRIES[stage]
+    return registry.get_sample_value(name, labels) or 0.0
 
 
 def attempted(*codes: int, error: str | None = None, gateway: str = "gw1") -> DeliveryAttempted:
@@ -36,7 +40,7 @@ def attempted(*codes: int, error: str | None = None, gateway: str = "gw1") -> De
 @pytest.mark.parametrize("codes, result", [((250, 250), "delivered"), ((250, 550), "bounced"),
                                            ((550, 451), "deferred"), ((), "error")])
 def test_attempt_result_is_the_worst_reply_or_error(codes, result):
-    assert metrics.attempt_result(attempted(*codes, error=None if codes else "connect refused")) == result
+    assert delivery_metrics.attempt_result(attempted(*codes, error=None if codes else "connect refused")) == result
 
 
 def test_observe_egress_counts_attempts_outcomes_latency_and_duplicates_once():
@@ -54,7 +58,7 @@ def test_observe_egress_counts_attempts_outcomes_latency_and_duplicates_once():
                ("mailgate_egress_delivery_latency_seconds_bucket", {"le": "2.5"}),  # it took 1.5 s
                ("mailgate_egress_delivery_latency_seconds_bucket", {"le": "1.0"})]
     before = [value("egress", name, **labels) for name, labels in samples]
-    metrics.observe_egress(outputs)
+    delivery_metrics.observe_egress(outputs)
     after = [value("egress", name, **labels) for name, labels in samples]
     assert [a - b for a, b in zip(after, before)] == [1, 2, 1, 1, 1, 0]
 
@@ -149,7 +153,7 @@ async def test_sample_lag_sets_the_gauge_and_drops_revoked_partitions():
 async def test_the_tracker_samples_its_lag_into_its_own_gauge_with_the_same_sampler():
     tp = TopicPartition("mail.events", 3)
     try:
-        async with sampling(FakeConsumer({tp: 10}, {tp: 25}), gauge=metrics.TRACKER_LAG):
+        async with sampling(FakeConsumer({tp: 10}, {tp: 25}), gauge=tracker_metrics.TRACKER_LAG):
             deadline = asyncio.get_running_loop().time() + 5
             while value("tracker", "mailgate_tracker_consumer_lag", topic="mail.events", partition="3") != 15:
                 assert asyncio.get_running_loop().time() < deadline, "the tracker's lag was never sampled"
@@ -157,7 +161,7 @@ async def test_the_tracker_samples_its_lag_into_its_own_gauge_with_the_same_samp
         assert metrics.REGISTRIES["egress"].get_sample_value(
             "mailgate_egress_consumer_lag", {"topic": "mail.events", "partition": "3"}) is None
     finally:
-        metrics.TRACKER_LAG.remove("mail.events", "3")
+        tracker_metrics.TRACKER_LAG.remove("mail.events", "3")
 
 
 async def test_endpoint_serves_metrics_health_and_readiness_over_http():

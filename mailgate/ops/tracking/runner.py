@@ -20,6 +20,7 @@ from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.core.runtime import run_until_stopped
+from mailgate.ops.tracking import metrics as tracker_metrics
 from mailgate.ops.tracking.projector import project
 from mailgate.ops.tracking.store import Store
 
@@ -64,7 +65,7 @@ class Tracker:
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe([topics.EVENTS], listener=_SeekToStore(self))
         await self.consumer.start()
-        sampler = asyncio.create_task(metrics.sample_lag(self.consumer, gauge=metrics.TRACKER_LAG))
+        sampler = asyncio.create_task(metrics.sample_lag(self.consumer, gauge=tracker_metrics.TRACKER_LAG))
         next_prune = time.monotonic()
         try:
             while not stop.is_set():
@@ -77,8 +78,8 @@ class Tracker:
                     continue
                 began = time.monotonic()
                 n = await asyncio.to_thread(project, self.store, records)
-                metrics.TRACKER_BATCH_SECONDS.observe(time.monotonic() - began)
-                metrics.TRACKER_EVENTS.inc(n)
+                tracker_metrics.TRACKER_BATCH_SECONDS.observe(time.monotonic() - began)
+                tracker_metrics.TRACKER_EVENTS.inc(n)
                 await self._commit(batch)
         finally:
             sampler.cancel()
@@ -111,7 +112,8 @@ def run(cfg: Config, rebuild: bool = False) -> None:
             await asyncio.to_thread(store.clear)
             log.info("tracking store %s emptied: projecting mail.events again from the beginning", store.where)
         tracker = Tracker(cfg, store)
-        endpoint = metrics.MetricsServer("tracker", cfg.metrics, ready=lambda: tracker.assigned)
+        endpoint = metrics.MetricsServer("tracker", cfg.metrics, ready=lambda: tracker.assigned,
+                                        registry=tracker_metrics.REGISTRY)
         await endpoint.start()
         try:
             await kafka.ensure_topics(cfg)

@@ -1,0 +1,22 @@
+"""The tracker's metrics (`mailgate tracker`, the message-tracking read model, an operator-side follower of
+`mail.events`), in a registry of its own, served by its `MetricsServer`.
+
+Reads: what the tracker reports (events projected, batch times) and its consumer's positions (`sample_lag`).
+Emits: `mailgate_tracker_events_projected`, `mailgate_tracker_batch_seconds`, `mailgate_tracker_consumer_lag` on
+the tracker's `/metrics`.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram, ProcessCollector
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+TRACKER_EVENTS = Counter("mailgate_tracker_events_projected", "mail.events records projected into the tracking "
+                         "store (records seen before are not counted again).", registry=REGISTRY)
+TRACKER_BATCH_SECONDS = Histogram("mailgate_tracker_batch_seconds", "Time to project one batch (one store "
+                                  "transaction).", buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                                  registry=REGISTRY)
+TRACKER_LAG = Gauge("mailgate_tracker_consumer_lag", "mail.events records not yet projected, per assigned "
+                    "partition (end offset minus position), sampled every few seconds.", ["topic", "partition"],
+                    registry=REGISTRY)
