@@ -1,5 +1,6 @@
 """The pipeline's topology in one place, as Postfix's master.cf lists its daemons: each stage (and operator tool
-that writes), what it reads and what it writes. The README's picture and docs/architecture.md follow this table."""
+that writes), what it reads and what it writes. The README's picture and docs/architecture.md follow this table;
+tests/unit/test_topology.py checks the stages' rows against what their code writes and consumes."""
 from __future__ import annotations
 
 from mailgate.core import topics
@@ -18,7 +19,7 @@ STAGES: dict[str, dict[str, list[str]]] = {
     "egress": {
         "reads": [topics.OUTBOUND, RETRY, topics.HOLD, topics.DELIVERED, topics.CONFIG, topics.CONTROL],
         "writes": [RETRY, topics.HOLD, topics.RECEIVED + " (DSNs)", topics.DELIVERED, topics.EVENTS, topics.DLQ,
-                   "SMTP servers"],
+                   topics.CONTROL + " (tombstones of finished commands)", "SMTP servers"],
     },
 }
 
