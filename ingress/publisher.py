@@ -8,9 +8,8 @@ The producer is (re)started in the background, so ingress listens even while Kaf
 The window between the two writes: if `mail.received` acknowledged the message but the audit copy failed, the audit
 write is retried until `publish_timeout_s`; if it lands the client gets 250. If not, the client gets 451 — but the
 message is stored and will be delivered — so the audit copy and a `TempfailedMessageStored` (a second copy the
-client may send) are retried in the background until Kafka takes them. One Kafka transaction for both writes was
-measured instead (bench/publish_txn.py, docs/performance.md): it costs 2x the accept latency with one session and
-45x with 20 concurrent sessions (one open transaction per producer), so the retried audit write was chosen.
+client may send) are retried in the background until Kafka takes them. Why not one Kafka transaction for both
+writes: docs/performance.md ("What a Kafka transaction would cost ingress").
 """
 from __future__ import annotations
 

@@ -65,10 +65,10 @@ class GatewaySMTP(SMTP):
 
     def spawn(self) -> GatewaySMTP:
         """A new session with this one's settings, for the next connection, without aiosmtpd's __init__: that
-        builds its command, hook and AUTH tables with `inspect.getmembers` for every connection (9.5 % of ingress
-        CPU with one 5 KB message per connection). `self` is a template that is never connected: the new session
-        copies its settings, gets its own stream state (as `asyncio.StreamReaderProtocol.__init__` makes it) and
-        the same tables with the methods bound to itself."""
+        builds its command, hook and AUTH tables with `inspect.getmembers` for every connection (its cost:
+        docs/performance.md, "SMTP sessions spawned from a template"). `self` is a template that is never
+        connected: the new session copies its settings, gets its own stream state (as
+        `asyncio.StreamReaderProtocol.__init__` makes it) and the same tables with the methods bound to itself."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         asyncio.StreamReaderProtocol.__init__(

@@ -14,8 +14,10 @@ RECEIVED = "mail.received"
 """A message ingress accepted (250 after DATA): `MessageReceived` with the body. Key: message id."""
 
 OUTBOUND = "mail.outbound"
-"""A message routed and ready for delivery: `MessageRouted` with the body. Key: the destination (gateway name),
-so one destination's mail shares a partition and an egress replica."""
+"""A message routed and ready for delivery: `MessageRouted` with the body. Key: `<destination>#<n>` (the destination
+is the gateway name, `n` the message id's CRC-32 modulo `delivery.partitions_per_destination`), so one destination's
+mail is spread over that many partitions and egress replicas; with 1 the key is the destination alone, and one
+destination's mail shares a partition (processors/routing.py)."""
 
 RETRY_PREFIX = "mail.retry."
 """`mail.retry.<delay>s`: a deferred message waiting for its next attempt: `MessageRouted` with `not_before`.
@@ -36,8 +38,10 @@ DLQ = "mail.dlq"
 """Records that could not be decoded or processed: `DeadLettered` with the original bytes and the reason."""
 
 CONFIG = "mail.config"
-"""Compacted configuration: the latest `GatewayConfigured` / `GatewayRemoved` per gateway name, and
-`CachePurgeRequested` (key `cache-purge`), which every ingress and processor follows from its end."""
+"""Compacted configuration: the latest `GatewayConfigured` / `GatewayRemoved` per gateway (key `<kind>/<name>`), the
+latest `SettingsConfigured` per live settings section (key `settings/<section>`: `spam`, `relay_networks`,
+`auth_users`, `dkim_keys`; mailgate/core/config_events.py), and `CachePurgeRequested` (key `cache-purge`), which
+every ingress and processor follows from its end. Every stage follows the topic (mailgate/core/live_config.py)."""
 
 
 RECORD_OVERHEAD_BYTES = 1024 * 1024
