@@ -34,7 +34,7 @@ RETIRE_AFTER_S = 300.0
 @dataclass(frozen=True)
 class Steps:
     """The step policies of one configuration version."""
-    version: str
+    version: str | None
     verify: VerificationPolicy
     classify: SpamPolicy
     route: RoutingPolicy

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, GCCollector, Histogram,
@@ -137,7 +138,7 @@ class DirectoryCacheCollector(Collector):
     """The user-verification caches' counters, read at scrape time from the stage's `CachedDirectory`s."""
 
     def __init__(self) -> None:
-        self.source: Callable[[], Mapping[str, object]] = dict
+        self.source: Callable[[], Mapping[str, Any]] = dict
 
     def watch(self, directories: Callable[[], Mapping[str, object]]) -> None:
         """Report the caches `directories()` returns (gateway name → CachedDirectory) from now on."""
@@ -163,14 +164,14 @@ for _stage, _collector in DIRECTORY_CACHES.items():
     REGISTRIES[_stage].register(_collector)
 
 
-def _records(outputs: Iterable) -> Iterable[object]:
+def _records(outputs: Iterable) -> Iterable[Any]:
     for out in outputs:
         record = getattr(out, "record", None)
         if record is not None and not isinstance(record, bytes):
             yield record
 
 
-_PIPELINE_COUNTS: dict[type, Callable[[object], None]] = {
+_PIPELINE_COUNTS: dict[type, Callable[[Any], None]] = {
     MessageRouted: lambda r: PROCESSOR_MESSAGES.labels("routed").inc(),
     MessageDiscarded: lambda r: PROCESSOR_MESSAGES.labels("discarded").inc(),
     MessageQuarantined: lambda r: PROCESSOR_MESSAGES.labels("quarantined").inc(),

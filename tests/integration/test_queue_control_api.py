@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailgate.core.ids import now_ms
 from mailgate.ops.audit.reader import read_events
 from mailgate.ops.queue.commands import control_state
-from tests.unit.test_admin_api import _h, api, broker_gw, secret_key  # noqa: F401 (fixtures)
+from tests.integration.test_admin_api import _h, api, broker_gw, secret_key  # noqa: F401 (fixtures)
 
 
 async def test_a_message_command_is_an_audited_event_and_says_what_it_did(api, broker_gw):

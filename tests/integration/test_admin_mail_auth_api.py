@@ -14,7 +14,7 @@ from mailgate.ops.admin.server import build_app
 from tests.support.secrets import ADMIN_API_PASSWORD as PASSWORD
 from tests.support.secrets import MANAGED_AUTH_NEW_PASSWORD as NEW_PW
 from tests.support.secrets import MANAGED_AUTH_PASSWORD as USER_PW
-from tests.unit.test_admin_api import broker_gw, secret_key  # noqa: F401 (its broker and key fixtures)
+from tests.integration.test_admin_api import broker_gw, secret_key  # noqa: F401 (its broker and key fixtures)
 
 
 @pytest.fixture
