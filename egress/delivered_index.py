@@ -8,7 +8,8 @@ delivered.
 
 Bounded: an entry lives as long as a duplicate can still arrive — while any mail topic can still hold (or replay)
 the message: the longest of the queue lifetimes and `kafka.mail_retention_s`, plus `delivery.delivered_index_margin_s`
-(`topics.delivered_lifetime_ms`). Older entries are dropped from memory as time passes (entries are kept in the order they were
+(`topics.delivered_lifetime_ms`). Older entries are dropped from memory as time passes (entries are kept in the order
+they were
 written, so dropping is a walk from the oldest end), and Kafka deletes them from the topic (`cleanup.policy`
 `compact,delete` with `retention.ms` = the same lifetime, declared in mailgate/core/topics.py). Memory and start-up
 time follow the delivery rate over one lifetime, not the history.
@@ -115,7 +116,7 @@ class DeliveredIndex:
         c = self._consumer
         while True:
             batch = await c.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batch.items():
+            for records in batch.values():
                 self.records_read += len(records)
                 for r in records:
                     self.apply(r.key.decode(), r.value, r.timestamp)

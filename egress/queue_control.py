@@ -1,7 +1,8 @@
 """Queue control in egress: follows `mail.control` and decides, before each attempt, whether a message goes out.
 
 Reads: the compacted `mail.control` topic from its beginning with `core/topic_reader` (group-less: every replica has
-the whole state before it consumes mail), then follows it from exactly where that read ended. Emits: for a message an operator deleted, MessageDiscarded
+the whole state before it consumes mail), then follows it from exactly where that read ended. Emits: for a message an
+operator deleted, MessageDiscarded
 (reason queue_delete); bounced, MessageBounced and a DSN (through the outcome policy); held, or whose destination is
 suspended, the record to `mail.hold` and MessageParked the first time. After applying commands it appends one
 QueueCommandApplied per command to `mail.events`, once every message it had admitted to delivery has finished, so a
@@ -31,7 +32,7 @@ from mailgate.core.ids import now_ms
 from mailgate.core.topic_reader import TopicReader, Undecodable
 from mailgate.mail.headers import header_block
 from mailgate.mail.outputs import Output, audit
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from mailgate.mail.queue_commands import SUPERSEDES, QueueControlState, Retention, supersedes
 from schemas import MessageDiscarded, MessageParked, QueueCommandApplied
 

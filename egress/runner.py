@@ -28,7 +28,7 @@ from egress.health import GatewayHealth
 from egress.outcome import SENDING_MARK, OutcomePolicy, delivered_key, failure_replies, next_target
 from egress.pool import SessionPool
 from egress.queue_control import QueueControl, replica_id
-from mailgate.mail import replies
+from mailgate.mail import pipeline_replies as replies
 from egress.targets import TargetResolver
 from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config

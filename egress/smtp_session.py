@@ -21,7 +21,7 @@ from aiosmtplib.email import quote_address
 from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
                            ServerReplied, Step, TlsFailed)
 from egress.pipelining import replies_on
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from mailgate.core.config import DeliveryConfig, Secret
 
 

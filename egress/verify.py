@@ -2,7 +2,8 @@
 
 Reads: an OutboundGateway entry (address, port, encryption, CA, AUTH) and the DeliveryConfig timeouts.
 Emits: a VerifyResult — ok, or the step that failed (connect, greeting, ehlo, starttls, auth) with a precise
-message, printed by `mailgate gateway verify NAME`. The message comes from the delivery engine's own errors, which mask the password; it never holds a secret.
+message, printed by `mailgate gateway verify NAME`. The message comes from the delivery engine's own errors, which mask
+the password; it never holds a secret.
 """
 from __future__ import annotations
 
