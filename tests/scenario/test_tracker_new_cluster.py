@@ -66,7 +66,7 @@ def test_a_store_of_one_cluster_is_refused_by_a_tracker_of_another_then_rebuilt(
         p = b.start("tracker", wait=False)
         _wait_line(b.workdir / "tracker-0.log", "tracker refuses to serve", p)
         line = [x for x in (b.workdir / "tracker-0.log").read_text().splitlines() if "refuses to serve" in x][0]
-        # Local brokers are copied from one formatted data dir (mailgate.ops.broker), so A and B share a cluster id:
+        # Local brokers are copied from one formatted data dir (mailgate.ops.kafka.local_broker), so A and B share a cluster id:
         # the topic id is what tells their mail.events apart (a real new cluster differs in both).
         assert "the store was built from mail.events topic id" in line, line
         assert "mailgate tracker --rebuild" in line, line

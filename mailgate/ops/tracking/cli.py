@@ -146,8 +146,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if note and (not rows or "does not belong" in note):
-        print(f"mailgate search: {note}", file=sys.stderr)
-        return 1
+        raise exits.OperatorError(note)  # said as one line, `mailgate search: ...`, by the CLI's one error path
     if note:
         print(f"mailgate search: {note}; the answer may be incomplete", file=sys.stderr)
     print(json.dumps(rows) if args.json else render_search(rows))

@@ -1,9 +1,9 @@
 """Which log the tracking store was built from: the Kafka cluster's id and a topic's id, and each partition's end.
 
-Reads: the configured cluster: one Metadata request (version 12, the first to carry topic ids, KIP-516; aiokafka itself asks for at most
-version 5, which has the cluster id only) and the partitions' end offsets. Emits: `LogIdentity` (cluster id, topic
-id, end offset per partition), and `mismatch()`: why a store's recorded identity and positions do not belong to
-this log, or None.
+Reads: the configured cluster: one Metadata request (version 12, the first to carry topic ids, KIP-516; aiokafka
+itself asks for at most version 5, which has the cluster id only) and the partitions' end offsets.
+Emits: `LogIdentity` (cluster id, topic id, begin and end offset per partition), and `mismatch()`: why a store's
+recorded identity and positions do not belong to this log, or None.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aiokafka.protocol.types import (AbstractType, Boolean, CompactArray, Compac
 
 from mailgate.core import kafka
 from mailgate.core.config import Config
-from mailgate.ops.kafka_admin import admin_client, partition_counts
+from mailgate.ops.kafka.admin import admin_client, partition_counts
 
 
 class _Uuid(AbstractType[str]):
