@@ -124,6 +124,13 @@ TRACKER_BATCH_SECONDS = Histogram("mailgate_tracker_batch_seconds", "Time to pro
 TRACKER_LAG = Gauge("mailgate_tracker_consumer_lag", "mail.events records not yet projected, per assigned "
                     "partition (end offset minus position), sampled every few seconds.", ["topic", "partition"],
                     registry=_tracker)
+TRACKER_LOG_MISMATCH = Gauge("mailgate_tracker_log_mismatch", "1 while the tracker refuses to serve because its "
+                             "store was built from another log (cluster id, topic id, or a position beyond a "
+                             "partition's end; the reason is in its log and `mailgate status`), else 0.",
+                             registry=_tracker)
+TRACKER_REBUILD_REMAINING = Gauge("mailgate_tracker_rebuild_events_remaining", "Events of mail.events a running "
+                                  "rebuild of the tracking store has still to project (0 when none runs).",
+                                  registry=_tracker)
 
 LAG_SAMPLE_EVERY_S = 5.0
 """How often egress and the tracker sample their consumer lag."""
