@@ -10,7 +10,8 @@ import contextlib
 from collections import defaultdict
 from typing import AsyncIterator
 
-from egress.smtp_session import SmtpSession, Target
+from egress.smtp_session import SmtpSession
+from egress.targets import Target
 from mailgate.core.config import DeliveryConfig
 
 

@@ -6,9 +6,28 @@ Gateways the health tracker has marked down are left out until their probe time.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from egress.health import GatewayHealth
-from egress.smtp_session import Target
-from mailgate.core.config import Config, OutboundGateway
+from mailgate.core.config import Config, OutboundGateway, Secret
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: an outbound gateway, or one address of an inbound gateway's primary."""
+
+    gateway: str
+    host: str
+    port: int
+    encryption: str = "none"
+    tls_verify: bool = True
+    ca_file: str | None = None
+    auth_username: str | None = None
+    auth_password: Secret | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def gateway_target(g: OutboundGateway) -> Target:
