@@ -11,7 +11,7 @@ One message's way through egress, each room in its own module:
    (egress/pool.py, egress/smtp_session.py), and egress/outcome.py turns the replies into the next facts.
 
 Reads: those topics, `mail.delivered`, `mail.control` and `mail.config` (live configuration: gateways, bounce
-settings, DKIM keys). Writes: through one producer, acknowledged by Kafka before anything is committed —
+settings, DKIM keys). Writes, through one producer whose `emit` returns once Kafka acknowledged every record:
 DeliveryAttempted and the outcome's facts to `mail.events`, retry records to their tier, DSNs to `mail.received`,
 index records to `mail.delivered`, parked mail to `mail.hold`, tombstones to `mail.control`, undecodable records
 to `mail.dlq`. Serves the stage's metrics endpoint (`/readyz` answers 200 while consuming).
