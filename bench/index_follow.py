@@ -22,7 +22,7 @@ from aiokafka.consumer import fetcher  # noqa: E402
 from egress.delivered_index import DeliveredIndex  # noqa: E402
 from mailgate.core import kafka, topics  # noqa: E402
 from mailgate.core.config import Config  # noqa: E402
-from mailgate.ops import broker  # noqa: E402
+from mailgate.ops.kafka import local_broker as broker  # noqa: E402
 
 fetches = 0
 _fetch = fetcher.Fetcher._proc_fetch_request

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from mailgate.core.config import parse_config  # noqa: E402
-from mailgate.ops import broker  # noqa: E402
+from mailgate.ops.kafka import local_broker as broker  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """A throw-away Apache Kafka broker for the micro-benchmarks (bench/publish_txn.py, bench/delivered_index.py,
 bench/index_follow.py).
 
-Starts mailgate's local broker (mailgate.ops.broker, jars from .mailgate/kafka-libs) on free loopback ports under a
+Starts mailgate's local broker (mailgate.ops.kafka.local_broker, jars from .mailgate/kafka-libs) on free loopback ports under a
 temporary directory, creates the declared topics, and stops it (and removes the directory) on exit.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from mailgate.core import kafka  # noqa: E402
 from mailgate.core.config import Config, parse_config  # noqa: E402
-from mailgate.ops import broker  # noqa: E402
+from mailgate.ops.kafka import local_broker as broker  # noqa: E402
 
 
 def _free_port() -> int:

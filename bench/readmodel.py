@@ -186,8 +186,8 @@ async def through_kafka(n: int, workdir: Path, kind: str, stack) -> dict:
     """Write n messages' events to a real broker's mail.events; time the log scan and the tracker's catch-up."""
     from mailgate.core import kafka, topics
     from mailgate.core.config import parse_config
-    from mailgate.ops import broker
-    from mailgate.ops.audit import read_events
+    from mailgate.ops.kafka import local_broker as broker
+    from mailgate.ops.audit.reader import read_events
     from mailgate.ops.tracking.runner import Tracker
     from tests.support.harness import LIBS, free_port
     port, ctl = free_port(), free_port()
@@ -222,7 +222,7 @@ async def through_kafka(n: int, workdir: Path, kind: str, stack) -> dict:
     stop = asyncio.Event()
     task = asyncio.create_task(tracker.run(stop))
     t = time.perf_counter()
-    while sum(store.positions(topics.EVENTS).values()) < records:
+    while sum(store.positions(topics.EVENTS).values()) < records:  # noqa: ASYNC110 (polls the store)
         await asyncio.sleep(0.2)
     catch_up_s = time.perf_counter() - t
     stop.set()

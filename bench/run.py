@@ -4,7 +4,7 @@ Usage: python bench/run.py [--quick] [--messages N] [--only 5k,100k,...] [--skip
        python bench/run.py --paced 20,250 [--paced-seconds 30]   (latency under a steady load, mailgate only)
 
 Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stopped at the end):
-  * its own Apache Kafka broker (mailgate.ops.broker, jars from .mailgate/kafka-libs) and mailgate's topics;
+  * its own Apache Kafka broker (mailgate.ops.kafka.local_broker, jars from .mailgate/kafka-libs) and mailgate's topics;
   * per workload, a downstream sink (`smtp-sink -c`, or bench/slow_sink.py for the slow-downstream workloads);
   * per workload, mailgate's stages as processes (`python -m mailgate.ops.cli ingress|processor|egress`) with one
     Domain Forward gateway for example.test whose primary is the sink;
@@ -38,14 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from mailgate.ops import broker  # noqa: E402
+from mailgate.ops.kafka import local_broker as broker  # noqa: E402
 from bench import paced  # noqa: E402
 from bench.peers import RCPT, SENDER, Postfix, Sink, Workload, free_port, smtp_source  # noqa: E402
 from bench.procstats import RssPoller, cpu_s, status_kb, tree_cpu_s  # noqa: E402
 from bench.sink_view import describe, sink_view  # noqa: E402
 
 from mailgate.core import kafka, topics
-from mailgate.ops.audit import read_topic  # noqa: E402
+from mailgate.ops.audit.reader import read_topic  # noqa: E402
 from mailgate.core.config import Config, parse_config  # noqa: E402
 
 LIBS = ROOT / ".mailgate" / "kafka-libs"

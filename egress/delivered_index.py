@@ -153,7 +153,7 @@ class DeliveredIndex:
         c = self._consumer
         while True:
             batch = await c.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batch.items():
+            for records in batch.values():
                 self.records_read += len(records)
                 for r in records:
                     self.apply(r.key.decode(), r.value, r.timestamp)

@@ -26,7 +26,7 @@ from egress.pool import SessionPool
 from egress.targets import Target, TargetResolver
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
-from mailgate.mail import replies
+from mailgate.mail import pipeline_replies as replies
 from mailgate.mail.outputs import Output, audit
 from schemas import DeliveryAttempted, RecipientResult, SmtpReply
 

@@ -2,7 +2,8 @@
 
 Reads: `dkim_signing` (a key per domain: selector, private key as a secret reference; the header list) and the
 message about to be sent. Emits: the message with a `DKIM-Signature` field prepended (rsa-sha256, or
-ed25519-sha256 (RFC 8463) for an Ed25519 key; relaxed/relaxed canonicalization, the listed headers that are present signed, and — with `oversign` — each listed once more, so
+ed25519-sha256 (RFC 8463) for an Ed25519 key; relaxed/relaxed canonicalization, the listed headers that are present
+signed, and — with `oversign` — each listed once more, so
 nobody can add one after signing), or the message unchanged when no key matches the From domain (or its parent
 domains). dkimpy signs; the private key is read from its secret at startup and never logged.
 Called by egress right before DATA, after every header edit, so the delivered bytes are the signed bytes.

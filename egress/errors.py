@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 Step = Literal["connect", "greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data"]
 """The SMTP step an attempt had reached when it failed, in session order."""

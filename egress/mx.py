@@ -26,7 +26,7 @@ import dns.exception
 import dns.resolver
 
 from egress.targets import Target
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 Strategy = Literal["ipv4", "ipv6", "ipv4_then_ipv6", "ipv6_then_ipv4"]
 

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
 from mailgate.mail.headers import header_block
 from egress.errors import DeliveryError
-from mailgate.mail import replies
-from mailgate.mail.reply import Reply
+from mailgate.mail import pipeline_replies as replies
+from mailgate.mail.smtp_reply import Reply
 from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 MAX_REPLY_BYTES = 32 * 1024
 """The longest reply (all its lines) a server may send, as aiosmtplib's own limit."""

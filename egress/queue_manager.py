@@ -25,10 +25,10 @@ from egress.queue_command_follower import QueueCommandFollower
 from mailgate.core import metrics, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
-from mailgate.mail import replies
+from mailgate.mail import pipeline_replies as replies
 from mailgate.mail.headers import header_block
 from mailgate.mail.outputs import Output, audit
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from schemas import DeadLettered, MessageDiscarded, MessageParked, MessageRouted
 
 log = logging.getLogger("mailgate.egress")

@@ -21,7 +21,7 @@ from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, D
                            ServerReplied, Step, TlsFailed)
 from egress.pipelining import replies_on
 from egress.targets import Target
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from mailgate.core.config import DeliveryConfig
 
 

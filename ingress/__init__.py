@@ -1,1 +1,2 @@
-"""ingress: SMTP listeners. Decides at the protocol level and publishes accepted mail as MessageReceived. Never delivers."""
+"""ingress: SMTP listeners. Decides at the protocol level and publishes accepted mail as MessageReceived. Never
+delivers."""

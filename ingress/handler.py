@@ -19,7 +19,7 @@ from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
-from ingress.verification import VERIFIED, RecipientVerifier
+from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from mailgate.core import metrics
 from mailgate.mail.header_fields import header_value
 from mailgate.core.config import Config

@@ -4,8 +4,9 @@ Reads: the configuration (relay networks, inbound gateways, `ingress.reject_non_
 MAIL FROM (Postfix's defaults: a syntactically valid sender is accepted, `user@host` without a dot too, unless the
 strict `reject_non_fqdn_sender` is set), and a RecipientDecision — accepted with its
 direction (outbound via gateways, or inbound to a primary) or refused with a Verdict and a reason for the audit log.
-No open relay: an address is accepted only for a client in `relay_networks` or logged in by SMTP AUTH (outbound) or for a domain an enabled
-inbound gateway accepts (inbound). User verification is a separate, later check (ingress.verification).
+No open relay: an address is accepted only for a client in `relay_networks` or logged in by SMTP AUTH (outbound) or for
+a domain an enabled
+inbound gateway accepts (inbound). User verification is a separate, later check (ingress.recipient_lookup).
 """
 from __future__ import annotations
 

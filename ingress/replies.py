@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import re
 
-from mailgate.mail import replies
+from mailgate.mail import pipeline_replies as replies
 
 
 class Verdict(enum.Enum):

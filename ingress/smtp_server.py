@@ -15,7 +15,8 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
   * DATA is read in large chunks (`ingress.data_reader`), not line by line, with aiosmtpd's exact rules: it ends only
     on CRLF.CRLF, a text line over 1000 bytes is answered 500, over `data_size_limit` is drained and answered 552.
 What aiosmtpd already does and we rely on: command lines over 512 bytes are answered 500; plaintext pipelined
-behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11 (and not offered in EHLO before TLS). AUTH itself is ingress.auth's.
+behind STARTTLS is discarded; AUTH before TLS is refused with 538 5.7.11 (and not offered in EHLO before TLS). AUTH
+itself is ingress.auth's.
 """
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from mailgate.mail.directory.build import rebuild_directories
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.sender_auth import SenderAuthPolicy
-from processors.spam_policy import SpamPolicy, check_gateway_actions
-from processors.verification import VerificationPolicy
+from processors.spam.policy import SpamPolicy, check_gateway_actions
+from processors.recipient_recheck import VerificationPolicy
 from schemas import MessageDiscarded
 
 log = logging.getLogger("mailgate.processor")

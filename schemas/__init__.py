@@ -3,7 +3,7 @@
 Stage code imports the record classes from here and never builds dicts by hand:
 `from schemas import MessageReceived, encode, decode`.
 """
-from schemas.codec import REGISTRY, UndecodableRecord, UnknownSchemaVersion, decode, encode, event_name, to_json_dict
+from schemas.codec import REGISTRY, UndecodableRecord, UnknownSchemaVersion, decode, encode, event_name, to_json_dict  # noqa: F401 (in __all__)
 
 _c = REGISTRY.classes
 MessageReceived = _c["MessageReceived"]

@@ -61,7 +61,7 @@ def _fail_for_missing_peers(session) -> None:
 
 @pytest.fixture(scope="session")
 def kafka_jars():
-    from mailgate.ops.broker import fetch_jars
+    from mailgate.ops.kafka.local_broker import fetch_jars
     from mailgate.core.config import LocalBrokerConfig
     from tests.support.harness import LIBS
     return fetch_jars(LocalBrokerConfig(libs=LIBS))

@@ -18,7 +18,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from mailgate.core.config import Config
 from schemas import MessageReceived
 

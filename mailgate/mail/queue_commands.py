@@ -130,7 +130,8 @@ class QueueControlState:
         """Forget what `e` set, unless a later record of another key replaced it."""
         name = event_name(e)
         if name == "QueueCommandIssued" and e.message_id is not None:
-            table, k = (self.flushes, message_key(e.message_id)) if e.command == "flush" else (self.orders, e.message_id)
+            flush = e.command == "flush"
+            table, k = (self.flushes, message_key(e.message_id)) if flush else (self.orders, e.message_id)
         elif name == "QueueCommandIssued":
             table, k = self.flushes, flush_key(e.destination_kind or "", e.destination_name or "")
         elif name == "DestinationSuspended":

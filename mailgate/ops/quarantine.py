@@ -24,6 +24,7 @@ from mailgate.core import kafka, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.core.topic_reader import Undecodable, read_topic
+from mailgate.ops.cli import exits
 from mailgate.mail.outputs import audit
 from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode, encode
 
@@ -246,8 +247,7 @@ async def run(cfg: Config, action: str, message_id: str | None, operator: str | 
     if action == "list":
         return await cmd_list(cfg, as_json, from_log)
     if not message_id:
-        print(f"mailgate quarantine: error: {action} needs a message id", file=sys.stderr)
-        return 2
+        raise exits.UsageError(f"{action} needs a message id")
     if action == "show":
         return await cmd_show(cfg, message_id, as_json, from_log)
     if action == "release":

@@ -103,7 +103,8 @@ def lookup_policy(resolver: Resolver, domain: str) -> tuple[dict[str, str] | Non
     return None, False
 
 
-def check_dmarc(resolver: Resolver, message: bytes, spf_result: SpfResult, dkim_results: list[DkimResult]) -> DmarcResult:
+def check_dmarc(resolver: Resolver, message: bytes, spf_result: SpfResult,
+                dkim_results: list[DkimResult]) -> DmarcResult:
     domain = from_domain(message)
     if domain is None:
         return DmarcResult("permerror", "")

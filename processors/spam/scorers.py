@@ -1,7 +1,8 @@
 """Spam scorers: ask one scanner for one message's score.
 
 Reads: the raw message bytes and the SMTP context (client address; for scanners that use it, an `SmtpContext`
-with HELO, envelope sender and recipients, authenticated user and queue id). Emits: a float score (the scanner's own scale,
+with HELO, envelope sender and recipients, authenticated user and queue id). Emits: a float score (the scanner's own
+scale,
 SpamAssassin-like: ~5 is spam), None when the scorer has no opinion, or `ScannerUnavailable` when the scanner
 cannot answer now (the caller decides between retrying later and passing the message unscored).
 

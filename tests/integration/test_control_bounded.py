@@ -12,7 +12,7 @@ from mailgate.core import kafka, topics
 from mailgate.core.ids import now_ms
 from mailgate.core.topic_reader import read_topic
 from mailgate.mail.queue_commands import SUPERSEDES
-from mailgate.ops.queue_control import control_state
+from mailgate.ops.queue.commands import control_state
 from schemas import QueueCommandIssued, encode
 
 pytestmark = pytest.mark.scenario

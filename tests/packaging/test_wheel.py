@@ -53,7 +53,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def test_installed_package_is_the_wheel_with_its_data(venv, tmp_path):
     code = ("import mailgate, schemas, ingress, processors.spam, egress, mailgate.ops.admin.server, "
-            "mailgate.ops.broker as b, importlib.resources as r;"
+            "mailgate.ops.kafka.local_broker as b, importlib.resources as r;"
             "print(mailgate.__path__[0]); print(b.POM.is_file());"
             "print(r.files('mailgate.ops.admin').joinpath('static/index.html').is_file());"
             "print(len(list(r.files('schemas').glob('*.avsc'))) if hasattr(r.files('schemas'), 'glob') else "

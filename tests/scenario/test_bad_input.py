@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 from mailgate.core import topics
-from mailgate.ops.audit import read_topic
+from mailgate.ops.audit.reader import read_topic
 from tests.support.harness import Gateway, SmtpPrimary, free_port, send_marker
 
 pytestmark = pytest.mark.scenario

@@ -17,7 +17,6 @@ import smtplib
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import yaml
 
 from mailgate.core.config import parse_config
 from mailgate.core.secrets import new_key
-from mailgate.ops import broker
+from mailgate.ops.kafka import local_broker as broker
 from tests.support.harness import free_port
 
 pytestmark = pytest.mark.scenario

@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from mailgate.ops import broker
+from mailgate.ops.kafka import local_broker as broker
 
 from mailgate.core import topics
-from mailgate.ops.audit import read_topic
+from mailgate.ops.audit.reader import read_topic
 from tests.support.traffic import Trickle, wait_until
 
 pytestmark = pytest.mark.scenario

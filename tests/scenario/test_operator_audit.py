@@ -11,7 +11,7 @@ import sys
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from mailgate.ops.queue_view import show_queue
+from mailgate.ops.queue.view import show_queue
 from tests.scenario.test_walking_skeleton import queued_id, send
 from tests.support.harness import ROOT, SmtpPrimary, free_port
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mailgate.ops.queue_view import build
+from mailgate.ops.queue.view import build
 from tests.scenario.test_walking_skeleton import inbound_config
 from tests.support.exactly_once import delivery_violations
 

@@ -18,7 +18,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailgate.ops.queue_control import message_command
+from mailgate.ops.queue.commands import message_command
 from tests.support.harness import ROOT, RecordingHandler, SmtpPrimary, free_port
 from tests.support.traffic import wait_until
 

@@ -24,7 +24,7 @@ from mailgate.core import kafka, topics
 from mailgate.core.config import parse_config
 from mailgate.core.config_events import config_key, diff
 from mailgate.core.ids import new_message_id, now_ms
-from mailgate.ops.audit import read_topic
+from mailgate.ops.audit.reader import read_topic
 from tests.scenario.test_walking_skeleton import inbound_config
 from tests.support.harness import ROOT, free_port
 from tests.support.old_release import encode_old

@@ -2,7 +2,7 @@
 certificate required; certificates from a throwaway CA), and every stage, the operator tools and the admin page work
 through it; a wrong password, an untrusted CA or a missing client certificate stops start-up with one clear line.
 
-One broker for the module (`mailgate.ops.broker` with `local_broker.sasl_ssl`); the SASL password reaches every
+One broker for the module (`mailgate.ops.kafka.local_broker` with `local_broker.sasl_ssl`); the SASL password reaches every
 process only through `{env: MAILGATE_KAFKA_PASSWORD}`, and the session-end sweep searches every log and Kafka
 segment for it (tests/support/secrets.py).
 """
@@ -103,7 +103,7 @@ def _admin_trace(gw: Gateway, mid: str) -> list[dict]:
                 break
             except OSError:
                 if time.monotonic() > deadline or admin.poll() is not None:
-                    raise AssertionError((gw.workdir / "admin.log").read_text()[-3000:])
+                    raise AssertionError((gw.workdir / "admin.log").read_text()[-3000:]) from None
                 time.sleep(0.2)
         with opener.open(f"http://127.0.0.1:{port}/api/messages/{mid}", timeout=30) as resp:
             return json.loads(resp.read())["events"]

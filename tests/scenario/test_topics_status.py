@@ -12,7 +12,7 @@ import pytest
 import yaml
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from mailgate.ops.kafka_admin import admin_client
+from mailgate.ops.kafka.admin import admin_client
 from tests.support.harness import ROOT
 
 pytestmark = pytest.mark.scenario

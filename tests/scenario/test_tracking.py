@@ -132,8 +132,8 @@ def check_store_agrees_with_log(gateway, ids: list[str], cli: bool = False) -> N
     """Store and log give the same answers (in-process; through the `mailgate` command too when `cli`)."""
     from mailgate.core.ids import now_ms
     from mailgate.ops import quarantine
-    from mailgate.ops.audit import describe
-    from mailgate.ops.queue_view import build
+    from mailgate.ops.audit.reader import describe
+    from mailgate.ops.queue.view import build
     from mailgate.ops.tracking import queries
 
     wait_caught_up(gateway)

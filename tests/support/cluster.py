@@ -1,6 +1,6 @@
 """A local three-node Apache Kafka cluster for tests: KRaft, every node both broker and controller, on loopback.
 
-Reads: the jars in `.mailgate/kafka-libs` (fetched by `mailgate.ops.broker.fetch_jars`). Writes, per node, under the
+Reads: the jars in `.mailgate/kafka-libs` (fetched by `mailgate.ops.kafka.local_broker.fetch_jars`). Writes, per node, under the
 given directory: `node-<id>/server.properties`, its data dir and `kafka.log`. Emits: the client bootstrap list
 and the node processes, so that a test can SIGKILL one (`kill`) and find which node leads a partition (`leader`).
 Internal topics are replicated 3 ways with min.insync.replicas 2, like mailgate's topics in the tests using it.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from mailgate.ops.broker import READY_LINE, _cluster_id
+from mailgate.ops.kafka.local_broker import READY_LINE, _cluster_id
 from tests.support.harness import LIBS, free_port
 
 HEAP = ["-Xms192m", "-Xmx384m"]

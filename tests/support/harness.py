@@ -1,6 +1,6 @@
 """Scenario-test harness: a real Kafka broker, mailgate stages as real processes, and a recording SMTP primary.
 
-Nothing here is mocked: the broker is Apache Kafka started by `mailgate.ops.broker`, each stage is
+Nothing here is mocked: the broker is Apache Kafka started by `mailgate.ops.kafka.local_broker`, each stage is
 `python -m mailgate.ops.cli <stage>` in its own process, and the downstream server is aiosmtpd on a loopback port.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Callable
 import yaml
 from aiosmtpd.controller import Controller
 
-from mailgate.ops import broker
+from mailgate.ops.kafka import local_broker as broker
 
 from mailgate.core import kafka
-from mailgate.ops.audit import read_events
+from mailgate.ops.audit.reader import read_events
 from mailgate.core.config import Config, parse_config
 from tests.support.ports import free_port
 

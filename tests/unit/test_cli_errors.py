@@ -120,3 +120,27 @@ def test_config_check_reports_ok_or_each_problem(tmp_path):
                               "auth_password: {env: MG_TEST_UNSET_VAR}}]\n")
     done = mailgate("config", "check", str(missing_secret))
     assert done.returncode == 3 and "environment variable MG_TEST_UNSET_VAR is not set" in done.stdout
+
+
+def test_every_subcommand_has_help_that_exits_0(capsys):
+    """`mailgate COMMAND --help` for every command in the parser: the parser of each group builds and says what the
+    command does (a group whose module fails to import would fail here, before an operator finds it)."""
+    from mailgate.ops.cli.main import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert len(commands) >= 20
+    for name in commands:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([name, "--help"])
+        assert done.value.code == 0, name
+        assert "usage: mailgate " + name in capsys.readouterr().out
+
+
+def test_a_queue_command_an_egress_replica_did_not_acknowledge_exits_5_naming_it(capsys):
+    """Exit status 5 (exits.NOT_ALL_APPLIED), not 3, which is a configuration error."""
+    from mailgate.ops.cli import exits
+    from mailgate.ops.queue.cli import _report
+    from mailgate.ops.queue.commands import Applied
+    assert _report("hold: 1 message(s)", Applied("c1", 1, {"egress-a"}, {"egress-b"}, 60.0)) == exits.NOT_ALL_APPLIED == 5
+    assert "NOT acknowledged by: egress-b" in capsys.readouterr().out
+    assert _report("hold: 1 message(s)", Applied("c2", 1, {"egress-a"}, set(), 0.1)) == exits.OK

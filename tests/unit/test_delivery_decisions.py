@@ -6,7 +6,7 @@ import asyncio
 
 from egress.errors import AuthFailed, ConnectFailed, ConnectionLostAfterData, ServerReplied
 from egress.outcome import failure_replies, next_target
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from tests.support.harness import SmtpPrimary
 from tests.unit.test_egress_delivery import engine, names, routed
 from tests.unit.test_egress_outcome import NOW, kinds, policy

@@ -3,7 +3,7 @@ import pytest
 
 from egress.errors import (STEPS, AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError,
                            ProtocolTimeout, ServerReplied, TlsFailed)
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 PASSWORD = "s3cr3t-Pa55"
 

@@ -7,7 +7,7 @@ import pytest
 
 from mailgate.mail.dsn import build_dsn, should_send_dsn
 from mailgate.mail.headers import header_block
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 ORIGINAL = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\n"
             b"Message-ID: <orig-1@example.com>\r\n\r\nbody line\r\n")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from egress.outcome import OutcomePolicy
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 from mailgate.core import topics
 from mailgate.core.config import parse_config
 from schemas import MessageRouted, Route

@@ -10,14 +10,14 @@ import pytest
 
 from ingress.primary_probe import PrimaryProbe
 from ingress.replies import Verdict
-from ingress.verification import VERIFIED, RecipientVerifier
+from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from mailgate.core import topics
 from mailgate.core.config import parse_config
 from mailgate.mail.directory import CachedDirectory, DirectoryAnswerUnrecognised, DirectoryUnavailable
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.topic_reader import Undecodable
 from mailgate.mail.directory.purge import follow_purges
-from processors.verification import VerificationPolicy
+from processors.recipient_recheck import VerificationPolicy
 from schemas import CachePurgeRequested, MessageReceived, decode, encode
 
 BODY = b"From: alice@sender.test\r\nSubject: hi\r\nMessage-ID: <x@sender.test>\r\n\r\nHello.\r\n"

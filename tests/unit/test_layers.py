@@ -81,7 +81,7 @@ def test_no_module_imports_from_a_layer_above_it_or_another_stage():
 def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
     """The checker itself: a core module importing an operator tool is reported."""
     bad = ROOT / "mailgate" / "core" / "_layer_probe.py"
-    bad.write_text("from mailgate.ops import cli\nimport egress.runner\n")
+    bad.write_text("from mailgate.ops.cli import main as cli\nimport egress.runner\n")
     try:
         found = violations()
     finally:

@@ -3,7 +3,7 @@ whole JIT (examples/mailgate.yaml, so the README's run-gateway)."""
 from pathlib import Path
 
 from mailgate.core.config import load_config, parse_config
-from mailgate.ops.broker import _paths, server_command
+from mailgate.ops.kafka.local_broker import _paths, server_command
 
 ROOT = Path(__file__).resolve().parents[2]
 C1_ONLY = "-XX:TieredStopAtLevel=1"

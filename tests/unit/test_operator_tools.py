@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.ops.audit import Undecodable, describe
+from mailgate.ops.audit.reader import Undecodable, describe
 from mailgate.core.config import parse_config
-from mailgate.ops.events_view import EventFilter, TimeSpecError, parse_time
-from mailgate.ops.queue_view import QueueView, render
-from mailgate.ops.replay import ReplayError, ReplayRequest, expected_event, reinjection, selected
+from mailgate.ops.audit.events_cli import EventFilter
+from mailgate.ops.audit.timespec import TimeSpecError, parse_time
+from mailgate.ops.queue.view import QueueView, render
+from mailgate.ops.audit.replay import ReplayError, ReplayRequest, expected_event, reinjection, selected
 from schemas import (DeliveryAttempted, DeliveryDeferred, DuplicateSuppressed, MessageBounced, MessageClassified,
                      MessageDelivered, MessageReceived, MessageRouted, RecipientResult, Route, SmtpReply, decode)
 

@@ -3,8 +3,8 @@ logged-in administrator as operator, a filter only counts until confirmed, and a
 from __future__ import annotations
 
 from mailgate.core.ids import now_ms
-from mailgate.ops.audit import read_events
-from mailgate.ops.queue_control import control_state
+from mailgate.ops.audit.reader import read_events
+from mailgate.ops.queue.commands import control_state
 from tests.unit.test_admin_api import _h, api, broker_gw, secret_key  # noqa: F401 (fixtures)
 
 

@@ -1,8 +1,8 @@
-"""mailgate.mail.reply: parsing SMTP replies into values that decide retry versus bounce."""
+"""mailgate.mail.smtp_reply: parsing SMTP replies into values that decide retry versus bounce."""
 import aiosmtplib
 import pytest
 
-from mailgate.mail.reply import Reply, from_aiosmtplib
+from mailgate.mail.smtp_reply import Reply, from_aiosmtplib
 
 
 def test_parse_extracts_and_strips_enhanced_code():

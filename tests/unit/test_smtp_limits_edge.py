@@ -1,4 +1,4 @@
-"""Ingress's SMTP limits at the edge, over a real socket (GatewaySMTP as ingress/server.py builds it).
+"""Ingress's SMTP limits at the edge, over a real socket (GatewaySMTP as ingress/runner.py builds it).
 
 What RFC 5321 says and what we do (docs/reliability.md, "Limits at the edge"):
 - Command line (4.5.3.1.4): at most 512 octets *including* CRLF, and servers should avoid limits where they can
@@ -36,7 +36,7 @@ async def smtp():
     loop = asyncio.get_running_loop()
     template = GatewaySMTP(handler, max_errors=100, data_size_limit=LIMIT_BYTES, hostname="gw.test",
                            ident="mailgate", timeout=60, enable_SMTPUTF8=True, decode_data=False)
-    server = await loop.create_server(template.spawn, host="127.0.0.1", port=0)  # as ingress/server.py does
+    server = await loop.create_server(template.spawn, host="127.0.0.1", port=0)  # as ingress/runner.py does
     reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     client = Client(reader, writer)
     assert (await client.reply()).startswith("220 ")

@@ -1,4 +1,4 @@
-"""processors.spam_policy: which events each level's actions produce, retry vs pass on a scanner failure, and the
+"""processors.spam.policy: which events each level's actions produce, retry vs pass on a scanner failure, and the
 start-up check of the gateways' spam actions. Scorers are fakes here; tests/scenario/test_spam_*.py use spamd."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from mailgate.core import topics
 from mailgate.core.config import ConfigError, parse_config
 from processors.spam import ScannerUnavailable
-from processors.spam_policy import RETRY_MAX_S, SpamPolicy
+from processors.spam.policy import RETRY_MAX_S, SpamPolicy
 from schemas import MessageReceived, decode
 
 BODY = b"From: a@sender.test\r\nSubject: Offer\r\n\r\nBuy now\r\n"
@@ -133,6 +133,6 @@ def test_processor_with_a_bad_action_exits_3_with_the_path_of_the_action(tmp_pat
     path.write_text(yaml.safe_dump(cfg))
     done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "processor", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 3  # configuration (mailgate.ops.exits.CONFIG)
+    assert done.returncode == 3  # configuration (mailgate.ops.cli.exits.CONFIG)
     assert "inbound_gateways.in.spam_actions.high.0: prefix_subject needs text" in done.stderr
     assert "Traceback" not in done.stderr

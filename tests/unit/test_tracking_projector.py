@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from mailgate.ops.queue_view import QueueView
+from mailgate.ops.queue.view import QueueView
 from mailgate.ops.tracking import queries
 from mailgate.ops.tracking.projector import fold, project
 from mailgate.ops.tracking.schema import LATEST

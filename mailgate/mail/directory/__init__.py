@@ -8,5 +8,6 @@ from mailgate.mail.directory.cache import CachedDirectory, Verification
 from mailgate.mail.directory.smartermail import SmarterMailDirectory
 from mailgate.mail.directory.build import build_directories
 
-__all__ = ["CachedDirectory", "DirectoryAnswerUnrecognised", "build_directories", "DirectoryError", "DirectoryLoginFailed", "DirectoryUnavailable",
+__all__ = ["CachedDirectory", "DirectoryAnswerUnrecognised", "build_directories", "DirectoryError",
+           "DirectoryLoginFailed", "DirectoryUnavailable",
            "SmarterMailDirectory", "UserDirectory", "Verification"]

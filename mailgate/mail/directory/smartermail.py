@@ -10,7 +10,8 @@ Calls made (what each answer looks like, and where that is documented: docs/admi
   POST /api/v1/auth/refresh-token      {"token": refreshToken}   -> the same shape (the old refresh token is spent)
   GET  /api/v1/settings/sysadmin/domain-names                     -> {"data": [names]}
   POST /api/v1/settings/domain/get-user {"email"} + X-SmarterMailDomain
-                                       -> {"success": true, "userData"} | {"success": false, "message": "User does not exist."}
+                                       -> {"success": true, "userData"} | {"success": false, "message": "User does not
+                                       exist."}
   GET  /api/v1/settings/domain/alias/{local} + X-SmarterMailDomain -> {"success": true, "alias"} | {"success": false}
   GET  /api/v1/settings/sysadmin/domain-settings/{domain}     -> {"success": true, "domainSettings": {"catchAll"}}
 

@@ -20,11 +20,12 @@ from mailgate.ops import quarantine
 
 from mailgate.core import topics
 from mailgate.ops.admin import auth, gateways
-from mailgate.ops.audit import Undecodable, describe, json_of, read_events, read_topic
+from mailgate.ops.audit.reader import Undecodable, describe, json_of, read_events, read_topic
 from mailgate.core.config import Config
-from mailgate.ops.events_view import EventFilter, TimeSpecError, parse_time
+from mailgate.ops.audit.events_cli import EventFilter
+from mailgate.ops.audit.timespec import TimeSpecError, parse_time
 from mailgate.core.ids import now_ms
-from mailgate.ops.queue_view import build as build_queue
+from mailgate.ops.queue.view import build as build_queue
 
 CFG = web.AppKey("cfg", Config)
 SESSIONS = web.AppKey("sessions", auth.Sessions)
@@ -40,14 +41,14 @@ async def body(request: web.Request) -> dict:
     try:
         data = await request.json()
     except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}', content_type="application/json")
+        raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}', content_type="application/json") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}', content_type="application/json")
     try:  # JSON's \ud800-style escapes can make lone surrogates, which no UTF-8 record or log line can hold
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise web.HTTPBadRequest(text='{"error": "the body has text that is not valid Unicode (a lone surrogate)"}',
-                                 content_type="application/json")
+                                 content_type="application/json") from None
     return data
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from mailgate.core.config import Config, ConfigError, DeliveryConfig, OutboundGateway, Secret
 from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, read_state,
                                          stored_settings)
-from processors.spam_policy import check_gateway_actions
+from processors.spam.policy import check_gateway_actions
 
 SECRET_PATHS = {"outbound": [("auth_password",)], "inbound": [("smartermail", "password")]}
 """Where each kind of gateway holds a secret (write-only in the API)."""

@@ -1,6 +1,6 @@
 """The admin API's SMTP AUTH users and DKIM keys: JSON in, JSON out, secrets write-only.
 
-Reads: the request and, through `mailgate.ops.mail_auth_settings`, the running users and keys in `mail.config`.
+Reads: the request and, through `mailgate.ops.settings.mail_auth`, the running users and keys in `mail.config`.
 Emits: JSON documents (a password or private key never: `{"configured": true}` in its place; a key's document has
 the DNS TXT record to publish) and, on a change, one SettingsConfigured with the logged-in administrator as
 operator; the response's X-Mailgate-Config-Version is the version every stage reports once it applied the change.
@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from mailgate.ops import mail_auth_settings as settings
+from mailgate.ops.settings import mail_auth as settings
 from mailgate.ops.admin.api import CFG, body, error, operator
 
 routes = web.RouteTableDef()
@@ -131,8 +131,9 @@ def openapi_paths(op, json_) -> dict:
            "additionalProperties": False, "properties": {
                "domain": {"type": "string"}, "selector": {"type": "string"},
                "record_name": {"type": "string", "description": "Where to publish the TXT record."},
-               "record": {"type": ["string", "null"], "description": "The TXT record's value (v=DKIM1; k=rsa|ed25519; p=…); "
-                                                                     "null when the private key cannot be read."},
+               "record": {"type": ["string", "null"],
+                          "description": "The TXT record's value (v=DKIM1; k=rsa|ed25519; p=…); "
+                                         "null when the private key cannot be read."},
                "private_key": configured, "error": {"type": "string"}}}
     new_key = {"type": "object", "required": ["domain", "selector"], "additionalProperties": False,
                "properties": {"domain": domain, "selector": selector,

@@ -94,8 +94,8 @@ def spec() -> dict:
                           mutating=True)},
         "/api/gateways/{kind}/{name}/status": {"post": _op(
             "Enable or disable a gateway", {"200": _json("GatewayView"), **NOT_FOUND, **INVALID},
-            params=[KIND, NAME], body={"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
-                "status": {"enum": ["enabled", "disabled"]}}}, mutating=True)},
+            params=[KIND, NAME], body={"type": "object", "required": ["status"], "additionalProperties": False,
+                                       "properties": {"status": {"enum": ["enabled", "disabled"]}}}, mutating=True)},
         "/api/messages/{message_id}": {"get": _op(
             "Message trace: every event of one message, in order",
             {"200": _json({"type": "object", "properties": {"message_id": {"type": "string"}, "events": {
@@ -119,7 +119,7 @@ def spec() -> dict:
             "Delete a quarantined message", {"200": _json({"type": "object"}), **NOT_FOUND}, params=[MID],
             mutating=True)},
     }
-    from mailgate.ops.admin.queue_control import openapi_paths
+    from mailgate.ops.admin.queue_api import openapi_paths
     paths.update(openapi_paths(_op, _json, {"type": "object", "required": ["reason"], "additionalProperties": False,
                                              "properties": {"reason": REASON, "until": UNTIL, "timeout_s": TIMEOUT}}))
     paths.update(_tracking_paths())

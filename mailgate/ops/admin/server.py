@@ -83,7 +83,7 @@ def build_app(cfg: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/api/openapi.json", openapi)
     app.add_routes(routes)
-    from mailgate.ops.admin.queue_control import routes as queue_control_routes
+    from mailgate.ops.admin.queue_api import routes as queue_control_routes
     app.add_routes(queue_control_routes)
     app.add_routes(tracking_routes)
     from mailgate.ops.admin.mail_auth_api import routes as mail_auth_routes

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from mailgate.core.ids import now_ms
 from mailgate.ops.admin.api import CFG, _event_json, error
-from mailgate.ops.events_view import TimeSpecError, parse_time
+from mailgate.ops.audit.timespec import TimeSpecError, parse_time
 from mailgate.ops.tracking import queries
 from mailgate.ops.tracking.readable import readable
 from mailgate.ops.tracking.store import Store, StoreUnavailable

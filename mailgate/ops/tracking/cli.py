@@ -8,13 +8,15 @@ people, or JSON with `--json`.
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command, exits
+
 import argparse
 import asyncio
 import json
 import sys
 from datetime import datetime, timezone
 
-from mailgate.core.config import Config, load_config
+from mailgate.core.config import Config
 from mailgate.ops.tracking import queries
 from mailgate.ops.tracking.store import Store, StoreUnavailable
 
@@ -53,7 +55,7 @@ def _folded_status(events: list) -> list[str]:
 
 
 def trace(cfg: Config, message_id: str, as_json: bool = False, from_log: bool = False) -> int:
-    from mailgate.ops.audit import describe, json_of, read_events
+    from mailgate.ops.audit.reader import describe, json_of, read_events
     store = None if from_log else open_store(cfg)
     if store is None:
         events = asyncio.run(read_events(cfg, message_id))
@@ -81,7 +83,7 @@ def trace(cfg: Config, message_id: str, as_json: bool = False, from_log: bool = 
 # --- search --------------------------------------------------------------------------------------------------
 
 def search_from_args(args: argparse.Namespace) -> queries.Search:
-    from mailgate.ops.events_view import parse_time
+    from mailgate.ops.audit.timespec import parse_time
     return queries.Search(sender=args.sender, recipient=args.recipient, domain=args.domain,
                           since_ms=parse_time(args.since) if args.since else None,
                           until_ms=parse_time(args.until) if args.until else None, state=args.state,
@@ -108,13 +110,12 @@ def render_search(rows: list[dict]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = command.load(args)
     s = search_from_args(args)
     try:
         store = Store.open(cfg, create=False)
     except StoreUnavailable as err:
-        print(f"mailgate: {err}", file=sys.stderr)
-        return 1
+        raise exits.OperatorError(str(err)) from None
     try:
         rows = queries.search(store, s)
     finally:
@@ -145,12 +146,11 @@ def render_queue_list(rows: list[dict]) -> str:
 
 def queue(cfg: Config, action: str | None, as_json: bool = False, from_log: bool = False) -> int:
     from mailgate.core.ids import now_ms
-    from mailgate.ops.queue_view import render, show_queue
+    from mailgate.ops.queue.view import render, show_queue
     store = None if from_log else open_store(cfg)
     if store is None:
         if action == "list":
-            print("mailgate: `queue list` needs the tracking store", file=sys.stderr)
-            return 1
+            raise exits.OperatorError("`queue list` needs the tracking store")
         return asyncio.run(show_queue(cfg, as_json=as_json))
     try:
         if action == "list":
@@ -168,7 +168,7 @@ def queue(cfg: Config, action: str | None, as_json: bool = False, from_log: bool
 
 def cmd_tracker(args: argparse.Namespace) -> int:
     from mailgate.ops.tracking.runner import run
-    run(load_config(args.config), rebuild=args.rebuild)
+    run(command.load(args), rebuild=args.rebuild)
     return 0
 
 

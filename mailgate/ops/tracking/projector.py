@@ -10,7 +10,8 @@ Recipient states: received (accepted, not yet routed), queued (routed, waiting i
 quarantined, then delivered / bounced / expired / discarded / rejected. The message's state is the least finished
 of its recipients' (queued, deferred, quarantined); once none waits, `partial` when some recipients were delivered
 and others bounced or expired (the sender got a DSN for those only), else the most telling final one (bounced,
-expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). Queue fields (destination, tier, reason) follow `mailgate.ops.queue_view.QueueView`'s rules.
+expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). Queue
+fields (destination, tier, reason) follow `mailgate.ops.queue.view.QueueView`'s rules.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """Questions operators ask, answered from the tracking store: a message's events, search, queue, quarantine, charts.
 
 Reads: the store `mailgate tracker` keeps (`Store`, SQLite or PostgreSQL; one SQL text for both). Emits: decoded
-events (the very records of mail.events), message rows as dicts, queue rows shaped like `mailgate.ops.queue_view`,
+events (the very records of mail.events), message rows as dicts, queue rows shaped like `mailgate.ops.queue.view`,
 and dashboard series. Every function is blocking; async callers run it in a thread.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailgate.ops.queue_view import QueueView, Waiting
+from mailgate.ops.queue.view import QueueView, Waiting
 from mailgate.ops.tracking.projector import PARTIAL, domain_of
 from mailgate.ops.tracking.store import Store
 from schemas import decode
@@ -106,8 +106,8 @@ def search(store: Store, s: Search) -> list[dict]:
         r["recipient_states"] = []
     if by_id:
         marks = ", ".join("?" for _ in by_id)
-        for rc in store.rows(f"SELECT message_id, recipient, state, reply FROM recipients WHERE message_id IN ({marks}) "
-                             f"ORDER BY message_id, recipient", list(by_id)):
+        for rc in store.rows(f"SELECT message_id, recipient, state, reply FROM recipients "
+                             f"WHERE message_id IN ({marks}) ORDER BY message_id, recipient", list(by_id)):
             by_id[rc.pop("message_id")]["recipient_states"].append(rc)
     return rows
 

@@ -168,8 +168,8 @@ class Store:
         longer holds, so the store stays bounded and can always be rebuilt from the log. How many messages went."""
         with self.transaction():
             old = self.rows("SELECT count(*) AS n FROM messages WHERE received_at < ?", (before_ms,))[0]["n"]
-            self.run("DELETE FROM recipients WHERE message_id IN (SELECT message_id FROM messages WHERE received_at < ?)",
-                     (before_ms,))
+            self.run("DELETE FROM recipients WHERE message_id IN "
+                     "(SELECT message_id FROM messages WHERE received_at < ?)", (before_ms,))
             self.run("DELETE FROM messages WHERE received_at < ?", (before_ms,))
             self.run("DELETE FROM events WHERE occurred_at < ?", (before_ms,))
         return int(old)

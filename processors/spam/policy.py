@@ -5,7 +5,8 @@ gateway's `spam_actions`. Emits: MessageClassified to mail.events; for quarantin
 and the MessageRouted to deliver on release (to mail.quarantine, and its audit copy); for delete, MessageDiscarded.
 Returns the (possibly edited) body and the disposition. All mail while spam is disabled, and outbound mail unless
 `spam.scan_outbound`, passes unchanged; scanned outbound mail is classified (the scanners get the login) and gets
-the standard headers, but no gateway's actions. When a scanner is unavailable and on_scanner_failure is "retry", the call retries with backoff until the
+the standard headers, but no gateway's actions. When a scanner is unavailable and on_scanner_failure is "retry", the
+call retries with backoff until the
 scanner answers: the message (and its partition) waits in Kafka, nothing is lost or passed unscored.
 """
 from __future__ import annotations

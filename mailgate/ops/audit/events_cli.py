@@ -7,39 +7,13 @@ A record that does not decode is always shown, as UNDECODABLE with its partition
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from mailgate.core import topics
-from mailgate.ops.audit import Undecodable, describe, json_of, read_topic
+from mailgate.ops.audit.reader import Undecodable, describe, json_of, read_topic
 from mailgate.core.config import Config
-from mailgate.core.ids import now_ms
 from schemas import event_name
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class TimeSpecError(ValueError):
-    """A --since/--until value that is neither ISO 8601 nor a relative age like 10m."""
-
-
-def parse_time(text: str, now: int | None = None) -> int:
-    """Epoch milliseconds for `text`: ISO 8601 (naive means UTC) or an age before now (`10m`, `2h`, `1.5d`)."""
-    now = now_ms() if now is None else now
-    m = _RELATIVE.match(text)
-    if m:
-        return now - int(float(m.group(1)) * _UNIT_S[m.group(2)] * 1000)
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise TimeSpecError(f"not a time: {text!r} (use ISO 8601 like 2024-05-01T10:00Z, or an age like 10m, 2h)")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
-
 
 _ADDRESS_FIELDS = ("mail_from", "rcpt_to", "recipients", "recipient")
 

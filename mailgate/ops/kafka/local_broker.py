@@ -1,6 +1,6 @@
 """The local Apache Kafka broker for development and tests: fetch jars, format, start, stop, status.
 
-Reads: `local_broker` config, `mailgate/ops/kafka-broker-pom.xml` (package data). Writes: jars under
+Reads: `local_broker` config, `mailgate/ops/kafka/kafka-broker-pom.xml` (package data). Writes: jars under
 `local_broker.libs` (fetched once with mvn), `server.properties`, data dir, `kafka.log` and `kafka.pid` under
 `local_broker.home`. Both default to the per-user cache (~/.cache/mailgate, or $MAILGATE_CACHE_DIR), never to
 the current directory.
@@ -152,7 +152,8 @@ def _sasl_ssl_properties(cfg: Config, p: dict[str, Path]) -> dict[str, str]:
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(keystore),
-        # Kafka ignores the broker-wide ssl.client.auth on SASL_SSL listeners; the listener-prefixed one counts (KIP-684).
+        # Kafka ignores the broker-wide ssl.client.auth on SASL_SSL listeners; the listener-prefixed one counts
+        # (KIP-684).
         "listener.name.sasl_ssl.ssl.client.auth": "required" if lb.sasl_ssl.require_client_cert else "none",
     }
     if sec.ca_file is not None:

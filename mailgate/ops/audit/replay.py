@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from mailgate.core import kafka, topics
-from mailgate.ops.audit import Undecodable, read_topic, when
+from mailgate.ops.audit.reader import Undecodable, read_topic, when
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from schemas import ReplayRequested, encode, event_name
@@ -56,8 +56,9 @@ def expected_event(cfg: Config, topic: str) -> str:
         return EXPECTED[topic]
     if topic in {topics.retry_topic(d) for d in cfg.delivery.retry_schedule_s}:
         return "MessageRouted"
+    tiers = ", ".join(sorted(topics.retry_topic(d) for d in cfg.delivery.retry_schedule_s))
     raise ReplayError(f"cannot replay {topic}: only {topics.RECEIVED}, {topics.OUTBOUND} and the configured "
-                      f"retry tiers ({', '.join(sorted(topics.retry_topic(d) for d in cfg.delivery.retry_schedule_s))})")
+                      f"retry tiers ({tiers})")
 
 
 def reinjection(req: ReplayRequest, e, value: bytes, now: int) -> tuple[str, str, bytes]:

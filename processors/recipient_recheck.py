@@ -2,7 +2,8 @@
 
 Reads: MessageReceived, the gateways' `smartermail` settings (through a per-process 10-minute cache, purged by
 `CachePurgeRequested` on `mail.config`, which the processor's config follower applies). Emits: the recipients that
-pass; RecipientVerified (stage processor) for each checked recipient; RecipientRejected (stage processor) for a recipient the directory says does not exist, plus
+pass; RecipientVerified (stage processor) for each checked recipient; RecipientRejected (stage processor) for a
+recipient the directory says does not exist, plus
 one DSN for them to a non-null sender, as a new MessageReceived from <> on mail.received (and its audit copy).
 
 Directory unreachable (and no cached answer, fresh or stale): the recipient is KEPT — ingress already decided at
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
 from mailgate.mail.headers import header_block
-from mailgate.mail import replies
+from mailgate.mail import pipeline_replies as replies
 from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id, now_ms

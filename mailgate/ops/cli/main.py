@@ -1,11 +1,13 @@
 """The `mailgate` command: one entry point for every stage and operator tool.
 
 `mailgate ingress|processor|egress --config FILE` runs one stage (any number of replicas);
-`mailgate up --config FILE` runs the local broker, all three stages and the tracker; `mailgate broker start|stop|status`;
-`mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate tracker`, `mailgate search` (message tracking); `mailgate cache purge [address|domain]`;
+`mailgate up --config FILE` runs the local broker, all three stages and the tracker; `mailgate broker
+start|stop|status`;
+`mailgate topics [--fix]`; `mailgate status`; `mailgate trace <message-id>`; `mailgate tracker`, `mailgate search`
+(message tracking); `mailgate cache purge [address|domain]`;
 `mailgate sink --listen HOST:PORT`. The configuration file is `--config`, else $MAILGATE_CONFIG, else
 /etc/mailgate/mailgate.yaml, and is validated before anything starts. Every failure is one line on stderr and an
-exit status from mailgate.ops.exits (a traceback only with `--debug`).
+exit status from mailgate.ops.cli.exits (a traceback only with `--debug`).
 """
 from __future__ import annotations
 
@@ -13,47 +15,21 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
-from pathlib import Path
 
-from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.logs import setup_logging
 from mailgate.core.topology import STAGES
-from mailgate.ops import exits
+from mailgate.ops.cli import command, exits
 
-DEFAULT_CONFIG = "/etc/mailgate/mailgate.yaml"
-CONFIG_ENV = "MAILGATE_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LONG_RUNNING = {"ingress", "processor", "egress", "up", "admin", "sink"}
 """Commands whose own logs are the product; the others quiet the Kafka client's connection chatter."""
 
 
-def config_path(given: str | None) -> str:
-    """--config, else $MAILGATE_CONFIG, else /etc/mailgate/mailgate.yaml; made absolute for child processes."""
-    path = given or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
-    return str(Path(path).expanduser().absolute())
-
-
-def _config(args: argparse.Namespace) -> Config:
-    path = config_path(args.config)
-    try:
-        cfg = load_config(path)
-    except ConfigError as err:
-        if not Path(path).exists():
-            raise ConfigError(f"{err} (give --config FILE or set {CONFIG_ENV})") from None
-        raise
-    args.loaded = cfg
-    if args.command != "broker":  # a wrong Kafka password or CA stops here, in one line
-        from mailgate.core.kafka import check_security
-        asyncio.run(check_security(cfg))
-    return cfg
-
-
 def cmd_stage(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = command.load(args)
     if args.command == "ingress":
-        from ingress.server import run
+        from ingress.runner import run
     elif args.command == "processor":
         from processors.runner import run
     else:
@@ -63,9 +39,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from mailgate.ops import broker
+    from mailgate.ops.kafka import local_broker as broker
     from mailgate.core import kafka
-    cfg = _config(args)
+    cfg = command.load(args)
     if args.action == "start":
         st = broker.start(cfg)
         created = asyncio.run(kafka.ensure_topics(cfg))
@@ -84,50 +60,51 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from mailgate.ops.supervisor import up
-    return up(_config(args), config_path(args.config), local_broker=not args.no_broker)
+    from mailgate.ops.local.supervisor import up
+    return up(command.load(args), command.config_path(args.config), local_broker=not args.no_broker)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from mailgate.ops.tracking.cli import trace
-    return trace(_config(args), args.message_id, as_json=args.json, from_log=args.from_log)
+    return trace(command.load(args), args.message_id, as_json=args.json, from_log=args.from_log)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from mailgate.mail.directory.purge import request_purge
-    record = asyncio.run(request_purge(_config(args), args.target))
+    record = asyncio.run(request_purge(command.load(args), args.target))
     print(f"cache purge {record.request_id} requested for {record.target or 'every address'}")
     return 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from mailgate.ops.events_view import EventFilter, parse_time, show_events
+    from mailgate.ops.audit.events_cli import EventFilter, show_events
+    from mailgate.ops.audit.timespec import parse_time
     since = parse_time(args.since) if args.since else None
     flt = EventFilter(types=set(args.type or []), domain=args.domain, message_id=args.message_id)
     try:
-        asyncio.run(show_events(_config(args), flt, since, follow=args.follow, as_json=args.json))
+        asyncio.run(show_events(command.load(args), flt, since, follow=args.follow, as_json=args.json))
     except KeyboardInterrupt:
         pass
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from mailgate.ops.events_view import parse_time
-    from mailgate.ops.replay import ReplayRequest, replay
+    from mailgate.ops.audit.timespec import parse_time
+    from mailgate.ops.audit.replay import ReplayRequest, replay
     req = ReplayRequest(topic=args.topic, reason=args.reason, from_offset=args.from_offset,
                         since_ms=parse_time(args.since) if args.since else None,
                         until_ms=parse_time(args.until) if args.until else None, message_id=args.message_id,
                         force_redeliver=args.force_redeliver, dry_run=args.dry_run, as_json=args.json)
-    asyncio.run(replay(_config(args), req))
+    asyncio.run(replay(command.load(args), req))
     return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from mailgate.ops.queue_control_cli import MESSAGE_COMMANDS, cmd_queue_action
+    from mailgate.ops.queue.cli import MESSAGE_COMMANDS, cmd_queue_action
     if args.action in MESSAGE_COMMANDS:  # hold, release, delete, bounce, flush
-        return cmd_queue_action(_config(args), args)
+        return cmd_queue_action(command.load(args), args)
     from mailgate.ops.tracking.cli import queue
-    return queue(_config(args), args.action, as_json=args.json, from_log=args.from_log)
+    return queue(command.load(args), args.action, as_json=args.json, from_log=args.from_log)
 
 
 def _operator_commands(sub, with_config) -> None:
@@ -154,7 +131,7 @@ def _operator_commands(sub, with_config) -> None:
     rp.add_argument("--json", action="store_true", help="--dry-run: one JSON object per selected record")
     q = with_config(sub.add_parser("queue", help="what is waiting, per destination and retry tier"))
     q.add_argument("--json", action="store_true", help="rows as JSON")
-    from mailgate.ops.queue_control_cli import add_queue_arguments, register as register_destination
+    from mailgate.ops.queue.cli import add_queue_arguments, register as register_destination
     add_queue_arguments(q)
     q.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     q.set_defaults(func=cmd_queue)
@@ -173,12 +150,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if args.listen:
         host, _, p = args.listen.rpartition(":")
         host, port = host or None, int(p)
-    run(_config(args), host, port)
+    run(command.load(args), host, port)
     return 0
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    from mailgate.ops.sink import parse_listen, run
+    from mailgate.ops.local.sink import parse_listen, run
     try:
         parse_listen(args.listen)
     except ValueError as err:
@@ -190,7 +167,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mailgate.ops.quarantine import run
-    return asyncio.run(run(_config(args), args.action, args.message_id, args.operator, as_json=args.json,
+    return asyncio.run(run(command.load(args), args.action, args.message_id, args.operator, as_json=args.json,
                            from_log=args.from_log))
 
 
@@ -224,10 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show a traceback when a command fails")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", "-c", default=None,
-                        help=f"YAML configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
-        return sp
+    with_config = command.with_config
 
     for stage in STAGES:
         with_config(sub.add_parser(stage, help=f"run the {stage} stage")).set_defaults(func=cmd_stage)
@@ -235,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("action", choices=["start", "stop", "status"])
     b.add_argument("--json", action="store_true", help="status: one JSON object")
     b.set_defaults(func=cmd_broker)
-    from mailgate.ops import status_cli, topics_cli
+    from mailgate.ops.kafka import status_cli, topics_cli
     topics_cli.register(sub, with_config)
     status_cli.register(sub, with_config)
     s = sub.add_parser("sink", help="a stand-in SMTP server that accepts every message and prints a line for each")
@@ -262,11 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--hash-password", action="store_true",
                    help="read a password (prompt or stdin) and print its hash for admin.password_hash")
     a.set_defaults(func=cmd_admin)
-    from mailgate.ops.config_cli import register as register_config_commands
+    from mailgate.ops.settings.config_cli import register as register_config_commands
     register_config_commands(sub, with_config)
-    from mailgate.ops.auth_cli import register as register_auth_commands
+    from mailgate.ops.settings.auth_cli import register as register_auth_commands
     register_auth_commands(sub, with_config)
-    from mailgate.ops.dkim_cli import register as register_dkim_commands
+    from mailgate.ops.settings.dkim_cli import register as register_dkim_commands
     register_dkim_commands(sub, with_config)
     from mailgate.ops.tracking.cli import register as register_tracking_commands
     register_tracking_commands(sub, with_config)
@@ -291,12 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             logging.getLogger("mailgate").exception("failed")
         cfg = getattr(args, "loaded", None)
-        status, message = exits.classify(err, config_path(getattr(args, "config", None)) if cfg else None,
+        status, message = exits.classify(err, command.config_path(getattr(args, "config", None)) if cfg else None,
                                          cfg.kafka.bootstrap_servers if cfg else None)
         print(f"mailgate {args.command}: {message}", file=sys.stderr)
         return status
-        logging.getLogger("mailgate").exception("failed")
-        return 1
 
 
 if __name__ == "__main__":

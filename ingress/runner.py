@@ -17,7 +17,7 @@ from ingress.limits import ClientLimits
 from ingress.listeners import Listener, listeners
 from ingress.publisher import Publisher
 from ingress.smtp_server import GatewaySMTP
-from ingress.verification import RecipientVerifier
+from ingress.recipient_lookup import RecipientVerifier
 from mailgate.core import metrics
 from mailgate.core.config import Config
 from mailgate.core.live_config import LiveConfig
@@ -65,7 +65,8 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
     # Built once per listener; every connection's session is spawned from it (GatewaySMTP.spawn).
     template = GatewaySMTP(handler, max_errors=ic.max_errors, data_size_limit=ic.max_message_bytes,
                            limits=limits, max_messages_per_connection=ic.max_messages_per_connection,
-                           max_session_s=ic.max_session_s, hostname=ic.hostname, ident="mailgate", tls_context=lst.starttls, timeout=ic.idle_timeout_s,
+                           max_session_s=ic.max_session_s, hostname=ic.hostname, ident="mailgate",
+                           tls_context=lst.starttls, timeout=ic.idle_timeout_s,
                            enable_SMTPUTF8=True, decode_data=False,
                            auth=lst.auth and handler.auth is not None and handler.auth.enabled,
                            implicit_tls=lst.implicit_tls is not None, auth_required=lst.auth_required,

@@ -7,12 +7,14 @@ Exit status 0 when the file is usable, 3 (configuration) when not.
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command
+
 import json
 import os
 from pathlib import Path
 
 from mailgate.core.config import Config, ConfigError, Secret, load_config
-from mailgate.ops import exits
+from mailgate.ops.cli import exits
 
 
 def _secrets(cfg: Config) -> list[tuple[str, Secret]]:
@@ -26,7 +28,8 @@ def _secrets(cfg: Config) -> list[tuple[str, Secret]]:
 def _files(cfg: Config) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path | None]] = [("kafka.security.ca_file", cfg.kafka.security.ca_file)]
     if cfg.ingress.tls is not None:
-        found += [("ingress.tls.cert_file", cfg.ingress.tls.cert_file), ("ingress.tls.key_file", cfg.ingress.tls.key_file)]
+        tls = cfg.ingress.tls
+        found += [("ingress.tls.cert_file", tls.cert_file), ("ingress.tls.key_file", tls.key_file)]
     found += [(f"outbound_gateways.{g.name}.ca_file", g.ca_file) for g in cfg.outbound_gateways]
     found += [(f"{k}.file", s.file) for k, s in _secrets(cfg)]
     return [(k, p) for k, p in found if p is not None]
@@ -49,8 +52,7 @@ def problems(cfg: Config) -> list[str]:
 
 
 def check(file: str | None, as_json: bool = False) -> int:
-    from mailgate.ops.cli import config_path
-    path = config_path(file)
+    path = command.config_path(file)
     try:
         found = problems(load_config(path))
     except ConfigError as err:

@@ -15,6 +15,9 @@ CONFIG = 3
 """The configuration file is missing, unreadable or invalid (the message names the file and each bad key)."""
 UNAVAILABLE = 4
 """Kafka could not be reached at `kafka.bootstrap_servers`."""
+NOT_ALL_APPLIED = 5
+"""A queue or destination command was written to the log, but not every egress replica acknowledged it within
+`--timeout` (the ones named apply it when they read it)."""
 INTERRUPTED = 130
 """Stopped by Ctrl-C."""
 
@@ -57,9 +60,9 @@ def classify(err: BaseException, config_path: str | None, servers: list[str] | N
         return UNAVAILABLE, f"cannot reach Kafka at {where}{src}: {detail}"
     if isinstance(err, OperatorError):
         return err.exit_status, one_line(str(err))
-    from mailgate.ops.broker import BrokerError
-    from mailgate.ops.events_view import TimeSpecError
-    from mailgate.ops.replay import ReplayError
+    from mailgate.ops.kafka.local_broker import BrokerError
+    from mailgate.ops.audit.timespec import TimeSpecError
+    from mailgate.ops.audit.replay import ReplayError
     from mailgate.core.kafka import KafkaSecurityError
     if isinstance(err, TimeSpecError):
         return USAGE, one_line(str(err))

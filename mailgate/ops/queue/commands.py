@@ -187,7 +187,7 @@ async def control_state(cfg: Config) -> QueueControlState:
 async def select(cfg: Config, destination: str | None = None, domain: str | None = None,
                  tier: str | None = None) -> list[str]:
     """Ids of the messages waiting now that match every given filter (from the queue view of mail.events)."""
-    from mailgate.ops.queue_view import build
+    from mailgate.ops.queue.view import build
     view = await build(cfg)
     out = []
     for mid, w in view.waiting.items():

@@ -1,23 +1,24 @@
 """`mailgate dkim`: DKIM signing keys of outbound mail, and the DNS records to publish for them.
 
 Reads: the domain, selector and key size; `mail.config` for add, list, record and remove
-(mailgate.ops.mail_auth_settings). Emits: keygen: the private key to a file created with mode 0600 (never printed),
+(mailgate.ops.settings.mail_auth). Emits: keygen: the private key to a file created with mode 0600 (never printed),
 and on standard output the TXT record plus the `dkim_signing.keys` entry that uses the file; add: a key generated
 into mail.config, sealed with MAILGATE_SECRET_KEY (every running egress signs with it without restart), and the TXT
 record; list/record: the keys' TXT records; remove: the key out of mail.config. No private key is ever printed.
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command, exits
+
 import asyncio
 import argparse
 import getpass
 import json
 import os
-import sys
 from pathlib import Path
 
 from mailgate.mail.authres.dkim_keys import generate_private_key, public_record, record_name
-from mailgate.ops import mail_auth_settings as settings
+from mailgate.ops.settings import mail_auth as settings
 
 
 def _txt_strings(value: str) -> str:
@@ -34,8 +35,7 @@ def _zone_line(doc: dict) -> str:
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out or f"dkim-{args.domain}-{args.selector}.pem")
     if out.exists() and not args.force:
-        print(f"mailgate: {out} exists (give --force to replace it)", file=sys.stderr)
-        return 2
+        raise exits.UsageError(f"{out} exists (give --force to replace it)")
     pem = generate_private_key(args.bits)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -50,14 +50,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_dkim(args: argparse.Namespace) -> int:
     if args.action == "keygen":
         if not (args.domain and args.selector):
-            print("mailgate dkim keygen: give --domain and --selector", file=sys.stderr)
-            return 2
+            raise exits.UsageError("keygen: give --domain and --selector")
         return cmd_keygen(args)
     if args.action != "list" and not (args.domain and args.selector):
-        print(f"mailgate dkim {args.action}: give --domain and --selector", file=sys.stderr)
-        return 2
-    from mailgate.ops.cli import _config
-    cfg = _config(args)
+        raise exits.UsageError(f"{args.action}: give --domain and --selector")
+    cfg = command.load(args)
     return asyncio.run(_manage(cfg, args))
 
 

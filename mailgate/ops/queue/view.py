@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mailgate.core import topics
-from mailgate.ops.audit import Undecodable, read_topic
+from mailgate.ops.audit.reader import Undecodable, read_topic
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from schemas import TERMINAL_EVENTS, event_name

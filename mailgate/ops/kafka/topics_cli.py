@@ -8,6 +8,8 @@ Exit status 0 when nothing is left drifting, 1 when something is (so a CI or a h
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command
+
 import argparse
 import asyncio
 import json
@@ -19,9 +21,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from mailgate.core.config import Config
 from mailgate.core.topics import TopicSpec, declared_topics
-from mailgate.ops import exits
-from mailgate.ops.exits import OperatorError
-from mailgate.ops.kafka_admin import admin_client, partition_counts, topic_configs
+from mailgate.ops.cli import exits
+from mailgate.ops.cli.exits import OperatorError
+from mailgate.ops.kafka.admin import admin_client, partition_counts, topic_configs
 
 
 @dataclass
@@ -96,8 +98,7 @@ async def reconcile(cfg: Config, fix: bool, wait_s: float) -> tuple[list[str], l
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from mailgate.ops.cli import _config
-    created, found = asyncio.run(reconcile(_config(args), args.fix, args.wait_s))
+    created, found = asyncio.run(reconcile(command.load(args), args.fix, args.wait_s))
     left = [d for d in found if not d.fixed]
     if args.json:
         print(json.dumps({"created": created, "drift": [asdict(d) for d in found], "in_sync": not left}))

@@ -2,11 +2,11 @@
 attempt could not get a reply from a server (deferrals, expiry, internal errors) and those the processor reports in
 a DSN. Ingress's wire replies to clients are its own table (`ingress/replies.py`, verdict → reply).
 
-Reads: nothing. Emits: `Reply` values (`mailgate.mail.reply`), whose class decides retry versus bounce.
+Reads: nothing. Emits: `Reply` values (`mailgate.mail.smtp_reply`), whose class decides retry versus bounce.
 """
 from __future__ import annotations
 
-from mailgate.mail.reply import Reply
+from mailgate.mail.smtp_reply import Reply
 
 QUEUE_LIFETIME_EXCEEDED = Reply(451, "4.4.7", "queue lifetime exceeded")
 """The message is older than `delivery.max_queue_lifetime`: it is expired (bounced with a DSN), not retried."""

@@ -5,17 +5,18 @@ stages follow it), printed diffs and history. Every change names its operator (`
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command, exits
+
 import argparse
 import asyncio
 import json
-import sys
 from datetime import datetime, timezone
 
 from mailgate.core.config import Config, ConfigError, load_config
 from mailgate.core.config_events import (KINDS, append, config_version, diff, effective_config, non_live_changes,
                                          read_state, state_key, stored_settings)
-from mailgate.ops.exits import UsageError
-from processors.spam_policy import check_gateway_actions
+from mailgate.ops.cli.exits import UsageError
+from processors.spam.policy import check_gateway_actions
 from schemas import GatewayRemoved
 
 
@@ -45,8 +46,7 @@ def refusal(cfg: Config, desired: Config) -> str | None:
 async def apply(cfg: Config, desired: Config, operator: str | None, dry_run: bool) -> int:
     reason = refusal(cfg, desired)
     if reason is not None:
-        print(reason, file=sys.stderr)
-        return 1
+        raise exits.OperatorError(reason)
     state, _ = await read_state(cfg)
     events = diff(state, desired, operator, running=effective_config(cfg, state))
     for e in events:
@@ -149,10 +149,9 @@ async def _applied_version(url: str) -> str | None:
 
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "check":
-        from mailgate.ops.config_check import check
+        from mailgate.ops.settings.config_check import check
         return check(args.file, as_json=args.json)
-    from mailgate.ops.cli import _config
-    cfg = _config(args)
+    cfg = command.load(args)
     if args.action == "apply":
         if not args.file:
             raise UsageError("config apply needs the FILE whose gateways become the running ones")
@@ -167,8 +166,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from mailgate.ops.cli import _config
-    cfg = _config(args)
+    cfg = command.load(args)
     if args.action == "list":
         return asyncio.run(gateways(cfg, args.json))
     if args.action in ("enable", "disable"):

@@ -2,7 +2,7 @@
 destinations; list the suspended ones. Each answer says what was done (counts, which egress replicas applied it).
 
 Reads: JSON bodies (`reason` required; `message_ids`, or a `filter` whose match count is returned without acting
-unless `confirm` is true). Emits: the commands through `mailgate.ops.queue_control`, with the logged-in
+unless `confirm` is true). Emits: the commands through `mailgate.ops.queue.commands`, with the logged-in
 administrator as operator. Mounted by the admin server next to the other API routes.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mailgate.mail.queue_commands import DESTINATION_KINDS, MESSAGE_COMMANDS
-from mailgate.ops import queue_control as qc
+from mailgate.ops.queue import commands as qc
 from mailgate.ops.admin.api import CFG, body, error, operator
 from mailgate.core.ids import now_ms
 

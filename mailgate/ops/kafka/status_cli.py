@@ -8,6 +8,8 @@ consumed). Exit status 0 when Kafka answers, every declared topic exists and eve
 """
 from __future__ import annotations
 
+from mailgate.ops.cli import command
+
 import argparse
 import asyncio
 import json
@@ -17,8 +19,8 @@ from aiokafka import TopicPartition
 from mailgate.core import topics
 from mailgate.core.config import Config
 from mailgate.core.topics import declared_topics
-from mailgate.ops import exits
-from mailgate.ops.kafka_admin import admin_client, committed, end_offsets, group_members, partition_counts
+from mailgate.ops.cli import exits
+from mailgate.ops.kafka.admin import admin_client, committed, end_offsets, group_members, partition_counts
 
 GROUPS = {"processor": ("mailgate-processor", [topics.RECEIVED]),
           "egress": ("mailgate-egress", None)}
@@ -72,8 +74,7 @@ def render(st: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mailgate.ops.cli import _config
-    st = asyncio.run(gather(_config(args), args.wait_s))
+    st = asyncio.run(gather(command.load(args), args.wait_s))
     print(json.dumps(st) if args.json else render(st))
     return exits.OK if healthy(st) else exits.FAILURE
 

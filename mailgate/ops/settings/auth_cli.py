@@ -1,11 +1,13 @@
 """`mailgate auth`: SMTP AUTH logins of ingress — make a hash, or manage the users in the live configuration.
 
 Reads: a password from the terminal (prompted, not echoed) or the first line of standard input; for add, passwd,
-list and remove, `mail.config` (mailgate.ops.mail_auth_settings). Emits: `hash`: the `scrypt$n$r$p$salt$hash`
+list and remove, `mail.config` (mailgate.ops.settings.mail_auth). Emits: `hash`: the `scrypt$n$r$p$salt$hash`
 line for a file's `ingress.auth.users`; add/passwd/remove: a SettingsConfigured (auth_users) that every running
 ingress applies without restart; list: the users, never a password. The password is never printed or logged.
 """
 from __future__ import annotations
+
+from mailgate.ops.cli import command, exits
 
 import asyncio
 import argparse
@@ -14,7 +16,7 @@ import json
 import sys
 
 from mailgate.core.passwords import hash_password
-from mailgate.ops import mail_auth_settings as settings
+from mailgate.ops.settings import mail_auth as settings
 
 
 def _read_password() -> str:
@@ -25,15 +27,12 @@ def cmd_auth(args: argparse.Namespace) -> int:
     if args.action == "hash":
         password = _read_password()
         if not password:
-            print("mailgate: empty password", file=sys.stderr)
-            return 2
+            raise exits.UsageError("empty password")
         print(hash_password(password))
         return 0
     if args.action != "list" and not args.username:
-        print(f"mailgate auth {args.action}: give the user name", file=sys.stderr)
-        return 2
-    from mailgate.ops.cli import _config
-    cfg = _config(args)
+        raise exits.UsageError(f"{args.action}: give the user name")
+    cfg = command.load(args)
     return asyncio.run(_manage(cfg, args))
 
 

@@ -20,7 +20,7 @@ from mailgate.core.config_events import (append, config_version, effective_confi
 from mailgate.core.ids import now_ms
 from mailgate.core.passwords import hash_password
 from mailgate.core.secrets import SecretKeyError, seal
-from mailgate.ops.exits import OperatorError, UsageError
+from mailgate.ops.cli.exits import OperatorError, UsageError
 from mailgate.mail.authres.dkim_keys import generate_ed25519_key, generate_private_key, public_record, record_name
 from schemas import SettingsConfigured
 
@@ -198,7 +198,8 @@ async def get_key(cfg: Config, domain: str, selector: str) -> dict:
 
 async def generate_key(cfg: Config, domain: Any, selector: Any, bits: Any, operator: str,
                        algorithm: Any = "rsa") -> tuple[dict, str]:
-    """Make an RSA (`bits`) or Ed25519 key for `domain` (replacing none: one key per domain signs), stored sealed; (its document with
+    """Make an RSA (`bits`) or Ed25519 key for `domain` (replacing none: one key per domain signs), stored sealed; (its
+    document with
     the TXT record to publish, the new configuration version)."""
     fields = {}
     if not isinstance(domain, str) or not DOMAIN.match(domain):

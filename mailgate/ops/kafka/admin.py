@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from mailgate.core.config import Config
 from mailgate.core.kafka import _common
-from mailgate.ops.exits import KafkaUnreachable
+from mailgate.ops.cli.exits import KafkaUnreachable
 
 
 @asynccontextmanager

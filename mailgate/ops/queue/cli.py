@@ -1,9 +1,9 @@
 """`mailgate queue hold|release|delete|bounce|flush` and `mailgate destination suspend|resume|flush|list`.
 
 Reads: the command line; message ids, or a filter (--destination, --domain, --tier) over the messages waiting now,
-whose count is shown and which acts only with --yes. Emits: the commands through `mailgate.ops.queue_control`, and a
-line saying what was done: how many messages or destinations, and which egress replicas applied it (exit status 3
-when a member of the egress group did not acknowledge within --timeout).
+whose count is shown and which acts only with --yes. Emits: the commands through `mailgate.ops.queue.commands`, and a
+line saying what was done: how many messages or destinations, and which egress replicas applied it (exit status
+`exits.NOT_ALL_APPLIED` when a member of the egress group did not acknowledge within --timeout).
 """
 from __future__ import annotations
 
@@ -15,23 +15,9 @@ from datetime import datetime, timezone
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.mail.queue_commands import DESTINATION_KINDS, MESSAGE_COMMANDS
-from mailgate.ops import queue_control as qc
-from mailgate.ops.events_view import TimeSpecError, _RELATIVE, _UNIT_S
-
-NOT_ALL_APPLIED = 3
-
-
-def parse_until(text: str, now: int | None = None) -> int:
-    """Epoch ms for --until: ISO 8601 (naive = UTC) or a duration from now (`30m`, `2h`)."""
-    now = now_ms() if now is None else now
-    m = _RELATIVE.match(text)
-    if m:
-        return now + int(float(m.group(1)) * _UNIT_S[m.group(2)] * 1000)
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise TimeSpecError(f"not a time: {text!r} (use ISO 8601, or a duration like 30m, 2h)") from None
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+from mailgate.ops.queue import commands as qc
+from mailgate.ops.audit.timespec import parse_until
+from mailgate.ops.cli import command, exits
 
 
 def add_queue_arguments(q: argparse.ArgumentParser) -> None:
@@ -67,7 +53,7 @@ def _report(what: str, applied: qc.Applied) -> int:
     print(f"{what} [command {applied.command_id}]; {who}")
     if applied.missing:
         print(f"NOT acknowledged by: {', '.join(sorted(applied.missing))} (they apply it when they read it)")
-        return NOT_ALL_APPLIED
+        return exits.NOT_ALL_APPLIED
     if not applied.replicas:
         print("no egress replica is running: each applies it when it starts")
     return 0
@@ -78,16 +64,14 @@ async def run_queue(cfg: Config, args: argparse.Namespace) -> int:
     filtered = args.destination or args.domain or args.tier
     if filtered:
         if ids:
-            print("give message ids or a filter, not both")
-            return 2
+            raise exits.UsageError("give message ids or a filter, not both")
         ids = await qc.select(cfg, args.destination, args.domain, args.tier)
         print(f"{len(ids)} waiting message(s) match")
         if not args.yes:
             print(f"nothing done: add --yes to {args.action} them")
             return 0 if not ids else 1
     if not ids:
-        print(f"queue {args.action} needs message ids or a filter")
-        return 2
+        raise exits.UsageError(f"queue {args.action} needs message ids or a filter")
     applied = await qc.message_command(cfg, args.action, ids, args.reason or "", args.operator, args.timeout)
     return _report(f"{args.action}: {applied.count} message(s)", applied)
 
@@ -96,25 +80,21 @@ def cmd_queue_action(cfg: Config, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_queue(cfg, args))
     except qc.QueueCommandError as err:
-        print(f"mailgate: {err}")
-        return 2
+        raise exits.UsageError(str(err)) from None
 
 
 def cmd_destination(args: argparse.Namespace) -> int:
-    from mailgate.core.config import load_config
-    cfg = load_config(args.config)
+    cfg = command.load(args)
     if args.action == "list":
         return asyncio.run(show_destinations(cfg, args.json))
     if not args.kind or not args.name:
-        print(f"destination {args.action} needs a kind ({', '.join(DESTINATION_KINDS)}) and a name")
-        return 2
+        raise exits.UsageError(f"destination {args.action} needs a kind ({', '.join(DESTINATION_KINDS)}) and a name")
+    until = parse_until(args.until) if args.until else None
     try:
-        until = parse_until(args.until) if args.until else None
         applied = asyncio.run(qc.destination_command(cfg, args.action, args.kind, args.name, args.reason or "",
                                                      args.operator, until, args.timeout))
-    except (qc.QueueCommandError, TimeSpecError) as err:
-        print(f"mailgate: {err}")
-        return 2
+    except qc.QueueCommandError as err:
+        raise exits.UsageError(str(err)) from None
     return _report(f"{args.action}: {args.kind} {args.name}", applied)
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from mailgate.ops import broker
+from mailgate.ops.kafka import local_broker as broker
 
 from mailgate.core import kafka
 from mailgate.core.config import Config
