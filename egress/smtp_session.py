@@ -13,7 +13,6 @@ import asyncio
 import re
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -21,8 +20,9 @@ from aiosmtplib.email import quote_address
 from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
                            ServerReplied, Step, TlsFailed)
 from egress.pipelining import replies_on
+from egress.targets import Target
 from mailgate.mail.smtp_reply import Reply
-from mailgate.core.config import DeliveryConfig, Secret
+from mailgate.core.config import DeliveryConfig
 
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -65,24 +65,6 @@ def _write(transport: asyncio.BaseTransport | None, data: bytes) -> None:
 def _normalise_line_endings(body: bytes) -> bytes:
     """Every lone CR, lone LF and CRLF as CRLF."""
     return body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where to connect: an outbound gateway, or one address of an inbound gateway's primary."""
-
-    gateway: str
-    host: str
-    port: int
-    encryption: str = "none"
-    tls_verify: bool = True
-    ca_file: str | None = None
-    auth_username: str | None = None
-    auth_password: Secret | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 def _tls_context(t: Target) -> ssl.SSLContext:

@@ -18,7 +18,7 @@ STAGES: dict[str, dict[str, list[str]]] = {
     "egress": {
         "reads": [topics.OUTBOUND, RETRY, topics.HOLD, topics.DELIVERED, topics.CONFIG, topics.CONTROL],
         "writes": [RETRY, topics.HOLD, topics.RECEIVED + " (DSNs)", topics.DELIVERED, topics.EVENTS, topics.DLQ,
-                   "SMTP servers"],
+                   topics.CONTROL + " (tombstones of finished commands)", "SMTP servers"],
     },
 }
 

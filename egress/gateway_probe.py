@@ -1,9 +1,10 @@
-"""Verify connection before save: open one session to an outbound gateway exactly as delivery would, send no mail.
+"""The gateway connection probe ("verify connection before save"): open one session to an outbound gateway exactly
+as delivery would, and send no mail.
 
 Reads: an OutboundGateway entry (address, port, encryption, CA, AUTH) and the DeliveryConfig timeouts.
 Emits: a VerifyResult — ok, or the step that failed (connect, greeting, ehlo, starttls, auth) with a precise
-message, printed by `mailgate gateway verify NAME`. The message comes from the delivery engine's own errors, which mask
-the password; it never holds a secret.
+message, printed by `mailgate gateway verify NAME` and answered by the admin API's `POST /api/gateways/verify`.
+The message comes from the delivery engine's own errors, which mask the password; it never holds a secret.
 """
 from __future__ import annotations
 

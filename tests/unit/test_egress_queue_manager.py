@@ -1,5 +1,6 @@
-"""egress.queue_control without Kafka: what egress does with a message an operator deleted, held or bounced, or whose
-destination is suspended, and when parked mail is looked at again."""
+"""egress.queue_manager, egress.queue_command_follower and egress.admission without Kafka: what egress does with a
+message an operator deleted, held or bounced, or whose destination is suspended, when parked mail is looked at
+again, and how admission slots and command acknowledgements wait for each other."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,10 @@ import dataclasses
 import pytest
 from aiokafka import TopicPartition
 
+from egress.admission import Admission, admitted_per_destination
 from egress.outcome import OutcomePolicy
-from egress.queue_control import HOLD_RESCAN_MS, QueueControl, admitted_per_destination
+from egress.queue_command_follower import QueueCommandFollower
+from egress.queue_manager import HOLD_RESCAN_MS, QueueManager
 from mailgate.core import topics
 from mailgate.core.config import parse_config
 from mailgate.core.ids import now_ms
@@ -18,13 +21,19 @@ from schemas import DestinationSuspended, MessageRouted, QueueCommandIssued, Rou
 CFG = parse_config({"delivery": {"helo_name": "gw.test", "retry_schedule_s": [60]}})
 
 
-def control() -> tuple[QueueControl, list]:
+def manager(cfg=CFG, emit=None) -> QueueManager:
+    """The queue manager with its follower and admission; no delivery (nothing here is attempted)."""
+    admission = Admission(cfg.delivery)
+    return QueueManager(cfg, QueueCommandFollower(cfg, emit, admission.running), admission, None, emit)
+
+
+def control() -> tuple[QueueManager, list]:
     written: list = []
 
     async def emit(outputs) -> None:
         written.extend(outputs)
 
-    return QueueControl(CFG, emit), written
+    return manager(emit=emit), written
 
 
 def order(command: str, mid: str = "M1") -> QueueCommandIssued:
@@ -46,7 +55,7 @@ def names(outputs) -> list[tuple[str, str]]:
 
 async def test_a_deleted_message_gets_a_terminal_event_and_no_dsn():
     c, written = control()
-    c.state.apply(order("delete"))
+    c.commands.state.apply(order("delete"))
     _, out = await c.intercept(topics.OUTBOUND, routed(), OutcomePolicy(CFG, "n"))
     assert names(out) == [(topics.EVENTS, "MessageDiscarded")]
     assert out[0].record.reason == "queue_delete" and out[0].record.operator == "olga"
@@ -55,7 +64,7 @@ async def test_a_deleted_message_gets_a_terminal_event_and_no_dsn():
 
 async def test_a_bounced_message_gets_a_dsn_with_the_reason():
     c, _ = control()
-    c.state.apply(order("bounce"))
+    c.commands.state.apply(order("bounce"))
     _, out = await c.intercept(topics.RETRY_PREFIX + "60s", routed(), OutcomePolicy(CFG, "n"))
     assert (topics.RECEIVED, "MessageReceived") in names(out)
     bounced = [o.record for o in out if type(o.record).__name__ == "MessageBounced"][0]
@@ -66,7 +75,7 @@ async def test_a_bounced_message_gets_a_dsn_with_the_reason():
 
 async def test_held_mail_is_parked_once_with_an_event_and_parked_again_silently():
     c, written = control()
-    c.state.apply(order("hold"))
+    c.commands.state.apply(order("hold"))
     _, out = await c.intercept(topics.OUTBOUND, routed(), OutcomePolicy(CFG, "n"))
     assert names(out) == [(topics.EVENTS, "MessageParked")] and out[0].record.cause == "held"
     assert names(written) == [(topics.HOLD, "MessageRouted")] and written[0].key == "relay"
@@ -76,7 +85,7 @@ async def test_held_mail_is_parked_once_with_an_event_and_parked_again_silently(
 
 async def test_a_suspended_destination_parks_its_mail():
     c, written = control()
-    c.state.apply(DestinationSuspended(command_id="S1", occurred_at=now_ms(), node="cli", kind="outbound",
+    c.commands.state.apply(DestinationSuspended(command_id="S1", occurred_at=now_ms(), node="cli", kind="outbound",
                                        name="relay", operator="olga", reason="maintenance"))
     _, out = await c.intercept(topics.OUTBOUND, routed(), OutcomePolicy(CFG, "n"))
     assert out[0].record.cause == "destination_suspended" and out[0].record.destination == "outbound/relay"
@@ -92,20 +101,20 @@ async def test_released_mail_does_not_count_the_time_it_was_parked_against_its_l
 async def test_parked_records_are_looked_at_again_after_each_change_and_a_suspension_end():
     c, _ = control()
     tp = TopicPartition(topics.HOLD, 0)
-    c._changed()
-    before = dataclasses.make_dataclass("Rec", ["timestamp"])(c.changed_at - 1)  # parked before the change
-    after = dataclasses.replace(before, timestamp=c.changed_at)  # parked again by the pass
+    c.commands.changed()
+    before = dataclasses.make_dataclass("Rec", ["timestamp"])(c.commands.changed_at - 1)  # parked before the change
+    after = dataclasses.replace(before, timestamp=c.commands.changed_at)  # parked again by the pass
     assert c.due_in_ms(tp, before, routed(), now_ms()) == 0
     assert c.due_in_ms(tp, after, routed(), now_ms()) == HOLD_RESCAN_MS
-    generation = c.generation
-    c.state.apply(DestinationSuspended(command_id="S1", occurred_at=now_ms(), node="cli", kind="domain",
+    generation = c.commands.generation
+    c.commands.state.apply(DestinationSuspended(command_id="S1", occurred_at=now_ms(), node="cli", kind="domain",
                                        name="far.test", operator="olga", reason="x", until=now_ms() + 200))
-    c._changed()
+    c.commands.changed()
     deadline = asyncio.get_running_loop().time() + 5
-    while c.generation < generation + 2 and asyncio.get_running_loop().time() < deadline:
+    while c.commands.generation < generation + 2 and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)  # the suspension's own end is scheduled: a change without a command
-    assert c.generation == generation + 2 and c.due_in_ms(tp, after, routed(), now_ms()) == 0
-    await c.close()
+    assert c.commands.generation == generation + 2 and c.due_in_ms(tp, after, routed(), now_ms()) == 0
+    await c.commands.close()
 
 
 async def test_parked_mail_expires_only_when_configured():
@@ -114,14 +123,14 @@ async def test_parked_mail_expires_only_when_configured():
     async def emit(outputs) -> None:
         pass
 
-    c = QueueControl(cfg, emit)
-    c.state.apply(order("hold"))
+    c = manager(cfg, emit)
+    c.commands.state.apply(order("hold"))
     old = dataclasses.replace(routed(), expires_at=now_ms() - 1)
     assert c.urgent(old)  # looked at now, not when a command next comes
     _, out = await c.intercept(topics.HOLD, old, OutcomePolicy(cfg, "n"))
     assert "MessageExpired" in [n for _, n in names(out)]
     default, _ = control()
-    default.state.apply(order("hold"))
+    default.commands.state.apply(order("hold"))
     assert not default.urgent(old)
     _, out = await default.intercept(topics.HOLD, old, OutcomePolicy(CFG, "n"))
     assert out == []  # parked again: by default the time held does not count
@@ -131,12 +140,12 @@ async def test_slots_given_back_after_the_session_admit_the_next_message_while_c
     """Egress gives a destination's slot back when a message's SMTP session is over, before its outcome is
     appended: the next message may start, and a command is acknowledged only once every admitted one finished."""
     c, written = control()
-    slots = admitted_per_destination(CFG)
+    slots = admitted_per_destination(CFG.delivery)
     assert slots > CFG.delivery.concurrency_per_destination  # a few wait at the session pool, decided
     sessions_over, outcome_appended = asyncio.Semaphore(0), asyncio.Event()
 
     async def delivering() -> None:
-        async with c.admit(routed()) as give_back_slot:
+        async with c.admission.admit("relay") as give_back_slot:
             give_back_slot()  # the session is over; the outcome is still being appended
             sessions_over.release()
             await outcome_appended.wait()
@@ -145,8 +154,8 @@ async def test_slots_given_back_after_the_session_admit_the_next_message_while_c
     async with asyncio.timeout(2):
         for _ in tasks:
             await sessions_over.acquire()
-        async with c.admit(routed()):  # admitted although none of the others has finished
-            c._acknowledge([order("hold")])
+        async with c.admission.admit("relay"):  # admitted although none of the others has finished
+            c.commands._acknowledge([order("hold")])
     await asyncio.sleep(0.05)
     assert names(written) == []  # they still run: no acknowledgement yet
     outcome_appended.set()
@@ -157,13 +166,13 @@ async def test_slots_given_back_after_the_session_admit_the_next_message_while_c
 
 async def test_a_destination_admits_no_more_than_its_slots():
     c, _ = control()
-    slots = admitted_per_destination(CFG)
-    held = [c.admit(routed()) for _ in range(slots)]
+    slots = admitted_per_destination(CFG.delivery)
+    held = [c.admission.admit("relay") for _ in range(slots)]
     for h in held:
         await h.__aenter__()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1):
-            async with c.admit(routed()):
+            async with c.admission.admit("relay"):
                 pass
     for h in held:
         await h.__aexit__(None, None, None)
