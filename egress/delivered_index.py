@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mailgate.core import kafka, topics
 from mailgate.core.config import Config
@@ -115,7 +115,7 @@ class DeliveredIndex:
         self.lifetime_ms = topics.delivered_lifetime_ms(cfg)
         self.keys = _Expiring(self.lifetime_ms)
         self.sending = _Expiring(self.lifetime_ms)
-        self._consumer = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
         self._position: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
@@ -149,8 +149,13 @@ class DeliveredIndex:
             else:
                 c.seek(tp, hit.offset)
 
+    def _open(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the delivered index is not loaded")
+        return self._consumer
+
     async def _follow(self) -> None:
-        c = self._consumer
+        c = self._open()
         while True:
             batch = await c.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
@@ -165,7 +170,7 @@ class DeliveredIndex:
                 self._progress.notify_all()
 
     async def catch_up(self, timeout_s: float = 30) -> None:
-        c = self._consumer
+        c = self._open()
         ends = await c.end_offsets(list(c.assignment()))
 
         def done() -> bool:

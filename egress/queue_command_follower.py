@@ -116,6 +116,8 @@ class QueueCommandFollower:
         return len(out)
 
     async def _follow(self) -> None:
+        if self._reader is None:
+            raise RuntimeError("the queue-command follower is not loaded")
         async for batch in self._reader.batches(timeout_ms=200):
             commands = self._apply(batch)
             if commands:

@@ -81,6 +81,7 @@ class QueueManager:
             metrics.EGRESS_DEAD_LETTERED.inc()
             await self._emit([Output(topics.DLQ, "", dead)])
             return
+        assert routed is not None, "a due record is either dead-lettered or routed"
         async with self.admission.admit(routed.route.destination or "") as give_back_slot:
             routed, controlled = await self.intercept(topic, routed, self.delivery.outcome)
             if controlled is not None:  # held, deleted, bounced, or its destination suspended

@@ -13,6 +13,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Awaitable
+from typing import cast
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -230,7 +231,8 @@ class SmtpSession:
                 if not ready:
                     if mail.code != 250 or not any(a.code in (250, 251) for a in answers):
                         return [(r, mail if mail.code != 250 else a) for r, a in zip(rcpts, answers)]
-                    await before_data
+                    if before_data is not None:
+                        await before_data
                     _write(transport, b"DATA\r\n")
                 step = "data"
                 start = await replies.next(timeout)
@@ -291,4 +293,4 @@ class SmtpSession:
             if protocol.transport is None:
                 return
             await asyncio.sleep(0.05)
-        transport.abort()
+        cast(asyncio.Transport, transport).abort()
