@@ -9,7 +9,9 @@ RUN pip wheel --no-cache-dir --no-deps -w /dist .
 
 FROM python:3.11-slim
 COPY --from=wheel /dist/ /tmp/dist/
-RUN pip install --no-cache-dir /tmp/dist/mailgate-*.whl && rm -rf /tmp/dist \
+# The versions the suite passed with (constraints.txt, written by scripts/lock).
+COPY constraints.txt /tmp/dist/
+RUN pip install --no-cache-dir -c /tmp/dist/constraints.txt /tmp/dist/mailgate-*.whl && rm -rf /tmp/dist \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/mailgate --create-home mailgate \
  && mkdir -p /etc/mailgate
 ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.yaml \

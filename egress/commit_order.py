@@ -3,7 +3,7 @@
 Reads: the offsets egress starts handling, the ones it finished (delivered, deferred, bounced or handed on, and
 acknowledged by Kafka), and the record it stopped at because it is not due yet. Emits: the commit point — the
 first offset not finished (every record before it is done), never past the record the partition waits at. Pure
-bookkeeping, no I/O: egress/runner.py keeps one Lane per assigned partition.
+bookkeeping, no I/O: egress/consumer.py keeps one Lane per assigned partition.
 """
 from __future__ import annotations
 

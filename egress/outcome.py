@@ -3,7 +3,8 @@
 Reads: the MessageRouted that was attempted, the replies (or the session error), the clock and the retry schedule.
 Emits: Outputs — MessageDelivered, DeliveryDeferred plus the record for its retry tier, MessageBounced or
 MessageExpired plus a DSN (as a new MessageReceived from the null sender, which flows through the pipeline like any
-other mail), and the delivered-index records egress reads to suppress duplicates. Pure: no I/O here.
+other mail). The delivered index's records are the index's (egress/delivered_index.py `settle`). Also the two
+failover decisions of an attempt that failed as a whole (`next_target`, `failure_replies`). Pure: no I/O here.
 """
 from __future__ import annotations
 
@@ -20,18 +21,6 @@ from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id
 from mailgate.mail.outputs import Output, audit
 from schemas import DeliveryDeferred, MessageBounced, MessageDelivered, MessageExpired
-
-
-DELIVERED_MARK = b"1"
-"""mail.delivered value: this (message id, recipient) was delivered (the downstream server answered 250)."""
-SENDING_MARK = b"sending"
-"""mail.delivered value written before DATA: an attempt is sending to this recipient. A later record replaces it
-(delivered, or a tombstone when the attempt ended otherwise); one still there after a crash means the outcome of
-that attempt is unknown, and the next attempt says so in its DeliveryAttempted event."""
-
-
-def delivered_key(message_id: str, rcpt: str) -> str:
-    return f"{message_id}|{rcpt.lower()}"
 
 
 def next_target(err: DeliveryError) -> bool:
@@ -74,7 +63,6 @@ class OutcomePolicy:
                 message_id=mid, occurred_at=now, node=self.node, recipients=[r for r, _ in delivered],
                 gateway=gateway, host=host, reply_text=delivered[0][1].one_line(), attempt=attempt,
                 received_at=routed.received_at, forced=routed.force_redeliver)))
-            out += [Output(topics.DELIVERED, delivered_key(mid, r), DELIVERED_MARK) for r, _ in delivered]
         if permanent:
             out += self._bounce(routed, permanent, now, expired=False)
         if transient:

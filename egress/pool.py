@@ -1,34 +1,31 @@
-"""SMTP connection reuse: a bounded pool of open sessions per target, and a concurrency limit per destination.
+"""SMTP connection reuse: a pool of open sessions per target, each taken inside one of its gateway's session slots.
 
 Reads: Targets. Emits: open SmtpSessions (new or idle ones), each used by one delivery at a time; a session goes
-back to the pool while it is healthy and under `messages_per_connection`.
+back to the pool while it is healthy and under `messages_per_connection`. How many sessions a gateway gets at once
+is admission's (egress/admission.py `session_slot`).
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import defaultdict
 from typing import AsyncIterator
 
-from egress.smtp_session import SmtpSession, Target
+from egress.admission import Admission
+from egress.smtp_session import SmtpSession
+from egress.targets import Target
 from mailgate.core.config import DeliveryConfig
 
 
 class SessionPool:
-    def __init__(self, cfg: DeliveryConfig) -> None:
+    def __init__(self, cfg: DeliveryConfig, admission: Admission | None = None) -> None:
         self.cfg = cfg
+        self.admission = admission or Admission(cfg)
         self._idle: dict[Target, list[SmtpSession]] = defaultdict(list)
-        self._limits: dict[str, asyncio.Semaphore] = {}
-
-    def limit(self, destination: str) -> asyncio.Semaphore:
-        if destination not in self._limits:
-            self._limits[destination] = asyncio.Semaphore(self.cfg.concurrency_per_destination)
-        return self._limits[destination]
 
     @contextlib.asynccontextmanager
     async def session(self, target: Target) -> AsyncIterator[SmtpSession]:
-        """An open session to `target` inside the destination's concurrency limit; DeliveryError if none opens."""
-        async with self.limit(target.gateway):
+        """An open session to `target` inside one of its gateway's session slots; DeliveryError if none opens."""
+        async with self.admission.session_slot(target.gateway):
             idle = self._idle[target]
             session = None
             while idle:

@@ -13,7 +13,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from typing import cast
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -21,8 +21,9 @@ from aiosmtplib.email import quote_address
 from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, DeliveryError, ProtocolTimeout,
                            ServerReplied, Step, TlsFailed)
 from egress.pipelining import replies_on
+from egress.targets import Target
 from mailgate.mail.smtp_reply import Reply
-from mailgate.core.config import DeliveryConfig, Secret
+from mailgate.core.config import DeliveryConfig
 
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -65,24 +66,6 @@ def _write(transport: asyncio.BaseTransport | None, data: bytes) -> None:
 def _normalise_line_endings(body: bytes) -> bytes:
     """Every lone CR, lone LF and CRLF as CRLF."""
     return body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where to connect: an outbound gateway, or one address of an inbound gateway's primary."""
-
-    gateway: str
-    host: str
-    port: int
-    encryption: str = "none"
-    tls_verify: bool = True
-    ca_file: str | None = None
-    auth_username: str | None = None
-    auth_password: Secret | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 def _tls_context(t: Target) -> ssl.SSLContext:
@@ -248,7 +231,8 @@ class SmtpSession:
                 if not ready:
                     if mail.code != 250 or not any(a.code in (250, 251) for a in answers):
                         return [(r, mail if mail.code != 250 else a) for r, a in zip(rcpts, answers)]
-                    await before_data
+                    if before_data is not None:
+                        await before_data
                     _write(transport, b"DATA\r\n")
                 step = "data"
                 start = await replies.next(timeout)
@@ -309,4 +293,4 @@ class SmtpSession:
             if protocol.transport is None:
                 return
             await asyncio.sleep(0.05)
-        transport.abort()
+        cast(asyncio.Transport, transport).abort()

@@ -6,9 +6,39 @@ Gateways the health tracker has marked down are left out until their probe time.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from egress.health import GatewayHealth
-from egress.smtp_session import Target
-from mailgate.core.config import Config, OutboundGateway
+from mailgate.core.config import Config, OutboundGateway, Secret
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: an outbound gateway, one address of an inbound gateway's primary, or one address of a
+    recipient domain's MX host (egress/mx.py)."""
+
+    gateway: str
+    """The gateway's name, the inbound gateway's name (primary), or the recipient domain (MX)."""
+    host: str
+    """The address (or name) connected to."""
+    port: int
+    """The SMTP port."""
+    encryption: str = "none"
+    """none, ssl (implicit TLS) or tls (STARTTLS required)."""
+    tls_verify: bool = True
+    """Verify the server's certificate."""
+    ca_file: str | None = None
+    """CA bundle to verify it with (None: the system's)."""
+    auth_username: str | None = None
+    """AUTH user name; no AUTH when None."""
+    auth_password: Secret | None = None
+    """AUTH password."""
+    mx: str = ""
+    """The MX host name whose address `host` is (direct delivery); empty otherwise."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def gateway_target(g: OutboundGateway) -> Target:

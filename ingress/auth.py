@@ -20,7 +20,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiosmtpd.smtp import MISSING, SMTP, Session
 from cachetools import TTLCache
@@ -126,7 +126,7 @@ class SmtpAuth:
     """The `handle_AUTH` hook of one ingress process: reads the credentials, checks, throttles, replies."""
 
     def __init__(self, cfg: Config, credentials: Credentials | None = None,
-                 sleep: Callable[[float], object] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.credentials = credentials or Credentials(cfg)
         self.throttle = LoginThrottle(cfg.ingress.auth.limits)
         self.hostname = cfg.ingress.hostname
@@ -147,7 +147,8 @@ class SmtpAuth:
             return MISSING  # a listener without AUTH: aiosmtpd's default answer (535)
         client = session.peer[0] if session.peer else "?"
         if self.throttle.blocked(client):
-            return await self._refuse(server, client)
+            await self._refuse(server, client)
+            return None
         login = await _read_login(server, args)
         if login is None:
             return None  # aiosmtpd's challenge already answered (aborted, bad base64)
@@ -159,7 +160,7 @@ class SmtpAuth:
         if ok:
             self.throttle.succeeded(client)
             session.authenticated = True
-            session.auth_data = session.login_data = login.username
+            session.auth_data = session.login_data = login.username  # type: ignore[assignment]  # aiosmtpd: Any
             log.info("auth ok user=%r client=%s mechanism=%s", login.username, client, args[0].upper())
             return Verdict.AUTH_OK.reply()
         pause = self.throttle.failed(client)

@@ -39,8 +39,8 @@ def _ends_here(tail: bytes) -> bool:
 async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_limit: int) -> Data:
     """Read up to the end of DATA; `size_limit` counts the bytes as sent, `line_limit` includes CRLF."""
     limit = size_limit or 64 * 1024 * 1024
-    saved = reader._limit  # aiosmtpd reads commands with a 1001-byte limit; DATA may be as large as the message
-    reader._limit = limit + len(END)
+    saved = reader._limit  # type: ignore[attr-defined]  # aiosmtpd reads commands with a 1001-byte limit; DATA may be as large as the message
+    reader._limit = limit + len(END)  # type: ignore[attr-defined]
     buf = bytearray()
     tail = b""  # the last bytes read, kept while draining an oversized message
     too_much = False
@@ -72,7 +72,7 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
             if _ends_here(bytes(buf[-5:])) if len(buf) >= 5 else bytes(buf) == END:
                 break
     finally:
-        reader._limit = saved
+        reader._limit = saved  # type: ignore[attr-defined]
     content = bytes(buf[:-len(END)])
     lines = content.split(b"\r\n")
     if content and max(map(len, lines)) + 2 > line_limit:

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Session
 
 from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict
 from ingress.recipient_lookup import VERIFIED, RecipientVerifier
+from ingress.envelope import GatewayEnvelope
 from mailgate.core import metrics
 from mailgate.mail.header_fields import header_value
 from mailgate.mail.line_endings import has_bare_line_ending, to_crlf
@@ -41,9 +42,9 @@ def received_header(*, helo: str, client: str, hostname: str, protocol: str, mes
             f" id {message_id}{rcpt};\r\n\t{format_datetime(when)}\r\n").encode()
 
 
-def _sender(envelope: Envelope) -> str:
+def _sender(envelope: GatewayEnvelope) -> str:
     """The envelope sender as events carry it: '' for the null sender."""
-    return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+    return "" if envelope.mail_from is None or envelope.mail_from == "<>" else envelope.mail_from
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class IngressHandler:
         directories = dict(self.verifier.directories) if self.verifier is not None else {}
         return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
 
-    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> object:
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: GatewayEnvelope, args: list[str]) -> object:
         """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
         return MISSING if self.auth is None else await self.auth.handle(server, session, args)
 
@@ -85,10 +86,10 @@ class IngressHandler:
         self.current = self._settings(cfg)
 
     @staticmethod
-    def settings_of(envelope: Envelope, default: Settings) -> Settings:
+    def settings_of(envelope: GatewayEnvelope, default: Settings) -> Settings:
         return getattr(envelope, "mg_settings", None) or default
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
                           mail_options: list[str]) -> str:
         verdict, why = self.current.policy.sender_verdict(address)
         if verdict is not Verdict.SENDER_OK:
@@ -107,7 +108,7 @@ class IngressHandler:
         envelope.mg_settings = self.current
         return Verdict.SENDER_OK.reply()
 
-    def _reject(self, session: Session, envelope: Envelope, address: str, verdict: Verdict, reason: str) -> str:
+    def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str) -> str:
         s = self.settings_of(envelope, self.current)
         client = session.peer[0] if session.peer else "?"
         mid = getattr(envelope, "mg_id", "") or "-"
@@ -121,7 +122,7 @@ class IngressHandler:
             mail_from=_sender(envelope), config_version=s.version))
         return verdict.reply(addr=address, why=reason)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
                           rcpt_options: list[str]) -> str:
         s = self.settings_of(envelope, self.current)
         if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
@@ -150,7 +151,7 @@ class IngressHandler:
         log.error("hook failed; replied 451 4.3.0", exc_info=error)
         return Verdict.LOCAL_ERROR.reply()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: GatewayEnvelope) -> str:
         s = self.settings_of(envelope, self.current)
         data: bytes = envelope.original_content or b""
         bare = getattr(envelope, "mg_bare_line_ending", None)  # found by ingress/data_reader.py while reading DATA
@@ -176,7 +177,7 @@ class IngressHandler:
         body = trace + data
         record = MessageReceived(
             message_id=mid, occurred_at=int(when.timestamp() * 1000), node=s.cfg.node_name,
-            direction=envelope.mg_direction, inbound_gateway=envelope.mg_gateway,
+            direction=envelope.mg_direction or "", inbound_gateway=envelope.mg_gateway,
             client_address=session.peer[0], client_helo=session.host_name or "",
             client_auth=session.auth_data if session.authenticated else None, tls=f"{tls[1]} {tls[0]}" if tls else None,
             mail_from=_sender(envelope), rcpt_to=list(envelope.rcpt_tos), size_bytes=len(body),

@@ -83,6 +83,8 @@ class Publisher:
         async def send_both() -> None:
             f1 = await p.send(topics.RECEIVED, encode(record), key=key)
             f2 = await p.send(topics.EVENTS, encode(audit), key=key)
+            stored: object
+            audited: object
             stored, audited = await asyncio.gather(f1, f2, return_exceptions=True)
             if isinstance(stored, BaseException):
                 raise stored

@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from typing import AnyStr
+from typing import AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, _AuthMechAttr, syntax
 
 from ingress.data_reader import DataState, read_data
+from ingress.envelope import GatewayEnvelope
 from ingress.limits import ClientLimits
 from ingress.replies import Verdict, standard_reply
 from mailgate.core import metrics
@@ -43,7 +44,7 @@ class GatewaySMTP(SMTP):
         # (aiosmtpd cannot see that one, so its TLS check is lifted there).
         with warnings.catch_warnings():  # aiosmtpd warns of AUTH without TLS: this session is all TLS
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
-            super().__init__(handler, auth_require_tls=not implicit_tls, **kwargs)
+            super().__init__(handler, auth_require_tls=not implicit_tls, **kwargs)  # type: ignore[arg-type]
         self.mg_auth = auth
         self.implicit_tls = implicit_tls
         self.max_errors = max_errors
@@ -51,6 +52,14 @@ class GatewaySMTP(SMTP):
         self.max_messages = max_messages_per_connection
         self.max_session_s = max_session_s
         self._new_session_state()
+
+    def _create_envelope(self) -> GatewayEnvelope:
+        return GatewayEnvelope()
+
+    @property
+    def transaction(self) -> GatewayEnvelope:
+        """The current transaction's envelope (aiosmtpd's `envelope`, typed as the one `_create_envelope` made)."""
+        return cast(GatewayEnvelope, self.envelope)
 
     def _new_session_state(self) -> None:
         """What one connection changes as it goes (aiosmtpd's own is set up by its __init__)."""
@@ -75,7 +84,8 @@ class GatewaySMTP(SMTP):
             new, asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
             client_connected_cb=new._cb_client_connected, loop=self.loop)
         new._smtp_methods = {name: getattr(new, "smtp_" + name) for name in self._smtp_methods}
-        new._auth_methods = {mech: _AuthMechAttr(a.method.__func__.__get__(new) if a.is_builtin else a.method,
+        new._auth_methods = {mech: _AuthMechAttr(a.method.__func__.__get__(new)  # type: ignore[attr-defined]
+                                                 if a.is_builtin else a.method,
                                                  a.is_builtin) for mech, a in self._auth_methods.items()}
         new._handle_hooks = dict(self._handle_hooks)
         new._new_session_state()
@@ -132,7 +142,7 @@ class GatewaySMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
-        if self.session is not None and self.session.host_name and not self.envelope.mail_from and arg:
+        if self.session is not None and self.session.host_name and not self.transaction.mail_from and arg:
             self.messages += 1
             if self.max_messages and self.messages > self.max_messages:
                 self._over_limit("messages_per_connection", Verdict.MESSAGES_PER_CONNECTION)
@@ -177,7 +187,7 @@ class GatewaySMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
-        if not self.envelope.rcpt_tos:
+        if not self.transaction.rcpt_tos:
             await self.push("503 Error: need RCPT command")
             return
         if arg:
@@ -200,8 +210,9 @@ class GatewaySMTP(SMTP):
                             else "552 Error: Too much mail data")
             self._set_post_data_state()
             return
-        self.envelope.content = self.envelope.original_content = data.content
-        self.envelope.mg_bare_line_ending = data.bare_line_ending
+        envelope = self.transaction
+        envelope.content = envelope.original_content = data.content
+        envelope.mg_bare_line_ending = data.bare_line_ending
         status = await self._call_handler_hook("DATA")
         await self.push("250 OK" if status is MISSING else status)
         self._set_post_data_state()

@@ -30,7 +30,7 @@ log = logging.getLogger("mailgate.processor")
 @dataclass(frozen=True)
 class Steps:
     """The step policies of one configuration version."""
-    version: str
+    version: str | None
     verify: VerificationPolicy
     classify: SpamPolicy
     route: RoutingPolicy

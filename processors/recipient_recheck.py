@@ -87,7 +87,7 @@ class VerificationPolicy:
                 log.info("reject rcpt=<%s> id=%s reason=user_unknown stage=processor", rcpt, mid)
                 outputs.append(audit(RecipientRejected(
                     message_id=mid, occurred_at=now_ms(), node=self.node, recipient=rcpt, stage="processor",
-                    reason="user_unknown", reply_code=USER_UNKNOWN.code, enhanced_code=USER_UNKNOWN.enhanced_code,
+                    reason="user_unknown", reply_code=USER_UNKNOWN.code, enhanced_code=USER_UNKNOWN.enhanced_code or "",
                     client_address=received.client_address, mail_from=received.mail_from,
                     config_version=self.version)))
                 continue

@@ -18,6 +18,9 @@ from schemas import MessageRouted, Route
 
 
 class RoutingPolicy:
+    cfg: Config
+    """The configuration the routes are decided with (set by `reconfigure`)."""
+
     def __init__(self, cfg: Config, node: str, version: str | None = None) -> None:
         self.node = node
         self.version = version

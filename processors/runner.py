@@ -80,7 +80,6 @@ def build_app(cfg: Config) -> faust.App:
             config_loaded.set()
 
     serve_metrics(app, cfg, pipeline)
-    app.mailgate_pipeline = pipeline
     return app
 
 
@@ -95,7 +94,7 @@ def serve_metrics(app: faust.App, cfg: Config, pipeline: Pipeline) -> None:
     faust's event loop; faust's own web server is off."""
     assigned = False
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stubs want a `signal` keyword
     async def on_assigned(sender, assigned_partitions, **kwargs) -> None:
         nonlocal assigned
         assigned = True

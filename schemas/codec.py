@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import io
 import json
 import struct
@@ -142,18 +143,18 @@ class _Registry:
         name = schema["name"]
         if name in self.classes:
             return self.classes[name]
-        fields = []
+        fields: list[tuple] = []
         for fld in schema["fields"]:
             self._visit_nested(fld["type"])
             if "default" not in fld:
                 fields.append((fld["name"], Any))
             elif isinstance(fld["default"], (list, dict)):
                 fields.append((fld["name"], Any, dataclasses.field(
-                    default_factory=lambda d=fld["default"]: copy.copy(d))))
+                    default_factory=functools.partial(copy.copy, fld["default"]))))
             else:
                 fields.append((fld["name"], Any, dataclasses.field(default=fld["default"])))
         # Fields without defaults must precede those with: Avro order is kept otherwise.
-        required = [f for f in fields if len(f) == 2]
+        required: list[tuple] = [f for f in fields if len(f) == 2]
         optional = [f for f in fields if len(f) == 3]
         cls = dataclasses.make_dataclass(name, required + optional, frozen=True, slots=True,
                                          namespace={"__doc__": schema.get("doc", name), "SCHEMA_NAME": name})
@@ -264,8 +265,10 @@ def decode_fields(data: bytes | None) -> tuple[str, dict]:
     et = ws.event
     try:
         if ws.writer is None:
-            return et.name, fastavro.schemaless_reader(io.BytesIO(data[10:]), et.fast, None)
-        return et.name, fastavro.schemaless_reader(io.BytesIO(data[10:]), ws.fast_writer, et.fast)
+            fields = fastavro.schemaless_reader(io.BytesIO(data[10:]), et.fast, None)
+        else:
+            fields = fastavro.schemaless_reader(io.BytesIO(data[10:]), ws.fast_writer, et.fast)
+        return et.name, fields  # type: ignore[return-value]  # a record schema reads as a dict
     except fastavro.read.SchemaResolutionError as err:
         raise UndecodableRecord(f"{et.name} record written with schema {data[2:10][::-1].hex()} cannot be "
                                 f"resolved to the current schema: {err}") from None

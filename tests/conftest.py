@@ -40,13 +40,12 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"{REQUIRE_PEERS}=1 and a real peer is missing: {reason}"
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
+def pytest_collectreport(report):
     """A module skipped at import for a missing peer stays a skip (so the rest of the run goes on) and is named at
-    the end of the session, which then fails."""
-    outcome = yield
-    if (reason := _peer_skip(outcome.get_result())) is not None:
-        _MISSING_AT_COLLECTION.append(f"{collector.nodeid}: {reason}")
+    the end of the session, which then fails. Under pytest-xdist the controller gets each worker's skipped
+    collection reports through this same hook, so the controller's session fails."""
+    if (reason := _peer_skip(report)) is not None:
+        _MISSING_AT_COLLECTION.append(f"{report.nodeid}: {reason}")
 
 
 def _fail_for_missing_peers(session) -> None:
@@ -57,6 +56,21 @@ def _fail_for_missing_peers(session) -> None:
         reporter.write_line(f"{REQUIRE_PEERS}=1 and a real peer is missing:" +
                             "".join("\n  " + m for m in _MISSING_AT_COLLECTION))
     session.exitstatus = 1
+
+
+FAST_TIER = "MAILGATE_FAST_TIER"
+"""Set to 1 by `scripts/test --fast`: the fast tier starts no Kafka broker, so one that tries fails at once (it
+belongs in tests/integration or tests/scenario)."""
+
+
+def pytest_configure(config):
+    if os.environ.get(FAST_TIER) == "1":
+        from mailgate.ops.kafka import local_broker
+
+        def refused(*args, **kwargs):
+            raise RuntimeError(f"{FAST_TIER}=1: this test starts a Kafka broker; move it out of the fast tier "
+                               f"(tests/unit, tests/contract) into tests/integration or tests/scenario")
+        local_broker.start = refused
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +123,8 @@ def pytest_sessionfinish(session, exitstatus):
     """Invariant 5 over the whole run: no password the tests configured appears in any log or topic. And, when
     peers are required, a module skipped for a missing peer fails the run."""
     _fail_for_missing_peers(session)
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller sweeps every worker's directory (its basetemp's children)
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or factory._basetemp is None:
         return

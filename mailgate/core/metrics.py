@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, GCCollector, Histogram,
@@ -124,7 +125,7 @@ class DirectoryCacheCollector(Collector):
     """The user-verification caches' counters, read at scrape time from the stage's `CachedDirectory`s."""
 
     def __init__(self) -> None:
-        self.source: Callable[[], Mapping[str, object]] = dict
+        self.source: Callable[[], Mapping[str, Any]] = dict
 
     def watch(self, directories: Callable[[], Mapping[str, object]]) -> None:
         """Report the caches `directories()` returns (gateway name → CachedDirectory) from now on."""
@@ -150,7 +151,7 @@ for _stage, _collector in DIRECTORY_CACHES.items():
     REGISTRIES[_stage].register(_collector)
 
 
-def appended_events(outputs: Iterable) -> Iterable[object]:
+def appended_events(outputs: Iterable) -> Iterable[Any]:
     """The events among what a stage appended (not bytes, not tombstones)."""
     for out in outputs:
         record = getattr(out, "record", None)
@@ -158,7 +159,7 @@ def appended_events(outputs: Iterable) -> Iterable[object]:
             yield record
 
 
-_PIPELINE_COUNTS: dict[type, Callable[[object], None]] = {
+_PIPELINE_COUNTS: dict[type, Callable[[Any], None]] = {
     MessageRouted: lambda r: PROCESSOR_MESSAGES.labels("routed").inc(),
     MessageDiscarded: lambda r: PROCESSOR_MESSAGES.labels("discarded").inc(),
     MessageQuarantined: lambda r: PROCESSOR_MESSAGES.labels("quarantined").inc(),

@@ -20,7 +20,7 @@ class AddressRange:
     last: IPAddress
 
     def __contains__(self, ip: IPAddress) -> bool:
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
     def hosts(self) -> Iterator[IPAddress]:
         """Every address in the range (at most MAX_EXPANDED_HOSTS)."""
@@ -39,7 +39,7 @@ def parse_address_spec(spec: str) -> AddressRange:
             return AddressRange(net.network_address, net.broadcast_address)
         if "-" in text:
             a, b = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
-            if a.version != b.version or a > b:
+            if a.version != b.version or int(a) > int(b):
                 raise ValueError
             return AddressRange(a, b)
         ip = ipaddress.ip_address(text)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Mapping
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mailgate.core import kafka
 from mailgate.core.config import Config
@@ -49,7 +49,7 @@ class TopicReader:
         self.topic = topic
         self.client_id = client_id
         self.partitions: list[TopicPartition] = []
-        self._c = None
+        self._c: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> TopicReader:
         await self.open()
@@ -60,10 +60,10 @@ class TopicReader:
 
     async def open(self) -> None:
         # No stage writes transactionally, so read_uncommitted reaches the end offsets exactly (no markers).
-        self._c = kafka.consumer(self.cfg, self.client_id, None, isolation_level="read_uncommitted")
-        await self._c.start()
+        c = self._c = kafka.consumer(self.cfg, self.client_id, None, isolation_level="read_uncommitted")
+        await c.start()
         try:
-            self.partitions = await kafka.assign_whole_topic(self._c, self.topic)
+            self.partitions = await kafka.assign_whole_topic(c, self.topic)
         except BaseException:
             await self.close()
             raise
@@ -73,15 +73,21 @@ class TopicReader:
             c, self._c = self._c, None
             await c.stop()
 
+    @property
+    def _open(self) -> AIOKafkaConsumer:
+        if self._c is None:
+            raise RuntimeError(f"the reader of {self.topic} is not open")
+        return self._c
+
     async def end_offsets(self) -> Offsets:
         """The offset after the last record of each partition, now."""
-        ends = await self._c.end_offsets(self.partitions)
+        ends = await self._open.end_offsets(self.partitions)
         return {tp.partition: ends[tp] for tp in self.partitions}
 
     async def seek(self, start: Mapping[int, int] | str = "beginning", *, since_ms: int | None = None) -> None:
         """Position every partition: at `start` ("beginning", "end", or offsets per partition, clamped to what the
         log holds), or at the first record stamped at or after `since_ms`."""
-        c = self._c
+        c = self._open
         if since_ms is not None:
             found = await c.offsets_for_times({tp: since_ms for tp in self.partitions})
             ends = await self.end_offsets()
@@ -91,6 +97,8 @@ class TopicReader:
             await c.seek_to_beginning(*self.partitions)
         elif start == "end":
             await c.seek_to_end(*self.partitions)
+        elif isinstance(start, str):
+            raise ValueError(f"not a start: {start!r} (beginning, end, or offsets per partition)")
         else:
             firsts = await c.beginning_offsets(self.partitions)
             ends = await self.end_offsets()
@@ -99,12 +107,12 @@ class TopicReader:
                 c.seek(tp, min(max(want, firsts[tp]), ends[tp.partition]))
 
     async def positions(self) -> Offsets:
-        return {tp.partition: await self._c.position(tp) for tp in self.partitions}
+        return {tp.partition: await self._open.position(tp) for tp in self.partitions}
 
     async def read_to(self, ends: Mapping[int, int]) -> AsyncIterator[tuple[Any, Any]]:
         """Yield (record, event) up to (not including) `ends`, per partition in log order, then stop. Afterwards
         every partition is positioned exactly at its end offset, so `batches()` continues from there."""
-        c = self._c
+        c = self._open
         by_tp = {tp: ends[tp.partition] for tp in self.partitions}
         while any([await c.position(tp) < end for tp, end in by_tp.items()]):
             batch = await c.getmany(timeout_ms=500, max_records=2000)
@@ -118,7 +126,7 @@ class TopicReader:
     async def batches(self, timeout_ms: int = 500) -> AsyncIterator[list[tuple[Any, Any]]]:
         """Follow the topic from the current position: one (possibly empty) list of (record, event) per fetch."""
         while True:
-            batch = await self._c.getmany(timeout_ms=timeout_ms, max_records=2000)
+            batch = await self._open.getmany(timeout_ms=timeout_ms, max_records=2000)
             yield [(r, decoded(r)) for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
 
 

@@ -196,7 +196,9 @@ def parse_rspamd_reply(reply: object) -> RspamdReply:
         raise ValueError("reply has no numeric score") from None
     if not math.isfinite(score):
         raise ValueError(f"score {score} is not finite")
-    symbols = reply.get("symbols") if isinstance(reply.get("symbols"), dict) else {}
+    symbols = reply.get("symbols")
+    if not isinstance(symbols, dict):
+        symbols = {}
     hits = {str(name): tuple(str(o) for o in (v.get("options") or ()) if isinstance(v, dict))
             for name, v in symbols.items()}
     return RspamdReply(score, str(reply.get("action", "")), hits)

@@ -172,7 +172,7 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(pipeline, ses
 
 
 def test_release_a_quarantined_message(pipeline, session):
-    from tests.unit.test_admin_api import _hold
+    from tests.integration.test_admin_api import _hold
     gw, _, _ = pipeline
     browser = session
     asyncio.run(_hold(gw.cfg, "QBROWSER1"))

@@ -61,7 +61,7 @@ def _verify_refusal(case, response) -> bool:
 SESSION_SUPPLIED_BY_THE_TEST = [checks.negative_data_rejection]
 """An invalid case made so by a missing or wrong session cookie or CSRF header cannot be sent as such: the test puts
 its own session on every call, so the call is (as far as the session goes) a valid one and may be accepted. (Calls without a session are refused with 401:
-tests/unit/test_admin_api.py.)"""
+tests/integration/test_admin_api.py.)"""
 
 
 def _session_mutation(case) -> bool:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from egress.queue_control import QueueControl
+from egress.queue_command_follower import QueueCommandFollower
 from mailgate.core import kafka, topics
 from mailgate.core.ids import now_ms
 from mailgate.core.topic_reader import read_topic
@@ -62,7 +62,7 @@ async def scenario(cfg) -> None:
                                 headers=list(o.headers) or None) for o in outputs]
         await asyncio.gather(*futures)
 
-    control = QueueControl(cfg, emit)
+    control = QueueCommandFollower(cfg, emit)
     try:
         await control.start()  # loads the topic, then sweeps once
         for _ in range(100):

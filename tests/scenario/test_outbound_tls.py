@@ -3,7 +3,7 @@
 The gateways are real SMTP servers on loopback with certificates from a throwaway CA (`trustme`): one that offers
 no STARTTLS, one that requires STARTTLS and AUTH, one speaking implicit TLS; the two TLS ones offer PIPELINING, so
 mail to them goes pipelined over TLS (egress/pipelining.py on a TLS transport). Delivery tests run the whole
-mailgate on a real broker; verify tests call `egress.verify` and the `mailgate gateway verify` CLI directly.
+mailgate on a real broker; verify tests call `egress.gateway_probe` and the `mailgate gateway verify` CLI directly.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import trustme
 import yaml
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from egress.verify import verify_gateway
+from egress.gateway_probe import verify_gateway
 from mailgate.core.config import DeliveryConfig, OutboundGateway
 from tests.support.harness import ROOT, SmtpPrimary, free_port
 

@@ -1,9 +1,10 @@
-"""A rolling upgrade (issue 14): records the previous release wrote are processed by the current code, 0 dead letters.
+"""A rolling upgrade (issues 14, 35): records an earlier release wrote are processed by the current code, 0 dead letters.
 
-Before any current stage starts, the topics hold what the previous release left behind, encoded with its writer
-schemas (tests/contract/released, via tests.support.old_release): the gateway in mail.config, a message accepted
-but not yet processed in mail.received, one routed in mail.outbound, one waiting in a retry tier, one held in
-mail.quarantine, one the old egress already delivered (mail.outbound + mail.delivered), and the audit trail of all
+Run twice: with the oldest and with the newest kept writer schema of each event (schemas/released/KEPT, via
+tests.support.old_release), so an upgrade from the first commit of main and from the last one are both shown.
+Before any current stage starts, the topics hold what that release left behind, encoded with those writer
+schemas: the gateway in mail.config, a message accepted but not yet processed in mail.received, one routed in
+mail.outbound, one waiting in a retry tier, one held in mail.quarantine, one the old egress already delivered (mail.outbound + mail.delivered), and the audit trail of all
 of them plus one finished message in mail.events. The current stages must deliver each pending message exactly
 once, not the one already delivered, trace every one, release the held one, and replay an old record without
 re-delivering it — with nothing in mail.dlq.
@@ -28,7 +29,8 @@ from mailgate.core.ids import new_message_id, now_ms
 from mailgate.ops.audit.reader import read_topic
 from tests.scenario.test_walking_skeleton import inbound_config
 from tests.support.harness import ROOT, free_port
-from tests.support.old_release import encode_old
+from schemas.codec import header_of
+from tests.support.old_release import ERAS, encode_old, kept_schema
 
 pytestmark = pytest.mark.scenario
 
@@ -60,35 +62,37 @@ def audit(record):
     return dataclasses.replace(record, body=None)
 
 
-def old_release_records(cfg, port: int, ids: dict[str, str]) -> list[tuple[str, str, bytes | None]]:
-    """(topic, key, value) the previous release left: every value encoded with its writer schemas."""
+def old_release_records(cfg, port: int, ids: dict[str, str], era: str) -> list[tuple[str, str, bytes | None]]:
+    """(topic, key, value) an earlier release left: every value encoded with the `era` kept schema of its event."""
+    def old(record) -> bytes:
+        return encode_old(record, era)
     at = now_ms() - 60_000
-    out = [(topics.CONFIG, config_key(e.kind, e.name), encode_old(e))
+    out = [(topics.CONFIG, config_key(e.kind, e.name), old(e))
            for e in diff({}, parse_config(inbound_config(port)), operator="old-release", node="old")]
     r = received(ids["received"], "from mail.received", at)
-    out += [(topics.RECEIVED, r.message_id, encode_old(r)), (topics.EVENTS, r.message_id, encode_old(audit(r)))]
+    out += [(topics.RECEIVED, r.message_id, old(r)), (topics.EVENTS, r.message_id, old(audit(r)))]
     for name, topic, extra in (("outbound", topics.OUTBOUND, {}), ("delivered", topics.OUTBOUND, {}),
                                ("retry", topics.retry_topic(1), {"attempt": 1, "retry_tier": 0})):
         rr = received(ids[name], f"from {topic}", at)
         ro = routed(ids[name], f"from {topic}", at, port, **extra)
-        out += [(topics.EVENTS, ro.message_id, encode_old(audit(rr))),
-                (topics.EVENTS, ro.message_id, encode_old(audit(ro))), (topic, "primary#0", encode_old(ro))]
+        out += [(topics.EVENTS, ro.message_id, old(audit(rr))),
+                (topics.EVENTS, ro.message_id, old(audit(ro))), (topic, "primary#0", old(ro))]
     out.append((topics.DELIVERED, f"{ids['delivered']}|bob@example.test", b"1"))  # the old egress delivered it
     q = routed(ids["held"], "from mail.quarantine", at, port)
     held = schemas.MessageQuarantined(message_id=q.message_id, occurred_at=at, node="old", level="High",
                                       total_score=12.5, headers="Subject: from mail.quarantine\r\n",
-                                      routed=encode_old(q))
-    out += [(topics.EVENTS, q.message_id, encode_old(audit(received(ids["held"], "held", at)))),
-            (topics.QUARANTINE, q.message_id, encode_old(held)),
-            (topics.EVENTS, q.message_id, encode_old(dataclasses.replace(held, routed=None)))]
+                                      routed=old(q))
+    out += [(topics.EVENTS, q.message_id, old(audit(received(ids["held"], "held", at)))),
+            (topics.QUARANTINE, q.message_id, old(held)),
+            (topics.EVENTS, q.message_id, old(dataclasses.replace(held, routed=None)))]
     done = ids["finished"]
     attempt = schemas.DeliveryAttempted(
         message_id=done, occurred_at=at, node="old", attempt=1, gateway="primary", host="127.0.0.1", port=port,
         recipients=["bob@example.test"], duration_ms=12, results=[schemas.RecipientResult(
             recipient="bob@example.test", reply=schemas.SmtpReply(code=550, enhanced_code="5.7.1", text="spam"))])
-    out += [(topics.EVENTS, done, encode_old(audit(received(done, "finished", at)))),
-            (topics.EVENTS, done, encode_old(attempt)),
-            (topics.EVENTS, done, encode_old(schemas.MessageDiscarded(message_id=done, occurred_at=at + 1,
+    out += [(topics.EVENTS, done, old(audit(received(done, "finished", at)))),
+            (topics.EVENTS, done, old(attempt)),
+            (topics.EVENTS, done, old(schemas.MessageDiscarded(message_id=done, occurred_at=at + 1,
                                                                       node="old", reason="spam", headers="")))]
     return out
 
@@ -121,12 +125,16 @@ def subjects(primary) -> list[str]:
                   if line.startswith(b"Subject: "))
 
 
-def test_records_of_the_previous_release_are_delivered_once_traced_released_and_replayed(gateway, primary):
+@pytest.mark.parametrize("era", ERAS)
+def test_records_of_an_earlier_release_are_delivered_once_traced_released_and_replayed(gateway, primary, era):
     # The file names a dead primary port: only the old release's GatewayConfigured in mail.config has the right one.
     gateway.configure(inbound_config(free_port()))
     gateway.start_broker()
     ids = {k: new_message_id() for k in ("received", "outbound", "delivered", "retry", "held", "finished")}
-    asyncio.run(write(gateway.cfg, old_release_records(gateway.cfg, primary.port, ids)))
+    records = old_release_records(gateway.cfg, primary.port, ids, era)
+    written = {value[:10] for topic, _, value in records if topic == topics.RECEIVED}
+    assert written == {header_of(kept_schema("MessageReceived", era))}  # the era's writer schema, not today's
+    asyncio.run(write(gateway.cfg, records))
     gateway.start_all()
 
     for k in ("received", "outbound", "retry"):

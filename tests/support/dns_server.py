@@ -2,7 +2,9 @@
 
 `DnsServer({"example.test": ["v=spf1 ip4:127.0.0.1 -all"], ...}, zones=["test"])` starts dnsmasq on 127.0.0.1 at a
 free non-53 port; it answers only from these records (`--no-resolv`, `--local=/<zone>/`: other names under a zone
-are NXDOMAIN, never forwarded), with a TTL of 300 s. Long TXT values are split into 255-byte character-strings (one record).
+are NXDOMAIN, never forwarded), with a TTL of 300 s. Long TXT values are split into 255-byte character-strings (one
+record). MX, A/AAAA and null MX records too (`mx=`, `hosts=`, `null_mx=`: direct delivery's tests), and `SilentDns`,
+a name server that never answers.
 """
 from __future__ import annotations
 
@@ -32,9 +34,21 @@ def _txt_arg(name: str, value: str) -> str:
     return "--txt-record=" + ",".join([name] + chunks)  # argv, not a shell: no quoting
 
 
+def _null_mx_arg(name: str) -> str:
+    """RFC 7505's null MX (preference 0, exchange the root) as a raw record: dnsmasq's --mx-host takes no "."."""
+    return f"--dns-rr={name},15,000000"
+
+
 class DnsServer:
-    def __init__(self, records: dict[str, list[str]], zones: tuple[str, ...] = ("test",)) -> None:
+    """`mx`: name -> [(preference, host)]; `hosts`: name -> addresses (A or AAAA); `null_mx`: names with a null MX."""
+
+    def __init__(self, records: dict[str, list[str]], zones: tuple[str, ...] = ("test",),
+                 mx: dict[str, list[tuple[int, str]]] | None = None, hosts: dict[str, list[str]] | None = None,
+                 null_mx: tuple[str, ...] = ()) -> None:
         self.records = records
+        self.mx = mx or {}
+        self.hosts = hosts or {}
+        self.null_mx = null_mx
         self.zones = zones
         self.port = _free_udp_port()
         self.proc: subprocess.Popen | None = None
@@ -46,6 +60,9 @@ class DnsServer:
                 "--pid-file", "--log-facility=-", "--cache-size=0", "--local-ttl=300"]
         args += [f"--local=/{z}/" for z in self.zones]
         args += [_txt_arg(name, v) for name, values in self.records.items() for v in values]
+        args += [f"--mx-host={name},{host},{pref}" for name, entries in self.mx.items() for pref, host in entries]
+        args += [f"--host-record={name},{ip}" for name, ips in self.hosts.items() for ip in ips]
+        args += [_null_mx_arg(name) for name in self.null_mx]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
         return self
@@ -80,3 +97,15 @@ class DnsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SilentDns:
+    """A name server that never answers: a UDP socket on loopback that reads nothing (a DNS timeout)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()

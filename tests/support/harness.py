@@ -141,11 +141,12 @@ class Gateway:
     def stop_broker(self) -> None:
         broker.stop(self.cfg)
 
-    def start(self, stage: str, wait: bool = True) -> subprocess.Popen:
+    def start(self, stage: str, wait: bool = True, release: Path = ROOT) -> subprocess.Popen:
+        """Start one stage of the code in `release` (this checkout unless a test made another release's tree)."""
         path = self.workdir / f"{stage}-{len(self.procs.get(stage, []))}.log"
         with open(path, "ab") as log:
             p = subprocess.Popen([sys.executable, "-m", "mailgate.ops.cli", stage, "--config", str(self.config_path)],
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=str(release), start_new_session=True)
         self.procs.setdefault(stage, []).append(p)
         if wait and stage in READY_LINES:
             _wait_line(path, READY_LINES[stage], p)

@@ -1,6 +1,7 @@
 """Ports for the servers a test starts: free now, and out of the way of the kernel's own choices."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -16,6 +17,19 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _range() -> tuple[int, int]:
+    """This process's ports: below the ephemeral range, and under pytest-xdist a slice of its own per worker
+    (`gw0`, `gw1`, ...), so two workers never pick the same port while one of them keeps it dark."""
+    low = _ephemeral_low()
+    first = max(1024, low // 2)
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and count > 1:
+        size = (low - first) // count
+        first += int(worker[2:]) * size
+        low = first + size
+    return first, low
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, below the ephemeral range, and never the same one twice in a run.
 
@@ -24,8 +38,7 @@ def free_port() -> int:
     itself (TCP simultaneous open). A backup-MX test that keeps a primary's port dark for a minute while egress retries
     it lost the port that way ("address already in use" when the primary came back).
     """
-    low = _ephemeral_low()
-    first = max(1024, low // 2)
+    first, low = _range()
     for _ in range(1000):
         port = random.randrange(first, low)
         if port in _issued:

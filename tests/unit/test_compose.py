@@ -89,7 +89,7 @@ def test_admin_page_and_secret_key_from_the_environment():
 
 def test_dockerfile_installs_the_wheel_as_a_non_root_user_with_a_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
-    assert "pip wheel" in text and "pip install --no-cache-dir /tmp/dist/mailgate-*.whl" in text
+    assert "pip wheel" in text and "pip install --no-cache-dir -c /tmp/dist/constraints.txt /tmp/dist/mailgate-*.whl" in text
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
     assert "MAILGATE_CACHE_DIR=/var/lib/mailgate" in text and "VOLUME [\"/var/lib/mailgate\"]" in text

@@ -70,3 +70,39 @@ def test_a_later_delivery_of_the_same_pair_extends_its_life():
     idx.apply("m|a@x.test", b"1", t0 + 20_000)
     idx.expire(t0 + idx.lifetime_ms + 5)
     assert "m|a@x.test" in idx and "m|b@x.test" not in idx
+
+
+def routed(rcpts, force: bool = False):
+    from schemas import MessageRouted, Route
+    now = now_ms()
+    return MessageRouted(message_id="M", occurred_at=now, node="n", direction="outbound",
+                         route=Route(kind="gateway", destination="gw", candidates=["gw"], hosts=[]),
+                         mail_from="a@x.test", recipients=list(rcpts), received_at=now, not_before=now,
+                         expires_at=now + 60_000, force_redeliver=force, body=b"")
+
+
+def test_the_protocol_around_one_attempt_suppresses_writes_ahead_and_settles():
+    """suppress → write_ahead → settle: what was delivered is left out (unless forced), what is sent is marked
+    `sending` and named when an earlier attempt left it so, and the outcome leaves `1` for each delivered
+    recipient, a tombstone for each other one, and the mark of one lost after DATA."""
+    from schemas import MessageDelivered
+    from mailgate.mail.outputs import audit
+    idx = index()
+    idx.apply("M|done@x.test", b"1")
+    idx.apply("M|died@x.test", b"sending")
+    todo, out = idx.suppress(routed(["done@x.test", "died@x.test", "ok@x.test", "lost@x.test", "no@x.test"]), "n")
+    assert todo == ["died@x.test", "ok@x.test", "lost@x.test", "no@x.test"]
+    assert [type(o.record).__name__ for o in out] == ["DuplicateSuppressed"] and out[0].record.recipients == [
+        "done@x.test"]
+    assert idx.suppress(routed(["done@x.test"], force=True), "n") == (["done@x.test"], [])
+    ahead = idx.write_ahead("M", todo)
+    assert ahead.unknown == ["died@x.test"]
+    assert [(o.topic, o.key, o.record) for o in ahead.marks][:1] == [(topics.DELIVERED, "M|died@x.test", b"sending")]
+    ahead.lost.append("lost@x.test")
+    delivered = audit(MessageDelivered(message_id="M", occurred_at=now_ms(), node="n",
+                                       recipients=["died@x.test", "ok@x.test"], gateway="gw", host="h",
+                                       reply_text="250 ok", attempt=1, received_at=now_ms()))
+    settled = idx.settle(ahead, [delivered])
+    assert [(o.key, o.record) for o in settled] == [("M|died@x.test", b"1"), ("M|ok@x.test", b"1"),
+                                                    ("M|no@x.test", None)]
+    assert "M|ok@x.test" in idx and not idx.was_sending("M|died@x.test")

@@ -1,22 +1,20 @@
-"""egress.runner.Egress.deliver: failover across candidates, duplicate suppression, connection reuse, and the guard
-that defers a message instead of losing it when delivery raises unexpectedly.
+"""egress.delivery.Delivery.deliver: failover across candidates, duplicate suppression, connection reuse; and the
+queue manager's guard that defers a message instead of losing it when delivery raises unexpectedly.
 
-No broker: the engine is built without its Kafka clients (the delivered index is a plain set), and the gateways are
-real aiosmtpd servers on loopback.
+No broker: the rooms are built without their Kafka clients (the delivered index is not started), and the gateways
+are real aiosmtpd servers on loopback.
 """
 from __future__ import annotations
 
 import pytest
-from aiokafka import TopicPartition
 
-from egress.dkim_signing import DkimSigner
-from egress.delivered_index import DeliveredIndex
-from egress.health import GatewayHealth
-from egress.outcome import OutcomePolicy, delivered_key
+from egress.admission import Admission
+from egress.consumer import RecordConsumer
+from egress.delivered_index import DeliveredIndex, delivered_key
+from egress.delivery import Delivery
 from egress.pool import SessionPool
-from egress.queue_control import QueueControl
-from egress.runner import Egress
-from egress.targets import TargetResolver
+from egress.queue_command_follower import QueueCommandFollower
+from egress.queue_manager import QueueManager
 from mailgate.core.config import parse_config
 from mailgate.core.ids import now_ms
 from schemas import MessageRouted, Route
@@ -31,24 +29,32 @@ def server(request):
     s.stop()
 
 
-def engine(gateways: list[dict]) -> Egress:
-    cfg = parse_config({"outbound_gateways": gateways, "delivery": {"helo_name": "gw.test", "retry_schedule_s": [1]}})
-    e = Egress.__new__(Egress)  # no Kafka clients: deliver() needs only what is set here
-    e.cfg, e.node = cfg, "n1"
-    e.health = GatewayHealth()
-    e.targets = TargetResolver(cfg, e.health)
-    e.pool = SessionPool(cfg.delivery)
-    e.dkim = DkimSigner(cfg.dkim_signing)
-    e.outcome = OutcomePolicy(cfg, "n1")
-    e.index = DeliveredIndex(cfg)  # not started: no consumer
-    e.written = []
+def engine(gateways: list[dict]) -> Delivery:
+    cfg = parse_config({"node_name": "n1", "outbound_gateways": gateways,
+                        "delivery": {"helo_name": "gw.test", "retry_schedule_s": [1]}})
+    written: list = []
 
     async def emit(outputs) -> None:  # the write-ahead records egress appends before DATA
-        e.written.extend(outputs)
+        written.extend(outputs)
 
-    e._emit = emit
-    e.control = QueueControl(cfg, emit)  # no queue commands: every message is attempted
+    admission = Admission(cfg.delivery)
+    e = Delivery(cfg, DeliveredIndex(cfg), SessionPool(cfg.delivery, admission), emit)  # index not started
+    e.written = written
     return e
+
+
+def manager(e: Delivery, emit) -> QueueManager:
+    """The queue manager in front of `e`, with no queue commands (every message is attempted)."""
+    admission = e.pool.admission
+    return QueueManager(e.cfg, QueueCommandFollower(e.cfg, emit, admission.running), admission, e, emit)
+
+
+def consumer(e: Delivery, emit) -> RecordConsumer:
+    """The consumer's in-flight bookkeeping in front of the queue manager, with no Kafka consumer."""
+    c = RecordConsumer.__new__(RecordConsumer)
+    c.cfg, c.node, c.manager = e.cfg, "n1", manager(e, emit)
+    c._in_flight_state()
+    return c
 
 
 def routed(candidates: list[str], rcpts=("bob@far.test",), mid: str = "01MID") -> MessageRouted:
@@ -117,8 +123,8 @@ async def test_an_unexpected_error_defers_the_message_instead_of_losing_it():
     async def capture(outputs):
         emitted.extend(outputs)
 
-    e.deliver, e._emit = boom, capture
-    await e._one(TopicPartition("mail.outbound", 0), None, routed(["up"]), None)
+    e.deliver = boom
+    await manager(e, capture).handle("mail.outbound", routed(["up"]), None)
     assert names(emitted) == ["DeliveryDeferred", "MessageRouted"]
     assert emitted[0].record.reason == "internal delivery error (see the egress log)"
     assert emitted[1].topic == "mail.retry.1s" and emitted[1].record.attempt == 1
@@ -157,23 +163,23 @@ async def test_two_copies_of_one_message_in_a_batch_are_delivered_once(server):
 
     from schemas import encode
     e = engine([{"name": "up", "address": "127.0.0.1", "port": server.port}])
-    e.emitted = []
+    emitted: list = []
 
     async def emit(outputs) -> None:
-        e.emitted.extend(outputs)
+        emitted.extend(outputs)
 
     e._emit = emit
     r = routed(["up"])
     recs = [ConsumerRecord("mail.outbound", 0, off, 0, 0, b"up#0", encode(r), None, 0, 0, []) for off in (7, 8)]
     tp = TopicPartition("mail.outbound", 0)
-    e._in_flight_state()
+    c = consumer(e, emit)
     try:
-        e._dispatch(tp, recs)
-        await e._settle()
+        c._dispatch(tp, recs)
+        await c._settle()
     finally:
         await e.pool.close()
-    assert e._lanes[tp].commit_point() == 9 and len(server.messages) == 1
-    assert names(e.emitted).count("MessageDelivered") == 1 and "DuplicateSuppressed" in names(e.emitted)
+    assert c._lanes[tp].commit_point() == 9 and len(server.messages) == 1
+    assert names(emitted).count("MessageDelivered") == 1 and "DuplicateSuppressed" in names(emitted)
 
 
 async def test_the_index_says_delivered_only_after_the_delivery_is_on_record(server):
@@ -189,7 +195,7 @@ async def test_the_index_says_delivered_only_after_the_delivery_is_on_record(ser
 
     e._emit = emit
     try:
-        await e._one(TopicPartition("mail.outbound", 0), None, routed(["up"]), None)
+        await manager(e, emit).handle("mail.outbound", routed(["up"]), None)
     finally:
         await e.pool.close()
     marks, facts, index = appends

@@ -2,20 +2,20 @@
 fetch of well-compressed 1 MB messages would otherwise bring hundreds at once, each decompressed in memory."""
 from __future__ import annotations
 
-from egress.runner import RECORD_SIZE_HINT, Egress
+from egress.consumer import RECORD_SIZE_HINT, RecordConsumer
 from mailgate.core.config import parse_config
 
 MiB = 1024 * 1024
 
 
-def egress(max_bytes: int = 16 * MiB) -> Egress:
-    e = Egress.__new__(Egress)  # no Kafka clients: only the in-flight bookkeeping is used
+def egress(max_bytes: int = 16 * MiB) -> RecordConsumer:
+    e = RecordConsumer.__new__(RecordConsumer)  # no Kafka clients: only the in-flight bookkeeping is used
     e.cfg = parse_config({"delivery": {"max_bytes_in_flight": max_bytes, "max_records_in_flight": 200}})
     e._in_flight_state()
     return e
 
 
-def seen(e: Egress, size: int, n: int = 1) -> None:
+def seen(e: RecordConsumer, size: int, n: int = 1) -> None:
     for _ in range(n):
         e._saw(size)  # what _start does for each record it starts
 

@@ -1,7 +1,7 @@
 """egress.outcome: replies of one attempt → delivered / deferred (with retry tier) / bounced (with one DSN) facts."""
 from __future__ import annotations
 
-from egress.outcome import DELIVERED_MARK, OutcomePolicy, delivered_key
+from egress.outcome import OutcomePolicy
 from mailgate.mail.smtp_reply import Reply
 from mailgate.core import topics
 from mailgate.core.config import parse_config
@@ -28,13 +28,12 @@ def kinds(outputs) -> list[tuple[str, str]]:
     return [(o.topic, o.record if isinstance(o.record, bytes) else type(o.record).__name__) for o in outputs]
 
 
-def test_all_delivered_gives_one_event_and_an_index_record_per_recipient():
+def test_all_delivered_gives_one_event_naming_every_recipient():
     m = routed()
     out = policy().outcome(m, [(r, Reply(250, "2.0.0", "ok")) for r in m.recipients], gateway="gw1",
                            host="127.0.0.1:25", attempt=1, now=NOW)
-    assert kinds(out) == [(topics.EVENTS, "MessageDelivered"), (topics.DELIVERED, DELIVERED_MARK),
-                          (topics.DELIVERED, DELIVERED_MARK)]
-    assert [o.key for o in out[1:]] == [delivered_key("01MID", "x@far.test"), delivered_key("01MID", "y@far.test")]
+    assert kinds(out) == [(topics.EVENTS, "MessageDelivered")]  # the index's records are the index's (settle)
+    assert out[0].record.recipients == ["x@far.test", "y@far.test"]
     assert out[0].record.reply_text == "250 2.0.0 ok"
 
 
@@ -42,7 +41,7 @@ def test_4xx_defers_only_the_failed_recipient_to_the_next_tier():
     m = routed()
     out = policy().outcome(m, [("x@far.test", Reply(250, None, "ok")), ("y@far.test", Reply(451, "4.3.0", "later"))],
                            gateway="gw1", host="h", attempt=1, now=NOW)
-    assert [k for _, k in kinds(out)][:2] == ["MessageDelivered", DELIVERED_MARK]
+    assert [k for _, k in kinds(out)][:1] == ["MessageDelivered"]
     deferred, retry = out[-2].record, out[-1]
     assert type(deferred).__name__ == "DeliveryDeferred" and deferred.recipients == ["y@far.test"]
     assert retry.topic == "mail.retry.2s" and deferred.retry_topic == "mail.retry.2s"

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import pytest
 
 from egress.errors import ConnectFailed, ConnectionLostAfterData
-from egress.smtp_session import SmtpSession, Target, data_payload
+from egress.smtp_session import SmtpSession, data_payload
+from egress.targets import Target
 from mailgate.core.config import DeliveryConfig
 
 Script = Callable[[list[bytes]], list[bytes] | None]

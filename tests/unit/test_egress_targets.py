@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from egress.health import GatewayHealth
 from egress.targets import TargetResolver, gateway_target
-from egress.verify import VerifyResult
+from egress.gateway_probe import VerifyResult
 from mailgate.core.config import parse_config
 from schemas import Route
 

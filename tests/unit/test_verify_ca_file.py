@@ -2,7 +2,7 @@
 "verify connection" answer 500 and would have crashed a delivery attempt; it is now a failed TLS step."""
 from __future__ import annotations
 
-from egress.verify import verify_gateway
+from egress.gateway_probe import verify_gateway
 from mailgate.core.config import DeliveryConfig, OutboundGateway
 
 

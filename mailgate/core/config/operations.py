@@ -51,3 +51,8 @@ class TrackingConfig(Strict):
                           "may hold a password.")
     batch_max_records: int = Field(5000, ge=1, le=100000,
                                    description="Events projected per store transaction at most.")
+    on_log_mismatch: Literal["refuse", "rebuild"] = Field(
+        "refuse", description="When the store was built from another log (another Kafka cluster id or mail.events "
+                              "topic id, or a stored position beyond a partition's end): refuse: the tracker does "
+                              "not serve and says to run `mailgate tracker --rebuild`; rebuild: it empties the store "
+                              "and projects the log again by itself.")

@@ -153,7 +153,7 @@ def validate(kind: str, doc: dict, old: BaseModel | None = None) -> BaseModel:
 
 
 async def verify(gw: OutboundGateway, delivery: DeliveryConfig) -> dict:
-    from egress.verify import verify_gateway
+    from egress.gateway_probe import verify_gateway
     try:
         return asdict(await verify_gateway(gw, delivery))
     except ConfigError as err:  # e.g. the password names an environment variable this process does not have

@@ -2,9 +2,10 @@
 
 Reads: through the admin client, the cluster's brokers and topics, each stage's consumer group (members and
 committed offsets) and the log-end offsets of the topics it reads. Emits: one block of lines (or one JSON object):
-the brokers, the declared topics that are missing, and per stage its members and lag (records not yet
-consumed). Exit status 0 when Kafka answers, every declared topic exists and every stage group has a member;
-1 otherwise; 4 when Kafka cannot be reached.
+the brokers, the declared topics that are missing, per stage its members and lag (records not yet
+consumed), and whether the tracking store belongs to this log (`mailgate.ops.tracking.rebuild.store_status`).
+Exit status 0 when Kafka answers, every declared topic exists, every stage group has a member and the tracking
+store (if any) belongs to this log; 1 otherwise; 4 when Kafka cannot be reached.
 """
 from __future__ import annotations
 
@@ -52,13 +53,15 @@ async def gather(cfg: Config, wait_s: float) -> dict:
     for s in stages.values():
         tps, offsets = s.pop("tps"), s.pop("offsets")
         s["lag"] = sum(max(0, ends.get(tp, 0) - offsets.get(tp, 0)) for tp in tps)
+    from mailgate.ops.tracking.rebuild import store_status
     return {"kafka": {"reachable": True, "brokers": brokers},
             "topics": {"declared": len(declared), "missing": [t for t in declared if t not in existing]},
-            "stages": stages}
+            "stages": stages, "tracking": await store_status(cfg)}
 
 
 def healthy(st: dict) -> bool:
-    return not st["topics"]["missing"] and all(s["members"] for s in st["stages"].values())
+    return (not st["topics"]["missing"] and all(s["members"] for s in st["stages"].values())
+            and not (st.get("tracking") or {}).get("mismatch"))
 
 
 def render(st: dict) -> str:
@@ -70,6 +73,12 @@ def render(st: dict) -> str:
         who = ", ".join(f"{m['client_id']}@{m['host']}" for m in s["members"]) or "none"
         lines.append(f"{stage}: group {s['group']} {s['state']}, {len(s['members'])} member(s) ({who}), "
                      f"lag {s['lag']}")
+    t = st.get("tracking")
+    if t and t["mismatch"]:
+        lines.append(f"tracking store: {t['where']} does not belong to this Kafka log: {t['mismatch']}; "
+                     f"run `mailgate tracker --rebuild`")
+    elif t:
+        lines.append(f"tracking store: {t['where']}, " + (t["note"] if t["rebuilding"] else "matches this log"))
     return "\n".join(lines)
 
 

@@ -173,7 +173,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return asyncio.run(set_status(cfg, args.kind, args.name, args.action + "d", args.operator))
     if args.action == "add":
         return asyncio.run(add(cfg, args.kind, json.loads(args.settings), args.operator))
-    from egress.verify import print_verify
+    from egress.gateway_probe import print_verify
     if not any(g.name == args.name for g in cfg.outbound_gateways):
         raise UsageError(f"no outbound gateway named {args.name!r}")
     return asyncio.run(print_verify(cfg, args.name))

@@ -100,7 +100,8 @@ def diff(current: dict[str, GatewayState], desired: Config, operator: str | None
     topic does not hold yet is written only when it differs from `running` (the configuration in effect; without
     it, only sections the topic holds are compared)."""
     who = operator or getpass.getuser()
-    events, wanted = [], set()
+    events: list = []
+    wanted: set[str] = set()
     for section in SETTINGS_SECTIONS:
         want = section_value(desired, section)
         have = current.get(config_key("settings", section))

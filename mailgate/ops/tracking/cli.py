@@ -54,25 +54,48 @@ def _folded_status(events: list) -> list[str]:
     return status_lines(state, [{"recipient": r, "state": st, "reply": reply} for r, (st, reply, _) in rc.items()])
 
 
+def store_note(cfg: Config, store: Store) -> str | None:
+    """Why the store's answer cannot be trusted to be complete (being rebuilt, or built from another log), else None.
+    Asks Kafka only when the store itself recorded nothing (a tracker that never started against this log)."""
+    from mailgate.core import topics
+    from mailgate.ops.tracking.log_identity import mismatch, read_log
+    from mailgate.ops.tracking.rebuild import REBUILD_HINT, reader_note
+    note = reader_note(store)
+    if note:
+        return note
+    try:
+        live = asyncio.run(read_log(cfg, topics.EVENTS, wait_s=5))
+    except Exception:  # Kafka unreachable: the store is all there is to read
+        return None
+    reason = mismatch(store.state(), store.positions(topics.EVENTS), live, topics.EVENTS)
+    return f"the tracking store does not belong to this Kafka log ({reason}); {REBUILD_HINT}" if reason else None
+
+
 def trace(cfg: Config, message_id: str, as_json: bool = False, from_log: bool = False) -> int:
     from mailgate.ops.audit.reader import describe, json_of, read_events
     store = None if from_log else open_store(cfg)
+    events: list = []
+    if store is not None:
+        try:
+            events = queries.events(store, message_id)
+            m = queries.message(store, message_id)
+            note = None if events else store_note(cfg, store)
+        finally:
+            store.close()
+        if note:
+            print(f"mailgate: {note}; scanning mail.events instead", file=sys.stderr)
+            store = None
+        elif not events:
+            print(f"no events for {message_id} in the tracking store (`--from-log` scans mail.events)")
+            return 1
+        else:
+            status = status_lines(m["state"], m["recipient_states"]) if m and not as_json else []
     if store is None:
         events = asyncio.run(read_events(cfg, message_id))
         status = [] if as_json else _folded_status(events)
         if not events:
             print(f"no events for {message_id}")
             return 1
-    else:
-        try:
-            events = queries.events(store, message_id)
-            m = queries.message(store, message_id)
-        finally:
-            store.close()
-        if not events:
-            print(f"no events for {message_id} in the tracking store (`--from-log` scans mail.events)")
-            return 1
-        status = status_lines(m["state"], m["recipient_states"]) if m and not as_json else []
     for e in events:
         print(json.dumps(json_of(e)) if as_json else describe(e))
     for line in status:
@@ -118,8 +141,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise exits.OperatorError(str(err)) from None
     try:
         rows = queries.search(store, s)
+        note = store_note(cfg, store) if not rows or "rebuild" in store.state() or "mismatch" in store.state() \
+            else None
     finally:
         store.close()
+    if note and (not rows or "does not belong" in note):
+        raise exits.OperatorError(note)  # said as one line, `mailgate search: ...`, by the CLI's one error path
+    if note:
+        print(f"mailgate search: {note}; the answer may be incomplete", file=sys.stderr)
     print(json.dumps(rows) if args.json else render_search(rows))
     return 0
 

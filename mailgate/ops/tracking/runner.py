@@ -6,7 +6,10 @@ stored beside the rows, so it resumes where the store is, whatever Kafka's commi
 committed too, for `kafka-consumer-groups` to show). Emits: store rows (`projector.project`, one transaction per
 batch), `mailgate_tracker_*` metrics with the lag per partition, `/readyz` 200 once partitions are assigned.
 `--rebuild` empties the store (schema kept) before starting, so it is projected again from the beginning of the
-log; stop the other replicas first.
+log; stop the other replicas first. Before consuming, the store is bound to the log (`rebuild.bind`): one built
+from another cluster or topic, or with a position beyond a partition's end, is refused (the tracker stays up
+without serving: /readyz 503, `mailgate_tracker_log_mismatch` 1, the reason logged and kept in the store for
+`mailgate status`, `trace` and `search`) or, with `tracking.on_log_mismatch: rebuild`, rebuilt.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.core.runtime import run_until_stopped
 from mailgate.ops.tracking import metrics as tracker_metrics
+from mailgate.ops.tracking.log_identity import read_log
 from mailgate.ops.tracking.projector import project
+from mailgate.ops.tracking.rebuild import Progress, bind
 from mailgate.ops.tracking.store import Store
 
 log = logging.getLogger("mailgate.ops.tracking")
@@ -55,9 +60,10 @@ class _SeekToStore(ConsumerRebalanceListener):
 
 
 class Tracker:
-    def __init__(self, cfg: Config, store: Store) -> None:
+    def __init__(self, cfg: Config, store: Store, progress: Progress | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.progress = progress
         self.consumer = kafka.consumer(cfg, f"mailgate-tracker-{cfg.node_name}", GROUP,
                                        isolation_level="read_uncommitted", max_poll_interval_ms=600_000)
         self.assigned = False
@@ -80,6 +86,8 @@ class Tracker:
                 n = await asyncio.to_thread(project, self.store, records)
                 tracker_metrics.TRACKER_BATCH_SECONDS.observe(time.monotonic() - began)
                 tracker_metrics.TRACKER_EVENTS.inc(n)
+                if self.progress and await asyncio.to_thread(self.progress.advance, records):
+                    self.progress = None
                 await self._commit(batch)
         finally:
             sampler.cancel()
@@ -108,15 +116,19 @@ class Tracker:
 def run(cfg: Config, rebuild: bool = False) -> None:
     async def main(stop: asyncio.Event) -> None:
         store = await asyncio.to_thread(Store.open, cfg)
-        if rebuild:
-            await asyncio.to_thread(store.clear)
-            log.info("tracking store %s emptied: projecting mail.events again from the beginning", store.where)
-        tracker = Tracker(cfg, store)
-        endpoint = metrics.MetricsServer("tracker", cfg.metrics, ready=lambda: tracker.assigned,
+        tracker: Tracker | None = None
+        endpoint = metrics.MetricsServer("tracker", cfg.metrics, ready=lambda: bool(tracker and tracker.assigned),
                                         registry=tracker_metrics.REGISTRY)
         await endpoint.start()
         try:
             await kafka.ensure_topics(cfg)
+            live = await read_log(cfg, topics.EVENTS)
+            refused = await asyncio.to_thread(bind, store, live, topics.EVENTS, rebuild,
+                                              cfg.tracking.on_log_mismatch)
+            if refused:
+                await stop.wait()  # not serving: the reason is logged, on /metrics and in the store
+                return
+            tracker = Tracker(cfg, store, await asyncio.to_thread(Progress.of, store, live))
             await tracker.run(stop)
         finally:
             await endpoint.close()

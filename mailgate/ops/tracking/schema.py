@@ -57,5 +57,10 @@ _V3 = [
         AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.message_id AND r.state = 'delivered')""",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3)]
+_V4 = [
+    # Which log the rows were projected from (cluster id, topic ids) and whether a rebuild is under way.
+    "CREATE TABLE store_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 LATEST = MIGRATIONS[-1][0]

@@ -18,7 +18,7 @@ from mailgate.ops.tracking.schema import LATEST, MIGRATIONS
 
 log = logging.getLogger("mailgate.ops.tracking.store")
 
-DATA_TABLES = ("events", "recipients", "messages", "positions")
+DATA_TABLES = ("events", "recipients", "messages", "positions", "store_state")
 """What `--rebuild` empties (the schema and its version stay)."""
 
 
@@ -184,6 +184,24 @@ class Store:
     def save_positions(self, topic: str, positions: dict[int, int]) -> None:
         self.many("INSERT INTO positions (topic, part, next_offset) VALUES (?, ?, ?) ON CONFLICT (topic, part) "
                   "DO UPDATE SET next_offset = excluded.next_offset", [(topic, p, o) for p, o in positions.items()])
+
+    # --- which log it belongs to ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, str]:
+        """name -> value: `cluster_id`, `topic_id/<topic>` (the log the rows came from), `rebuild` (JSON progress
+        while a rebuild runs), `mismatch` (why the tracker refused to serve)."""
+        try:
+            return {r["name"]: r["value"] for r in self.rows("SELECT name, value FROM store_state")}
+        except Exception:  # a store of an earlier release, not yet migrated by its tracker
+            return {}
+
+    def set_state(self, values: dict[str, str | None]) -> None:
+        """Set (or, with None, forget) named state values, in one transaction."""
+        with self.transaction():
+            for name, value in values.items():
+                self.run("DELETE FROM store_state WHERE name = ?", (name,))
+                if value is not None:
+                    self.run("INSERT INTO store_state (name, value) VALUES (?, ?)", (name, value))
 
     def size_bytes(self) -> int:
         if self.dialect == "postgresql":

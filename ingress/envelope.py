@@ -1,0 +1,29 @@
+"""The envelope of one SMTP transaction on ingress: aiosmtpd's `Envelope` plus what mailgate decided during it.
+
+Reads: nothing. Emits: the fields the hooks fill in as MAIL, RCPT and DATA are answered — the message id (given at
+MAIL), the direction and inbound gateway (decided at the first accepted RCPT), the recipients the directory
+verified, the settings the transaction is judged by, and whether DATA had bare CR or LF line endings.
+`GatewaySMTP` makes one for each transaction (`_create_envelope`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from aiosmtpd.smtp import Envelope
+
+
+class GatewayEnvelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mg_id: str = ""
+        """The message id, given at MAIL FROM."""
+        self.mg_direction: str | None = None
+        """inbound or outbound, from the first accepted recipient."""
+        self.mg_gateway: str | None = None
+        """The inbound gateway of the recipients (inbound mail)."""
+        self.mg_verified: list[str] = []
+        """Recipients the gateway's directory said exist."""
+        self.mg_settings: Any = None
+        """The ingress settings (configuration version) this transaction is judged by, from MAIL FROM on."""
+        self.mg_bare_line_ending: bool | None = None
+        """DATA had a bare CR or LF (None: not looked at)."""
