@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.scenario
+pytestmark = [pytest.mark.scenario, pytest.mark.serial]  # a timed claim, on the example's fixed ports
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = (2525, 2526, 2527, 8025, 9092, 9093, 9101, 9102, 9103, 9104)
