@@ -393,3 +393,31 @@ def test_message_text_sent_before_the_354_is_refused_and_nothing_is_published(gw
     send_marker(gw.main, "bob@example.test")
     assert published(gw.g, sender) == []
     assert "reason=pipelining_violation" in gw.g.logs()
+
+
+# 6. A client cannot write into the operator's log ---------------------------------------------------------------
+def test_junk_sessions_leave_escaped_cut_and_summarised_log_lines(gw):
+    """Tried as an attacker would: many sessions of unknown commands carrying NUL, terminal escapes, a fake log line
+    and 100 KB lines. Ingress keeps answering; its log holds no raw control byte, no line over a few hundred
+    characters, and aiosmtpd's per-command warning is written at most BURST_LINES times per minute."""
+    from mailgate.core.log_safety import BURST_LINES
+    junk = [b"\x1b[2J\x1b]0;owned\x07HACK", b"XYZZY \x00\x00\x00", b"FOO\rINFO mailgate.ingress: fake line",
+            b"BAR " + b"A" * 100_000]
+    for _ in range(40):
+        c = Raw(gw.idle)
+        try:
+            assert c.reply().startswith("220 ")
+            for line in junk:
+                c.send(line + b"\r\n")
+            c.reply()
+        finally:
+            c.close()
+    c = Raw(gw.idle)
+    try:
+        assert c.reply().startswith("220 ") and c.cmd("QUIT").startswith("221")  # still up and answering
+    finally:
+        c.close()
+    log = (gw.g.workdir / "ingress-1.log").read_bytes()  # the idle listener's ingress (the second started)
+    assert b"\x1b" not in log and b"\x00" not in log and b"\x07" not in log
+    assert max(len(line) for line in log.splitlines()) < 2000
+    assert log.count(b"unrecognised") <= BURST_LINES + 1
