@@ -20,7 +20,9 @@ from ingress.replies import Verdict
 from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import rebuild_directories, verification_method
+from mailgate.mail.directory.build import (build_domain_lists, rebuild_directories, rebuild_domain_lists,
+                                          verification_method)
+from mailgate.mail.directory.domains import CachedDomainList
 from schemas import RecipientVerified
 
 log = logging.getLogger("mailgate.ingress.verification")
@@ -37,8 +39,12 @@ RETIRE_AFTER_S = 300.0
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
-                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None) -> None:
+                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
+                 domain_lists: dict[str, CachedDomainList] | None = None) -> None:
         self.directories = directories
+        self.domain_lists: dict[str, CachedDomainList] = {} if domain_lists is None else domain_lists
+        """The cached SmarterMail domain lists of web_service domain verification, by gateway (ingress.policy asks
+        them; kept here so that they are rebuilt, purged and closed with the directories)."""
         self.node = node
         self.note = note
         self.probe = probe or PrimaryProbe()
@@ -48,7 +54,8 @@ class RecipientVerifier:
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
         """The verifier of an ingress process (its caches are purged through `mail.directory.purge.follow_purges`)."""
-        verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note)
+        verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note,
+                       domain_lists=build_domain_lists(cfg.inbound_gateways))
         verifier.gateways = list(cfg.inbound_gateways)
         return verifier
 
@@ -58,8 +65,12 @@ class RecipientVerifier:
         new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
         self.directories.clear()
         self.directories.update(new)  # in place: the cache purges apply to this mapping
+        lists, retired_lists = rebuild_domain_lists(self.domain_lists, self.gateways, list(cfg.inbound_gateways))
+        self.domain_lists.clear()
+        self.domain_lists.update(lists)
         self.gateways = list(cfg.inbound_gateways)
-        for d in retired:
+        retiring: list[CachedDirectory | CachedDomainList] = [*retired, *retired_lists]
+        for d in retiring:
             task = asyncio.get_running_loop().create_task(_close_later(d, RETIRE_AFTER_S))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
@@ -92,9 +103,11 @@ class RecipientVerifier:
         await self.probe.aclose()
         for d in self.directories.values():
             await d.aclose()
+        for lst in self.domain_lists.values():
+            await lst.aclose()
 
 
-async def _close_later(directory: CachedDirectory, delay_s: float) -> None:
+async def _close_later(directory: CachedDirectory | CachedDomainList, delay_s: float) -> None:
     try:
         await asyncio.sleep(delay_s)
     finally:

@@ -21,6 +21,7 @@ class Verdict(enum.Enum):
     USER_UNKNOWN = (replies.USER_UNKNOWN.code, replies.USER_UNKNOWN.enhanced_code,
                     "<{addr}>: " + replies.USER_UNKNOWN.text)  # the reply the processor's DSN reports too
     DIRECTORY_UNAVAILABLE = (451, "4.4.3", "<{addr}>: Recipient address verification unavailable, try again later")
+    DOMAIN_LIST_UNAVAILABLE = (451, "4.4.3", "<{addr}>: Recipient domain verification unavailable, try again later")
     PRIMARY_UP = (451, "4.7.1", "<{addr}>: Backup MX: please deliver to the primary server")
     TOO_MANY_RECIPIENTS = (452, "4.5.3", "Error: too many recipients")
     MIXED_DIRECTION = (452, "4.5.3", "<{addr}>: Recipients for different destinations: send them in another "

@@ -17,7 +17,8 @@ from mailgate.core.config import Config, ConfigError
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import rebuild_directories
+from mailgate.mail.directory.build import build_domain_lists, rebuild_directories, rebuild_domain_lists
+from mailgate.mail.directory.domains import CachedDomainList
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.sender_auth import SenderAuthPolicy
@@ -45,6 +46,7 @@ class Pipeline:
         self.node = node
         self.gateways = list(cfg.inbound_gateways)
         self.directories: dict[str, CachedDirectory] = build_directories(cfg.inbound_gateways)
+        self.domain_lists: dict[str, CachedDomainList] = build_domain_lists(cfg.inbound_gateways)
         self.config_following: asyncio.Event | None = None
         self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
         self._retiring: set[asyncio.Task] = set()
@@ -52,7 +54,8 @@ class Pipeline:
 
     def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
         directories = dict(self.directories)
-        verify = VerificationPolicy(cfg, self.node, directories, version=route.version)
+        verify = VerificationPolicy(cfg, self.node, directories, version=route.version,
+                                    domain_lists=dict(self.domain_lists))
         verify.config_following = self.config_following
         classify = SpamPolicy(cfg, self.node, route=route, version=route.version)
         return Steps(route.version, verify, classify, route)
@@ -99,11 +102,14 @@ class Pipeline:
         new, retired = rebuild_directories(self.directories, self.gateways, list(cfg.inbound_gateways))
         self.directories.clear()
         self.directories.update(new)  # in place: cache purges apply to this mapping
+        lists, retired_lists = rebuild_domain_lists(self.domain_lists, self.gateways, list(cfg.inbound_gateways))
+        self.domain_lists.clear()
+        self.domain_lists.update(lists)
         self.gateways = list(cfg.inbound_gateways)
         old, self.steps = self.steps, self._steps(cfg, self.steps.route.for_version(cfg, version))
-        self._retire(old, retired)
+        self._retire(old, [*retired, *retired_lists])
 
-    def _retire(self, old: Steps, directories: list[CachedDirectory]) -> None:
+    def _retire(self, old: Steps, directories: list[CachedDirectory | CachedDomainList]) -> None:
         async def later() -> None:
             try:
                 await asyncio.sleep(RETIRE_AFTER_S)
@@ -125,3 +131,5 @@ class Pipeline:
         await self.sender_auth.aclose()
         for d in self.directories.values():
             await d.aclose()
+        for lst in self.domain_lists.values():
+            await lst.aclose()
