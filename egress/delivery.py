@@ -24,6 +24,7 @@ from egress.delivered_index import DeliveredIndex, WriteAhead
 from egress.dkim_signing import DkimSigner
 from egress.errors import DeliveryError
 from egress.health import GatewayHealth
+from egress.mx import MxResolver, settings_of
 from egress.outcome import OutcomePolicy, failure_replies, next_target
 from egress.pool import SessionPool
 from egress.targets import Target, TargetResolver
@@ -47,6 +48,7 @@ class Delivery:
         self._emit = emit
         self.health = GatewayHealth()
         self.targets = TargetResolver(cfg, self.health)
+        self.mx = MxResolver(settings_of(cfg))  # delivery.direct is not a live setting: built once
         self.outcome = OutcomePolicy(cfg, self.node)
         self.dkim = DkimSigner(cfg.dkim_signing)
         self.dkim_cfg = cfg.dkim_signing
@@ -97,7 +99,10 @@ class Delivery:
             expired = [(r, replies.QUEUE_LIFETIME_EXCEEDED) for r in todo]
             return self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
                                         now=now, error="queue lifetime exceeded")
-        targets, answer = await self.targets.for_attempt(routed.route)  # a direct route: its MX hosts, now
+        targets, answer = self.targets.targets(routed.route), None
+        if routed.route.kind == "direct":  # its domain's MX hosts, looked up now
+            found = await self.mx.lookup(routed.route.destination)
+            targets, answer = self.targets.usable(found.targets), found.reply
         if answer is not None:  # null MX, NXDOMAIN, DNS failure, loop guard: no connection
             failed = [(r, answer) for r in todo]
             log.info("attempt id=%s domain=%s: %s", mid, routed.route.destination, answer, extra={"message_id": mid})

@@ -14,7 +14,8 @@ the reply every recipient of that domain gets without a connection:
   stands for every address of this host: one a socket can be bound to) unless listed in `loop_exceptions`, and
   every address in `prohibited_hosts` (loopback by default); when that leaves nothing, 5.4.6 "mail loops back to
   myself" (Postfix's words).
-Called by egress/targets.py at the start of each direct attempt.
+Called by egress/delivery.py at the start of each direct attempt; `settings_of` reads its settings from
+`delivery.direct` and the ingress listeners (our own addresses).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import dns.exception
 import dns.resolver
 
 from egress.targets import Target
+from mailgate.core.config import Config
 from mailgate.mail.smtp_reply import Reply
 
 Strategy = Literal["ipv4", "ipv6", "ipv4_then_ipv6", "ipv6_then_ipv4"]
@@ -200,3 +202,29 @@ class MxResolver:
             if family is not None and family in (0, addr.version) and is_local(ip):
                 return True
         return False
+
+
+def _addresses(host: str) -> list[str]:
+    """A listener's address as IP addresses: itself, a wildcard as given, a name resolved (once, at start-up)."""
+    if host in ("", "0.0.0.0", "::"):
+        return [host]
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        try:
+            return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
+        except OSError:
+            return []
+
+
+def settings_of(cfg: Config) -> MxSettings:
+    """How egress/mx.py looks MX hosts up and guards against loops, from `delivery.direct` and the ingress
+    listeners (our own addresses)."""
+    d = cfg.delivery.direct
+    listeners = [(cfg.ingress.listen_host, cfg.ingress.listen_port)] + [(x.host, x.port) for x in cfg.ingress.listeners]
+    own = frozenset((ip, port) for host, port in listeners for ip in _addresses(host))
+    exceptions = frozenset((hp.rpartition(":")[0].strip("[]"), int(hp.rpartition(":")[2]))
+                           for hp in d.loop_guard_exceptions)
+    return MxSettings(port=d.port, nameservers=tuple(d.dns.nameservers), dns_port=d.dns.port,
+                      timeout_s=d.dns.timeout_s, max_mx_hosts=d.max_mx_hosts, strategy=d.lookup_strategy,
+                      prohibited_hosts=tuple(d.prohibited_hosts), own_addresses=own, loop_exceptions=exceptions)

@@ -2,8 +2,7 @@
 
 Reads: a Route and the configuration. Emits: Targets — for a primary, each of its addresses; for outbound, each
 enabled candidate gateway (a gateway disabled since routing is skipped, so its queued mail moves to the others);
-for a direct route, the MX hosts of its recipient domain looked up now (egress/mx.py), or the reply every
-recipient gets without a connection (null MX, NXDOMAIN, a DNS failure, the loop guard).
+for a direct route, the MX addresses egress/mx.py looked up for its recipient domain.
 Gateways, primary and MX addresses the health tracker has marked down are left out until their probe time (a
 primary's or an MX host's addresses are all tried when every one of them is down).
 """
@@ -11,16 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ipaddress
-import socket
-from typing import TYPE_CHECKING
-
 from egress.health import GatewayHealth
 from mailgate.core.config import Config, OutboundGateway, Secret
-from mailgate.mail.smtp_reply import Reply
-
-if TYPE_CHECKING:
-    from egress.mx import MxSettings
 
 
 @dataclass(frozen=True)
@@ -67,18 +58,10 @@ class TargetResolver:
     def reconfigure(self, cfg: Config) -> None:
         """Gateways from a configuration change: a disabled one takes no more mail, from the next attempt on."""
         self.outbound = {g.name: g for g in cfg.outbound_gateways}
-        if getattr(self, "mx_settings", None) is None:  # delivery.direct is not a live setting: built once
-            from egress.mx import MxResolver
-            self.mx_settings = mx_settings(cfg)
-            self.mx = MxResolver(self.mx_settings)
 
-    async def for_attempt(self, route) -> tuple[list[Target], Reply | None]:
-        """The targets of one attempt, in order, or the reply that answers for every recipient without one."""
-        if route.kind != "direct":
-            return self.targets(route), None
-        found = await self.mx.lookup(route.destination)
-        usable = [t for t in found.targets if self.health.is_usable(t.label)]
-        return usable or found.targets, found.reply
+    def usable(self, targets: list[Target]) -> list[Target]:
+        """A direct route's MX addresses (egress/mx.py) without those marked down, or all when every one is."""
+        return [t for t in targets if self.health.is_usable(t.label)] or targets
 
     def targets(self, route) -> list[Target]:
         if route.kind == "primary":
@@ -99,29 +82,3 @@ class TargetResolver:
         """Primaries and MX hosts are tracked per address, gateways per name."""
         return target.gateway if target.gateway in self.outbound and not target.mx else target.label
 
-
-def _addresses(host: str) -> list[str]:
-    """A listener's address as IP addresses: itself, a wildcard as given, a name resolved (once, at start-up)."""
-    if host in ("", "0.0.0.0", "::"):
-        return [host]
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        try:
-            return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
-        except OSError:
-            return []
-
-
-def mx_settings(cfg: Config) -> "MxSettings":
-    """How egress/mx.py looks MX hosts up and guards against loops, from `delivery.direct` and the ingress
-    listeners (our own addresses)."""
-    from egress.mx import MxSettings
-    d = cfg.delivery.direct
-    listeners = [(cfg.ingress.listen_host, cfg.ingress.listen_port)] + [(x.host, x.port) for x in cfg.ingress.listeners]
-    own = frozenset((ip, port) for host, port in listeners for ip in _addresses(host))
-    exceptions = frozenset((hp.rpartition(":")[0].strip("[]"), int(hp.rpartition(":")[2]))
-                           for hp in d.loop_guard_exceptions)
-    return MxSettings(port=d.port, nameservers=tuple(d.dns.nameservers), dns_port=d.dns.port,
-                      timeout_s=d.dns.timeout_s, max_mx_hosts=d.max_mx_hosts, strategy=d.lookup_strategy,
-                      prohibited_hosts=tuple(d.prohibited_hosts), own_addresses=own, loop_exceptions=exceptions)
