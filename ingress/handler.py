@@ -18,7 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Session
 from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
-from ingress.replies import Verdict
+from ingress.replies import Verdict, ehlo_lines
 from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from ingress.envelope import GatewayEnvelope
 from mailgate.core import metrics
@@ -79,6 +79,12 @@ class IngressHandler:
     def _settings(self, cfg: Config) -> Settings:
         directories = dict(self.verifier.directories) if self.verifier is not None else {}
         return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: GatewayEnvelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """EHLO: aiosmtpd's keywords with PIPELINING and ENHANCEDSTATUSCODES, in ingress.replies' order."""
+        session.host_name = hostname
+        return ehlo_lines(responses)
 
     async def handle_AUTH(self, server: SMTP, session: Session, envelope: GatewayEnvelope, args: list[str]) -> object:
         """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
