@@ -23,6 +23,8 @@ class GatewayEnvelope(Envelope):
         """The inbound gateway of the recipients (inbound mail)."""
         self.mg_verified: list[str] = []
         """Recipients the gateway's directory said exist."""
+        self.mg_domain: Any = None
+        """How the recipients' domains were decided (a `DomainDecision` merged over the accepted recipients)."""
         self.mg_settings: Any = None
         """The ingress settings (configuration version) this transaction is judged by, from MAIL FROM on."""
         self.mg_bare_line_ending: bool | None = None

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Session
 from ingress.auth import SmtpAuth
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
-from ingress.replies import Verdict
+from ingress.replies import Verdict, ehlo_lines
 from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from ingress.envelope import GatewayEnvelope
 from mailgate.core import metrics
@@ -28,6 +28,7 @@ from mailgate.core.config import Config
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.directory import CachedDirectory
+from mailgate.mail.directory.domains import WEB_SERVICE, DomainDecision, domain_fields
 from schemas import MessageReceived, RecipientRejected
 
 log = logging.getLogger("mailgate.ingress")
@@ -45,6 +46,20 @@ def received_header(*, helo: str, client: str, hostname: str, protocol: str, mes
 def _sender(envelope: GatewayEnvelope) -> str:
     """The envelope sender as events carry it: '' for the null sender."""
     return "" if envelope.mail_from is None or envelope.mail_from == "<>" else envelope.mail_from
+
+
+def merge_domain_decisions(before: DomainDecision | None, new: DomainDecision | None) -> DomainDecision | None:
+    """One message's domain decision over its accepted recipients (one gateway, so one cached list): web_service if
+    any was decided by the server's list, with the oldest list's fetch time; stale if any was."""
+    if before is None or new is None:
+        return new or before
+    if new.source != WEB_SERVICE:
+        return before
+    if before.source != WEB_SERVICE:
+        return new
+    fetched = [t for t in (before.fetched_at_ms, new.fetched_at_ms) if t is not None]
+    return DomainDecision(True, WEB_SERVICE, min(fetched) if fetched else None, before.stale or new.stale,
+                          before.cached and new.cached)
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,14 @@ class IngressHandler:
 
     def _settings(self, cfg: Config) -> Settings:
         directories = dict(self.verifier.directories) if self.verifier is not None else {}
-        return Settings(cfg, config_version(cfg), RecipientPolicy(cfg), directories)
+        lists = dict(self.verifier.domain_lists) if self.verifier is not None else {}
+        return Settings(cfg, config_version(cfg), RecipientPolicy(cfg, lists), directories)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: GatewayEnvelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """EHLO: aiosmtpd's keywords with PIPELINING and ENHANCEDSTATUSCODES, in ingress.replies' order."""
+        session.host_name = hostname
+        return ehlo_lines(responses)
 
     async def handle_AUTH(self, server: SMTP, session: Session, envelope: GatewayEnvelope, args: list[str]) -> object:
         """AUTH PLAIN/LOGIN (aiosmtpd checked EHLO and TLS first): ingress.auth decides; none configured: 535."""
@@ -105,10 +127,12 @@ class IngressHandler:
         envelope.mg_direction = None
         envelope.mg_gateway = None
         envelope.mg_verified = []
+        envelope.mg_domain = None
         envelope.mg_settings = self.current
         return Verdict.SENDER_OK.reply()
 
-    def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str) -> str:
+    def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str,
+                domain: DomainDecision | None = None) -> str:
         s = self.settings_of(envelope, self.current)
         client = session.peer[0] if session.peer else "?"
         mid = getattr(envelope, "mg_id", "") or "-"
@@ -119,7 +143,7 @@ class IngressHandler:
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=s.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
-            mail_from=_sender(envelope), config_version=s.version))
+            mail_from=_sender(envelope), config_version=s.version, **domain_fields(domain)))
         return verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
@@ -127,9 +151,9 @@ class IngressHandler:
         s = self.settings_of(envelope, self.current)
         if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
-        decision = s.policy.decide(session.peer[0], address, authenticated=bool(session.authenticated))
+        decision = await s.policy.decide_async(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
-            return self._reject(session, envelope, address, decision.verdict, decision.reason)
+            return self._reject(session, envelope, address, decision.verdict, decision.reason, decision.domain)
         gw_name = decision.gateway.name if decision.gateway else None
         if envelope.mg_direction is not None and (envelope.mg_direction, envelope.mg_gateway) != (
                 decision.direction, gw_name):
@@ -138,10 +162,11 @@ class IngressHandler:
             verdict, reason = await self.verifier.check(decision.gateway, str(decision.mailbox), envelope.mg_id,
                                                         directories=s.directories, version=s.version)
             if verdict is not Verdict.OK:
-                return self._reject(session, envelope, address, verdict, reason)
+                return self._reject(session, envelope, address, verdict, reason, decision.domain)
             if reason == VERIFIED:
                 envelope.mg_verified.append(str(decision.mailbox))
         envelope.mg_direction, envelope.mg_gateway = decision.direction, gw_name
+        envelope.mg_domain = merge_domain_decisions(envelope.mg_domain, decision.domain)
         envelope.rcpt_tos.append(str(decision.mailbox))
         envelope.rcpt_options.extend(rcpt_options)
         return Verdict.OK.reply()
@@ -184,7 +209,8 @@ class IngressHandler:
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version,
-            body_crlf_only=not has_bare_line_ending(trace))  # `data` has none left: refused or repaired above
+            body_crlf_only=not has_bare_line_ending(trace),
+            **domain_fields(getattr(envelope, "mg_domain", None)))  # `data` has none left: refused or repaired above
         began = time.monotonic()
         try:
             await self.publisher.publish(record)

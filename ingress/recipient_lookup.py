@@ -19,7 +19,8 @@ from ingress.replies import Verdict
 from mailgate.core.config import Config, InboundGateway
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory, build_directories
-from mailgate.mail.directory.build import verification_method
+from mailgate.mail.directory.build import build_domain_lists, verification_method
+from mailgate.mail.directory.domains import CachedDomainList
 from mailgate.mail.directory.live import LiveDirectories
 from schemas import RecipientVerified
 
@@ -35,9 +36,13 @@ VERIFIED = "verified"
 
 class RecipientVerifier:
     def __init__(self, directories: dict[str, CachedDirectory], node: str,
-                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None) -> None:
-        self.live = LiveDirectories([], directories)
+                 note: Callable[[object], None] = lambda record: None, probe: PrimaryProbe | None = None,
+                 domain_lists: dict[str, CachedDomainList] | None = None) -> None:
+        self.live = LiveDirectories([], directories, {} if domain_lists is None else domain_lists)
         self.directories = self.live.mapping
+        self.domain_lists: dict[str, CachedDomainList] = self.live.domain_lists
+        """The cached SmarterMail domain lists of web_service domain verification, by gateway (ingress.policy asks
+        them; kept here so that they are rebuilt, purged and closed with the directories)."""
         self.node = node
         self.note = note
         self.probe = probe or PrimaryProbe()
@@ -45,7 +50,8 @@ class RecipientVerifier:
     @classmethod
     def for_config(cls, cfg: Config, note: Callable[[object], None]) -> "RecipientVerifier":
         """The verifier of an ingress process (its caches are purged through `mail.directory.purge.follow_purges`)."""
-        verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note)
+        verifier = cls(build_directories(cfg.inbound_gateways), cfg.node_name, note,
+                       domain_lists=build_domain_lists(cfg.inbound_gateways))
         verifier.live.gateways = list(cfg.inbound_gateways)
         return verifier
 

@@ -21,6 +21,7 @@ class Verdict(enum.Enum):
     USER_UNKNOWN = (replies.USER_UNKNOWN.code, replies.USER_UNKNOWN.enhanced_code,
                     "<{addr}>: " + replies.USER_UNKNOWN.text)  # the reply the processor's DSN reports too
     DIRECTORY_UNAVAILABLE = (451, "4.4.3", "<{addr}>: Recipient address verification unavailable, try again later")
+    DOMAIN_LIST_UNAVAILABLE = (451, "4.4.3", "<{addr}>: Recipient domain verification unavailable, try again later")
     PRIMARY_UP = (451, "4.7.1", "<{addr}>: Backup MX: please deliver to the primary server")
     TOO_MANY_RECIPIENTS = (452, "4.5.3", "Error: too many recipients")
     MIXED_DIRECTION = (452, "4.5.3", "<{addr}>: Recipients for different destinations: send them in another "
@@ -40,6 +41,8 @@ class Verdict(enum.Enum):
     AUTH_UNAVAILABLE = (454, "4.7.0", "Temporary authentication failure, try again later")
     AUTH_TOO_MANY_FAILURES = (421, "4.7.0", "{host} Error: too many failed logins, try again later")
     SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
+    PIPELINING_VIOLATION = (554, "5.5.0", "Error: SMTP protocol synchronization: message text sent before the "
+                                          "354 reply")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value
@@ -52,6 +55,22 @@ class Verdict(enum.Enum):
     @property
     def enhanced(self) -> str:
         return self.value[1]
+
+
+EHLO_KEYWORDS = ("SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH", "HELP")
+"""The EHLO keywords ingress offers, in the order it offers them (Postfix's order). aiosmtpd makes SIZE, 8BITMIME,
+SMTPUTF8, STARTTLS (when TLS is configured), AUTH (on a listener with AUTH) and HELP; PIPELINING (RFC 2920) and
+ENHANCEDSTATUSCODES (RFC 2034: every reply carries an enhanced code) are ingress's, on every listener. A keyword
+aiosmtpd adds that is not listed here comes after the listed ones, before HELP."""
+
+
+def ehlo_lines(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO reply (`250-<host>` first, `250 HELP` last) with ingress's keywords, in EHLO_KEYWORDS order."""
+    greeting, offered = responses[0], [r[4:] for r in responses[1:]]
+    offered += [k for k in ("PIPELINING", "ENHANCEDSTATUSCODES") if k not in offered]
+    rank = {k: i for i, k in enumerate(EHLO_KEYWORDS)}
+    ordered = sorted(offered, key=lambda line: (line == "HELP", rank.get(line.split()[0], len(rank) - 1)))
+    return [greeting] + [f"250-{k}" for k in ordered[:-1]] + [f"250 {ordered[-1]}"]
 
 
 # aiosmtpd's own replies (protocol errors it answers before a hook runs), given enhanced codes (RFC 3463) and

@@ -33,13 +33,14 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     await publisher.start()
     verifier = RecipientVerifier.for_config(cfg, publisher.note)
     metrics.DIRECTORY_CACHES["ingress"].watch(lambda: verifier.directories)
+    metrics.DOMAIN_LISTS["ingress"].watch(lambda: verifier.domain_lists)
     endpoint = metrics.MetricsServer("ingress", cfg.metrics, ready=lambda: publisher.ready)
     await endpoint.start()
     auth = SmtpAuth(cfg)  # AUTH is offered to a new session while some login is configured (live: mail.config)
     handler = IngressHandler(cfg, publisher, verifier, auth)
     limits = ClientLimits(cfg.ingress)  # one per process: per-client counts span all its sessions and listeners
     live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
-    follow_purges(live, lambda: verifier.directories, "ingress")
+    follow_purges(live, lambda: verifier.directories, "ingress", lambda: verifier.domain_lists)
     following = asyncio.create_task(_follow_config(live, handler))
     servers = []
     try:

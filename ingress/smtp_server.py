@@ -193,6 +193,9 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        if self._reader._buffer:  # type: ignore[attr-defined]  # bytes the client sent after DATA, unasked
+            await self._pipelining_violation()
+            return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._in_data = True
         try:
@@ -216,6 +219,18 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         await self.push("250 OK" if status is MISSING else status)
         self._set_post_data_state()
+
+    async def _pipelining_violation(self) -> None:
+        """The client sent message text (or anything) after DATA without waiting for 354: RFC 2920 makes DATA the
+        last command of a group, so this is a client that does not wait for replies (Postfix: "improper command
+        pipelining after DATA"). Refused with 554 5.5.0 and disconnected; nothing of it is accepted."""
+        client = self._client()
+        log.warning("disconnect client=%s reason=pipelining_violation (text sent before the 354 reply)", client)
+        metrics.INGRESS_LIMITED.labels("pipelining").inc()
+        self._closing = True
+        await self.push(Verdict.PIPELINING_VIOLATION.reply())
+        if self.transport is not None:
+            self.transport.close()
 
     def _timeout_cb(self) -> None:
         log.info("disconnect client=%s reason=idle_timeout", self._client())

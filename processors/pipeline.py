@@ -17,6 +17,7 @@ from mailgate.core.config import Config, ConfigError
 from mailgate.core.config_events import config_version
 from mailgate.core.ids import now_ms
 from mailgate.mail.directory import CachedDirectory
+from mailgate.mail.directory.domains import CachedDomainList
 from mailgate.mail.directory.live import LiveDirectories
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
@@ -41,13 +42,15 @@ class Pipeline:
         self.node = node
         self.live = LiveDirectories(cfg.inbound_gateways)
         self.directories: dict[str, CachedDirectory] = self.live.mapping
+        self.domain_lists: dict[str, CachedDomainList] = self.live.domain_lists
         self.config_following: asyncio.Event | None = None
         self.steps = self._steps(cfg, RoutingPolicy(cfg, node, config_version(cfg)))
         self.sender_auth = SenderAuthPolicy(cfg, node)  # its settings are not live: one for the process
 
     def _steps(self, cfg: Config, route: RoutingPolicy) -> Steps:
         directories = dict(self.directories)
-        verify = VerificationPolicy(cfg, self.node, directories, version=route.version)
+        verify = VerificationPolicy(cfg, self.node, directories, version=route.version,
+                                    domain_lists=dict(self.domain_lists))
         verify.config_following = self.config_following
         classify = SpamPolicy(cfg, self.node, route=route, version=route.version)
         return Steps(route.version, verify, classify, route)

@@ -68,7 +68,7 @@ def build_app(cfg: Config) -> faust.App:
             metrics.observe_pipeline(outputs)
 
     live = LiveConfig(cfg, "processor")  # the process's one mail.config follower: gateways and cache purges
-    follow_purges(live, lambda: pipeline.directories, "processor")
+    follow_purges(live, lambda: pipeline.directories, "processor", lambda: pipeline.domain_lists)
     pipeline.follow(live.following)
 
     @app.task
@@ -101,6 +101,7 @@ def serve_metrics(app: faust.App, cfg: Config, pipeline: Pipeline) -> None:
 
     endpoint = metrics.MetricsServer("processor", cfg.metrics, ready=lambda: assigned and not app.should_stop)
     metrics.DIRECTORY_CACHES["processor"].watch(lambda: pipeline.verify.directories)
+    metrics.DOMAIN_LISTS["processor"].watch(lambda: pipeline.domain_lists)
 
     @app.task
     async def serve() -> None:

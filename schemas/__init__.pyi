@@ -40,7 +40,8 @@ class DeliveryAttempted:
     error: None | str
     duration_ms: int
     outcome_unknown_recipients: list[str]
-    def __init__(self, message_id: str, occurred_at: int, node: str, attempt: int, gateway: str, host: str, port: int, recipients: list[str], results: list[RecipientResult], duration_ms: int, tls_version: None | str = ..., tls_cipher: None | str = ..., error: None | str = ..., outcome_unknown_recipients: list[str] = ...) -> None: ...
+    mx_host: None | str
+    def __init__(self, message_id: str, occurred_at: int, node: str, attempt: int, gateway: str, host: str, port: int, recipients: list[str], results: list[RecipientResult], duration_ms: int, tls_version: None | str = ..., tls_cipher: None | str = ..., error: None | str = ..., outcome_unknown_recipients: list[str] = ..., mx_host: None | str = ...) -> None: ...
 
 class DeliveryDeferred:
     SCHEMA_NAME: ClassVar[str]
@@ -212,7 +213,11 @@ class MessageReceived:
     header_message_id: None | str
     subject: None | str
     body_crlf_only: bool
-    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ...) -> None: ...
+    domain_decision: None | str
+    domain_source: None | str
+    domain_list_fetched_at: None | int
+    domain_list_stale: bool
+    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ...) -> None: ...
 
 class MessageRouted:
     SCHEMA_NAME: ClassVar[str]
@@ -278,7 +283,11 @@ class RecipientRejected:
     client_address: str
     mail_from: str
     config_version: None | str
-    def __init__(self, message_id: str, occurred_at: int, node: str, recipient: str, stage: str, reason: str, reply_code: int, enhanced_code: str, client_address: str, mail_from: str, config_version: None | str = ...) -> None: ...
+    domain_decision: None | str
+    domain_source: None | str
+    domain_list_fetched_at: None | int
+    domain_list_stale: bool
+    def __init__(self, message_id: str, occurred_at: int, node: str, recipient: str, stage: str, reason: str, reply_code: int, enhanced_code: str, client_address: str, mail_from: str, config_version: None | str = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ...) -> None: ...
 
 class RecipientResult:
     SCHEMA_NAME: ClassVar[str]

@@ -1,10 +1,13 @@
-"""Log set-up for every mailgate process: one line per event, text or JSON, with the process's stage name."""
+"""Log set-up for every mailgate process: one line per event, text or JSON, with the process's stage name; every
+line passes `mailgate.core.log_safety`'s filter (client text escaped and cut, protocol-warning floods summarised)."""
 from __future__ import annotations
 
 import json
 import logging
 import sys
 import time
+
+from mailgate.core.log_safety import ClientTextFilter
 
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -26,6 +29,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ClientTextFilter())  # what a client sent is escaped and cut; floods are summarised
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

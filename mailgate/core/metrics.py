@@ -151,6 +151,31 @@ for _stage, _collector in DIRECTORY_CACHES.items():
     REGISTRIES[_stage].register(_collector)
 
 
+class DomainListCollector(DirectoryCacheCollector):
+    """The counters of the cached SmarterMail domain lists (domain verification `web_service`), read at scrape time."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        lookups = CounterMetricFamily("mailgate_domain_list_lookups",
+                                      "Domain lookups in a gateway's cached SmarterMail domain list (domain "
+                                      "verification web_service), by gateway and result (hit: a fresh list; miss: "
+                                      "none, so fetched or not known; stale: the last list used while the server "
+                                      "could not be reached).", labels=["gateway", "result"])
+        requests = CounterMetricFamily("mailgate_domain_list_requests",
+                                       "Fetches of a gateway's domain list from its SmarterMail server (background "
+                                       "refreshes included).", labels=["gateway"])
+        for gateway, cache in sorted(self.source().items()):
+            for result, attr in (("hit", "hits"), ("miss", "misses"), ("stale", "stale_answers")):
+                lookups.add_metric([gateway, result], getattr(cache, attr))
+            requests.add_metric([gateway], cache.calls)
+        yield lookups
+        yield requests
+
+
+DOMAIN_LISTS = {stage: DomainListCollector() for stage in ("ingress", "processor")}
+for _stage, _list_collector in DOMAIN_LISTS.items():
+    REGISTRIES[_stage].register(_list_collector)
+
+
 def appended_events(outputs: Iterable) -> Iterable[Any]:
     """The events among what a stage appended (not bytes, not tombstones)."""
     for out in outputs:

@@ -20,6 +20,10 @@ INTERNAL_DELIVERY_ERROR = Reply(451, "4.3.0", "internal delivery error")
 USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
 """A recipient the primary server's directory does not know (the reply ingress would have given at RCPT)."""
 
+DOMAIN_NOT_ACCEPTED = Reply(554, "5.7.1", "Recipient address rejected: domain not accepted here")
+"""A recipient whose domain the inbound gateway no longer accepts when the processor re-checks it (web_service
+domain verification: the SmarterMail server no longer lists it)."""
+
 
 def no_connection(detail: str) -> Reply:
     """A transient failure without a usable server reply (connect, TLS, AUTH, timeout, lost connection)."""
@@ -31,5 +35,5 @@ def refused(detail: str) -> Reply:
     return Reply(554, "5.0.0", detail)
 
 
-__all__ = ["INTERNAL_DELIVERY_ERROR", "NO_USABLE_GATEWAY", "QUEUE_LIFETIME_EXCEEDED", "USER_UNKNOWN",
-           "no_connection", "refused"]
+__all__ = ["DOMAIN_NOT_ACCEPTED", "INTERNAL_DELIVERY_ERROR", "NO_USABLE_GATEWAY", "QUEUE_LIFETIME_EXCEEDED",
+           "USER_UNKNOWN", "no_connection", "refused"]

@@ -27,6 +27,7 @@ from mailgate.core.topic_reader import Undecodable, read_topic
 from mailgate.ops.cli import exits
 from mailgate.mail.outputs import Output, append_once, audit
 from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode
+from processors.routing import split_by_domain
 
 RESOLVED_DISCARD_REASON = "quarantine_delete"
 HELD_SLACK_MS = 60_000
@@ -212,10 +213,12 @@ async def cmd_release(cfg: Config, message_id: str, operator: str | None = None,
                                  expires_at=max(routed.expires_at, now + lifetime_ms))
     released = QuarantineReleased(message_id=message_id, occurred_at=now, node=cfg.node_name,
                                   operator=operator or getpass.getuser())
-    await append_once(cfg, "mailgate-quarantine", [
-        Output(topics.OUTBOUND, routed.route.destination or "unrouted", routed),
-        Output(topics.EVENTS, message_id, released), audit(routed)])
-    print(f"released {message_id} to {routed.route.destination or 'unrouted'}")
+    parts = split_by_domain(routed)  # a direct route: one record per recipient domain, as the processor writes it
+    out = [Output(topics.OUTBOUND, part.route.destination or "unrouted", part) for part in parts]
+    out.append(Output(topics.EVENTS, message_id, released))
+    out += [audit(part) for part in parts]
+    await append_once(cfg, "mailgate-quarantine", out)
+    print(f"released {message_id} to {', '.join(p.route.destination or 'unrouted' for p in parts)}")
     return 0
 
 

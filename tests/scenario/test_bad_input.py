@@ -347,3 +347,77 @@ def test_malformed_mime_reaches_primary_byte_identical(gw):
         added = data[:-len(body)]
         assert added.startswith(b"Received: from client.test") and added.count(b"Received:") == 1, (name, added)
     assert all(p.poll() is None for procs in gw.g.procs.values() for p in procs), gw.g.logs()[-3000:]
+
+
+# 5. PIPELINING (RFC 2920) and ENHANCEDSTATUSCODES (RFC 2034) ---------------------------------------------------
+def test_ehlo_offers_pipelining_and_enhanced_status_codes_on_every_listener(gw):
+    for port in (gw.main, gw.strict, gw.idle, gw.lenient):
+        c = Raw(port)
+        try:
+            assert c.reply().startswith("220 ")
+            lines = [line[4:] for line in c.cmd("EHLO client.test").splitlines()]
+            assert "PIPELINING" in lines and "ENHANCEDSTATUSCODES" in lines, (port, lines)
+            assert lines[-1] == "HELP" and lines.index("PIPELINING") < lines.index("ENHANCEDSTATUSCODES"), lines
+        finally:
+            c.close()
+
+
+def test_a_pipelined_envelope_gets_its_replies_in_order_and_the_message_is_delivered(gw):
+    sender = unique("pipelined")
+    c = Raw(gw.main)
+    try:
+        assert c.reply().startswith("220 ")
+        assert c.cmd("EHLO client.test").startswith("250")
+        c.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<nobody@elsewhere.test>\r\n"
+               f"DATA\r\n".encode())  # one write: the group RFC 2920 allows, DATA last
+        assert [c.reply()[:9] for _ in range(4)] == ["250 2.1.0", "250 2.1.5", "554 5.7.1", "354 End d"]
+        assert c.cmd(b"Subject: pipelined\r\n\r\nhello\r\n.").startswith("250 2.0.0 Ok: queued as ")
+        assert c.cmd("QUIT").startswith("221")
+    finally:
+        c.close()
+    assert len(arrived(gw, sender)) == 1
+
+
+def test_message_text_sent_before_the_354_is_refused_and_nothing_is_published(gw):
+    """A client that does not wait for the reply to DATA (Postfix: "improper command pipelining after DATA"):
+    PIPELINING makes DATA the last command of a group, so text behind it in the same write is refused."""
+    sender = unique("early-text")
+    c = Raw(gw.main)
+    try:
+        c.start(sender, ["bob@example.test"])
+        c.send(b"DATA\r\nSubject: early\r\n\r\nsent before the 354\r\n.\r\n")
+        assert c.reply() == "554 5.5.0 Error: SMTP protocol synchronization: message text sent before the 354 reply"
+        assert c.reply() == ""  # and the connection is closed
+    finally:
+        c.close()
+    send_marker(gw.main, "bob@example.test")
+    assert published(gw.g, sender) == []
+    assert "reason=pipelining_violation" in gw.g.logs()
+
+
+# 6. A client cannot write into the operator's log ---------------------------------------------------------------
+def test_junk_sessions_leave_escaped_cut_and_summarised_log_lines(gw):
+    """Tried as an attacker would: many sessions of unknown commands carrying NUL, terminal escapes, a fake log line
+    and 100 KB lines. Ingress keeps answering; its log holds no raw control byte, no line over a few hundred
+    characters, and aiosmtpd's per-command warning is written at most BURST_LINES times per minute."""
+    from mailgate.core.log_safety import BURST_LINES
+    junk = [b"\x1b[2J\x1b]0;owned\x07HACK", b"XYZZY \x00\x00\x00", b"FOO\rINFO mailgate.ingress: fake line",
+            b"BAR " + b"A" * 100_000]
+    for _ in range(40):
+        c = Raw(gw.idle)
+        try:
+            assert c.reply().startswith("220 ")
+            for line in junk:
+                c.send(line + b"\r\n")
+            c.reply()
+        finally:
+            c.close()
+    c = Raw(gw.idle)
+    try:
+        assert c.reply().startswith("220 ") and c.cmd("QUIT").startswith("221")  # still up and answering
+    finally:
+        c.close()
+    log = (gw.g.workdir / "ingress-1.log").read_bytes()  # the idle listener's ingress (the second started)
+    assert b"\x1b" not in log and b"\x00" not in log and b"\x07" not in log
+    assert max(len(line) for line in log.splitlines()) < 2000
+    assert log.count(b"unrecognised") <= BURST_LINES + 1

@@ -3,7 +3,7 @@
 trace must come from the tracking store that `mailgate up` keeps (its tracker), not from a scan of mail.events.
 
 The command lines are read from README.md, so the README cannot drift from what is tested. The run uses the example
-configuration's fixed ports (2525-2527, 9092-9093, 9101-9104). The user's Python is a fresh virtual environment
+configuration's fixed ports (2525-2527, 8025, 9092-9093, 9101-9104). The user's Python is a fresh virtual environment
 (seeing the machine's site-packages for the dependencies), first on PATH, so run-gateway's install step really runs
 (`pip install -e .` into it, the Debian package check, the jars) without touching the machine's own installation;
 the per-user cache is a temporary directory holding the already-fetched jars (so mvn has nothing to do).
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.scenario
+pytestmark = [pytest.mark.scenario, pytest.mark.serial]  # a timed claim, on the example's fixed ports
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = (2525, 2526, 2527, 9092, 9093, 9101, 9102, 9103, 9104)
+PORTS = (2525, 2526, 2527, 8025, 9092, 9093, 9101, 9102, 9103, 9104)
 
 
 def readme_commands() -> dict[str, str]:
@@ -71,6 +71,28 @@ def _trace_from_store(argv: list[str], env: dict, timeout_s: float = 60) -> tupl
         time.sleep(0.2)
 
 
+def _log_in(url: str, user: str, password: str) -> None:
+    """The README's admin login: the printed password opens a session; a wrong one does not."""
+    import http.cookiejar
+    import urllib.error
+    import urllib.request
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def post(pw: str) -> int:
+        req = urllib.request.Request(url + "api/login", data=json.dumps({"username": user, "password": pw}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with opener.open(req, timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+    assert post(password + "x") == 401
+    assert post(password) == 200
+    with opener.open(url + "api/session", timeout=30) as resp:
+        assert json.load(resp)["username"] == user
+
+
 @pytest.fixture
 def user_env(tmp_path, kafka_jars):
     """A user's shell on a set-up machine: its python3 a fresh venv, its cache a temporary directory."""
@@ -94,6 +116,9 @@ def test_readme_first_run_delivers_swaks_message_to_the_stand_in_primary_within_
     try:
         _wait_for(out, r"run-gateway: ready", run, timeout_s=420)
         assert "kafka jars: " in out.read_text()  # the install step ran
+        door = _wait_for(out, r"run-gateway: admin page (http://127\.0\.0\.1:8025/) user (\S+) password (\S+) "
+                              r"\(made for this run\)", run, timeout_s=60)
+        _log_in(door.group(1), door.group(2), door.group(3))
         swaks = subprocess.run(shlex.split(cmds["swaks"]), cwd=ROOT, env=user_env, capture_output=True, text=True,
                                timeout=60)
         m = re.search(r"<[-~] +250 2\.0\.0 Ok: queued as (\S+)", swaks.stdout)

@@ -156,6 +156,7 @@ def directory():
         yield api
 
 
+@pytest.mark.serial  # six stage processes, the admin page and spamd: too much for a shared 2-core worker
 def test_every_live_setting_applies_in_every_replica_without_restart(gateway, primary, spamd, directory,
                                                                      monkeypatch):
     monkeypatch.setenv("MAILGATE_SECRET_KEY", new_key())  # inherited by the stages, the admin server and the CLI

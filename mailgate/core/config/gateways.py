@@ -37,15 +37,35 @@ def domain_names(v: list[str], info: ValidationInfo) -> list[str]:
 
 
 class DomainVerification(Strict):
-    mode: Literal["specified_domains", "all_but_specified_domains"] = Field(
-        "specified_domains", description="Accept the listed domains, or every domain but them.")
-    domains: list[str] = Field(default_factory=list, description="Domain names, one per entry.")
+    mode: Literal["specified_domains", "all_but_specified_domains", "web_service"] = Field(
+        "specified_domains", description="Accept the listed domains, every domain but them, or (web_service, "
+        "SmarterMail gateway mode only) the domains the SmarterMail server reports plus the listed ones.")
+    domains: list[str] = Field(default_factory=list, description="Domain names, one per entry (web_service: "
+                               "accepted besides the domains the SmarterMail server reports).")
+    excluded_domains: list[str] = Field(default_factory=list, description="web_service only: domains refused even "
+                                        "when the SmarterMail server reports them.")
+    when_never_fetched: Literal["tempfail", "configured_lists"] = Field(
+        "tempfail", description="web_service only, while this process has never fetched the server's domain list "
+        "(first start with the web service down): tempfail answers 451 4.4.3 for every domain the lists do not "
+        "decide; configured_lists accepts the listed domains alone.")
 
-    _domains = field_validator("domains")(domain_names)
+    _domains = field_validator("domains", "excluded_domains")(domain_names)
+
+    @model_validator(mode="after")
+    def _lists(self) -> "DomainVerification":
+        if self.mode != "web_service" and self.excluded_domains:
+            raise ValueError("excluded_domains is only for mode web_service (all_but_specified_domains excludes "
+                             "with domains)")
+        both = sorted(set(self.domains) & set(self.excluded_domains))
+        if both:
+            raise ValueError(f"{', '.join(both)}: both in domains and excluded_domains")
+        return self
 
     def accepts(self, domain: str) -> bool:
+        """What the configured lists alone decide: for web_service, only the listed additions (the server's list is
+        asked by `mailgate.mail.directory.domains`)."""
         listed = domain.lower().rstrip(".") in self.domains
-        return listed if self.mode == "specified_domains" else not listed
+        return listed if self.mode != "all_but_specified_domains" else not listed
 
 
 class SmarterMailConfig(Strict):
@@ -54,7 +74,8 @@ class SmarterMailConfig(Strict):
     username: str = Field("", description="Login for the web services.")
     password: SecretField | None = Field(None, description="Password for the web services.")
     user_verification: Literal["none", "web_service"] = Field("none", description="How recipients are checked.")
-    cache_ttl_s: int = Field(600, ge=1, description="How long answers are cached (10 minutes, as documented).")
+    cache_ttl_s: int = Field(600, ge=1, description="How long user answers and the domain list are cached, per "
+                             "process (10 minutes, as documented).")
     timeout_s: float = Field(5, gt=0, description="HTTP timeout for each web-service call.")
 
 
@@ -80,6 +101,14 @@ class InboundGateway(Strict):
         for spec in v:
             parse_address_spec(spec)
         return v
+
+    @model_validator(mode="after")
+    def _web_service_domains(self) -> "InboundGateway":
+        sm = self.smartermail
+        if self.domain_verification.mode == "web_service" and not (sm.enabled and sm.url and sm.password):
+            raise ValueError("domain_verification.mode web_service needs SmarterMail gateway mode "
+                             "(smartermail.enabled, url and password)")
+        return self
 
     def primary_hosts(self) -> list[str]:
         """Every address of the primary, in the order given, ranges and blocks expanded."""

@@ -119,6 +119,7 @@ def tighten(schemas: dict) -> dict:
     out["SpamAction"] = _spam_action(schemas["SpamAction"])
     out["DomainVerification"] = copy.deepcopy(schemas["DomainVerification"])
     out["DomainVerification"]["properties"]["domains"]["items"] = DOMAIN
+    out["DomainVerification"]["properties"]["excluded_domains"]["items"] = DOMAIN
     out["SmarterMailConfig"] = _smartermail(schemas["SmarterMailConfig"])
     out["OutboundGateway"] = _outbound(schemas["OutboundGateway"])
     out["InboundGateway"] = _inbound(schemas["InboundGateway"])

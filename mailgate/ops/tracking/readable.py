@@ -5,6 +5,9 @@ the page shows it in the reader's local time), its type, a one-line title and de
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
 from schemas import event_name
 
 
@@ -17,6 +20,22 @@ def _list(items) -> str:
     return ", ".join(items) if items else "no recipients"
 
 
+def _domain(e) -> list[str]:
+    """The inbound domain decision, as a line (none when no domain check was recorded)."""
+    decision = getattr(e, "domain_decision", None)
+    if decision is None:
+        return []
+    if e.domain_source == "web_service":
+        source = "the SmarterMail server's domain list"
+        if e.domain_list_fetched_at is not None:
+            source += f" fetched at {format_datetime(datetime.fromtimestamp(e.domain_list_fetched_at / 1000, UTC))}"
+        if e.domain_list_stale:
+            source += " (stale: the web service could not be reached)"
+    else:
+        source = "the gateway's configured domain list"
+    return [f"Domain {decision} by {source}"]
+
+
 def _received(e) -> tuple[str, list[str]]:
     way = f"inbound through gateway {e.inbound_gateway}" if e.direction == "inbound" else "outbound (relay)"
     lines = [f"From <{e.mail_from}> to {_list(e.rcpt_to)}", f"Client {e.client_address} (HELO {e.client_helo or '-'})"
@@ -26,7 +45,7 @@ def _received(e) -> tuple[str, list[str]]:
         lines.append(f"Subject: {e.subject}")
     if e.header_message_id:
         lines.append(f"Message-ID: {e.header_message_id}")
-    return f"Accepted {way}", lines
+    return f"Accepted {way}", lines + _domain(e)
 
 
 def _classified(e) -> tuple[str, list[str]]:
@@ -40,6 +59,7 @@ def _classified(e) -> tuple[str, list[str]]:
 def _routed(e) -> tuple[str, list[str]]:
     r = e.route
     where = (f"the primary server of inbound gateway {r.destination}" if r.kind == "primary"
+             else f"the MX hosts of {r.destination} (direct)" if r.kind == "direct"
              else f"outbound gateway {r.destination}")
     lines = [f"To {_list(e.recipients)}", f"Servers: {', '.join(r.hosts) or '-'}"]
     if len(r.candidates) > 1:
@@ -58,6 +78,8 @@ def _attempted(e) -> tuple[str, list[str]]:
     if e.tls_version:
         lines.append(f"TLS {e.tls_version} {e.tls_cipher or ''}".rstrip())
     lines.append(f"Took {e.duration_ms} ms")
+    if e.mx_host:  # direct delivery: the recipient domain's MX host
+        return f"Delivery attempt {e.attempt} to {e.gateway} via MX {e.mx_host} at {e.host}:{e.port}", lines
     via = f"gateway {e.gateway}" if e.gateway else "direct"
     return f"Delivery attempt {e.attempt} via {via} at {e.host}:{e.port}", lines
 
@@ -88,7 +110,7 @@ _DESCRIBE = {
     "DuplicateSuppressed": _simple("Not delivered again (already delivered)",
                                    lambda e: [f"For {_list(e.recipients)}", f"Reason: {e.reason}"]),
     "RecipientRejected": _simple("Recipient {e.recipient} refused at {e.stage}",
-                                 lambda e: [f"Replied {e.reply_code} {e.enhanced_code} ({e.reason})"]),
+                                 lambda e: [f"Replied {e.reply_code} {e.enhanced_code} ({e.reason})"] + _domain(e)),
     "RecipientVerified": _simple("Recipient {e.recipient} verified at {e.stage}",
                                  lambda e: [f"By {e.method}" + (" (cached)" if e.cached else "")
                                             + (" (stale answer)" if e.stale else "")]),

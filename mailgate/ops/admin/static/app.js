@@ -115,8 +115,15 @@ function applyMode() {
   document.querySelectorAll(".forward-only").forEach((e) => { e.hidden = mode !== "domain_forward"; });
   document.querySelectorAll(".specific-only").forEach((e) => { e.hidden = mode !== "specific_domains"; });
   $("auth-fields").hidden = !$("f-auth-enabled").checked;
+  // Domain verification by web service only in SmarterMail gateway mode, as in the product's gateway page.
+  const sm = $("f-sm-enabled").checked, ws = $("f-domain-mode-ws");
+  ws.hidden = ws.disabled = !sm;
+  if (!sm && $("f-domain-mode").value === "web_service") $("f-domain-mode").value = "specified_domains";
+  document.querySelectorAll(".ws-only").forEach((e) => { e.hidden = $("f-domain-mode").value !== "web_service"; });
 }
 $("f-mode").addEventListener("change", applyMode);
+$("f-sm-enabled").addEventListener("change", applyMode);
+$("f-domain-mode").addEventListener("change", applyMode);
 $("f-auth-enabled").addEventListener("change", applyMode);
 
 const lines = (id) => $(id).value.split("\n").map((s) => s.trim()).filter(Boolean);
@@ -135,7 +142,12 @@ function collect() {
   } else {
     Object.assign(doc, {primary_addresses: lines("f-primary-addresses"), primary_port: $("f-primary-port").value.trim(),
       description: $("f-description").value, smtp_user_verification: mode === "domain_forward" && $("f-smtp-user-verification").checked});
-    if (mode === "domain_forward") doc.domain_verification = {mode: $("f-domain-mode").value, domains: lines("f-domains")};
+    if (mode === "domain_forward") {
+      const dmode = $("f-domain-mode").value;
+      doc.domain_verification = {mode: dmode, domains: lines("f-domains"),
+        excluded_domains: dmode === "web_service" ? lines("f-excluded-domains") : [],
+        when_never_fetched: $("f-never-fetched").value};
+    }
     doc.smartermail = {enabled: $("f-sm-enabled").checked, url: $("f-sm-url").value.trim(),
       username: $("f-sm-username").value, user_verification: $("f-sm-user-verification").value};
     if ($("f-sm-password").value) doc.smartermail.password = $("f-sm-password").value;
@@ -195,6 +207,8 @@ function openForm(g) {
       $("f-primary-addresses").value = g.primary_addresses.join("\n"); $("f-primary-port").value = g.primary_port;
       $("f-description").value = g.description; $("f-smtp-user-verification").checked = g.smtp_user_verification;
       $("f-domain-mode").value = g.domain_verification.mode; $("f-domains").value = g.domain_verification.domains.join("\n");
+      $("f-excluded-domains").value = (g.domain_verification.excluded_domains || []).join("\n");
+      $("f-never-fetched").value = g.domain_verification.when_never_fetched || "tempfail";
       const sm = g.smartermail;
       $("f-sm-enabled").checked = sm.enabled; $("f-sm-url").value = sm.url; $("f-sm-username").value = sm.username;
       $("f-sm-user-verification").value = sm.user_verification;
