@@ -92,7 +92,7 @@ class RecordConsumer:
         self._tasks: set[asyncio.Task] = set()
         self._done: list[asyncio.Task] = []  # finished, not yet looked at by _raise_failed
         self._finished = asyncio.Event()  # set when a record's task finishes (a slot is free)
-        self._by_message: dict[str, asyncio.Task] = {}
+        self._by_message: dict[tuple[str, str], asyncio.Task] = {}
         self._bytes = 0  # of the records in flight
         self._size_hint = float(RECORD_SIZE_HINT)
         """A decaying maximum of the sizes of recent records (see _records_to_take)."""
@@ -179,13 +179,14 @@ class RecordConsumer:
                 self._start(tp, lane, rec, routed, None)
 
     def _start(self, tp: TopicPartition, lane: Lane, rec, routed, dead) -> None:
-        """Handle one record in its own task. Records of one message (a copy the processor wrote again after a
-        crash) go one after the other, so the second sees the first's delivery in the index."""
+        """Handle one record in its own task. Records of one message to one destination (a copy the processor wrote
+        again after a crash) go one after the other, so the second sees the first's delivery in the index; the parts
+        of a message split by recipient domain (direct delivery) go at once."""
         lane.add(rec.offset)
         size = len(rec.value or b"")
         self._bytes += size
         self._saw(size)
-        key = routed.message_id if routed is not None else None
+        key = (routed.message_id, routed.route.destination) if routed is not None else None
         before = self._by_message.get(key) if key is not None else None
 
         async def handle() -> None:

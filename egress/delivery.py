@@ -7,8 +7,11 @@ order through a pooled SMTP session (egress/pool.py, egress/smtp_session.py) whi
 the attempt — DuplicateSuppressed, one DeliveryAttempted per target tried, the outcome's facts (egress/outcome.py)
 and the index records that settle the write-ahead — for the queue manager to append. The only write here is the
 write-ahead, appended while the session starts; DATA waits until Kafka acknowledged it.
-Failover: a transient failure that cannot have delivered the message tries the route's next target; a definite
-refusal bounces; a connection lost after DATA keeps its write-ahead mark and waits for the retry.
+Failover: a transient failure that cannot have delivered the message (no connection, a 4xx greeting or EHLO) tries
+the route's next target (for a direct route, the next MX host); a definite refusal bounces; a connection lost after
+DATA keeps its write-ahead mark and waits for the retry. A direct route's lookup that answers for every recipient
+(null MX 5.1.10, NXDOMAIN 5.1.2, loop 5.4.6: bounced; DNS timeout or SERVFAIL 4.4.3: deferred) makes no
+connection and no DeliveryAttempted.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from egress.delivered_index import DeliveredIndex, WriteAhead
 from egress.dkim_signing import DkimSigner
 from egress.errors import DeliveryError
 from egress.health import GatewayHealth
+from egress.mx import MxResolver, settings_of
 from egress.outcome import OutcomePolicy, failure_replies, next_target
 from egress.pool import SessionPool
 from egress.targets import Target, TargetResolver
@@ -44,6 +48,7 @@ class Delivery:
         self._emit = emit
         self.health = GatewayHealth()
         self.targets = TargetResolver(cfg, self.health)
+        self.mx = MxResolver(settings_of(cfg))  # delivery.direct is not a live setting: built once
         self.outcome = OutcomePolicy(cfg, self.node)
         self.dkim = DkimSigner(cfg.dkim_signing)
         self.dkim_cfg = cfg.dkim_signing
@@ -94,7 +99,15 @@ class Delivery:
             expired = [(r, replies.QUEUE_LIFETIME_EXCEEDED) for r in todo]
             return self.outcome.outcome(routed, expired, gateway="", host="", attempt=routed.attempt,
                                         now=now, error="queue lifetime exceeded")
-        targets = self.targets.targets(routed.route)
+        targets, answer = self.targets.targets(routed.route), None
+        if routed.route.kind == "direct":  # its domain's MX hosts, looked up now
+            found = await self.mx.lookup(routed.route.destination)
+            targets, answer = self.targets.usable(found.targets), found.reply
+        if answer is not None:  # null MX, NXDOMAIN, DNS failure, loop guard: no connection
+            failed = [(r, answer) for r in todo]
+            log.info("attempt id=%s domain=%s: %s", mid, routed.route.destination, answer, extra={"message_id": mid})
+            return self.outcome.outcome(routed, failed, gateway=routed.route.destination, host="", attempt=attempt,
+                                        now=now_ms(), error=None if answer.is_permanent() else answer.one_line())
         if not targets:
             none = [(r, replies.NO_USABLE_GATEWAY) for r in todo]
             return self.outcome.outcome(routed, none, gateway="", host="", attempt=attempt, now=now,
@@ -121,8 +134,8 @@ class Delivery:
             else:
                 self.health.record_success(key)
             out.append(self._attempted(routed, attempt, target, todo, results, None, started, session, ahead.unknown))
-            log.info("attempt id=%s gateway=%s host=%s results=%s", mid, target.gateway, target.label,
-                     ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
+            log.info("attempt id=%s gateway=%s host=%s mx=%s results=%s", mid, target.gateway, target.label,
+                     target.mx or "-", ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
             return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
                                               attempt=attempt, now=now_ms())
         return out + self.outcome.outcome(routed, failure_replies(last, todo), gateway="", host="", attempt=attempt,
@@ -155,4 +168,5 @@ class Delivery:
             recipients=list(rcpts),
             results=[RecipientResult(recipient=r, reply=SmtpReply(code=rep.code, enhanced_code=rep.enhanced_code,
                                                                   text=rep.text)) for r, rep in results],
-            error=error, duration_ms=int((time.monotonic() - started) * 1000), outcome_unknown_recipients=unknown))
+            error=error, duration_ms=int((time.monotonic() - started) * 1000), outcome_unknown_recipients=unknown,
+            mx_host=target.mx or None))

@@ -10,14 +10,19 @@ the reply every recipient of that domain gets without a connection:
 - a DNS timeout or SERVFAIL answers 4.4.3: deferred, tried again at the next retry tier;
 - each MX host's addresses by the lookup `strategy` (ipv4, ipv6, ipv4_then_ipv6, ipv6_then_ipv4); at most
   `max_mx_hosts` MX hosts per attempt;
-- the loop guard leaves out our own listening addresses (at the delivery port) and, unless `allow_loopback`,
-  every loopback address; when that leaves nothing, 5.4.6 "mail loops back to myself" (Postfix's words).
-Not wired into routing yet: nothing in egress calls it but its tests (issue #36 step 2, in progress).
+- the loop guard leaves out our own listening addresses at the delivery port (a wildcard listener, 0.0.0.0 or ::,
+  stands for every address of this host: one a socket can be bound to) unless listed in `loop_exceptions`, and
+  every address in `prohibited_hosts` (loopback by default); when that leaves nothing, 5.4.6 "mail loops back to
+  myself" (Postfix's words).
+Called by egress/delivery.py at the start of each direct attempt; `settings_of` reads its settings from
+`delivery.direct` and the ingress listeners (our own addresses).
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
+import socket
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +31,7 @@ import dns.exception
 import dns.resolver
 
 from egress.targets import Target
+from mailgate.core.config import Config
 from mailgate.mail.smtp_reply import Reply
 
 Strategy = Literal["ipv4", "ipv6", "ipv4_then_ipv6", "ipv6_then_ipv4"]
@@ -65,10 +71,32 @@ class MxSettings:
     """At most this many MX hosts are tried in one attempt."""
     strategy: Strategy = "ipv4_then_ipv6"
     """Which address families of an MX host to try, in which order."""
-    allow_loopback: bool = False
-    """Deliver to loopback MX addresses (tests, a local relay); our own listening addresses are refused anyway."""
+    prohibited_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Networks never delivered to (KumoMTA's prohibited_hosts); () allows loopback MX hosts (tests, a local relay)."""
     own_addresses: frozenset[tuple[str, int]] = field(default_factory=frozenset)
-    """(address, port) pairs this gateway listens on: never delivered to."""
+    """(address, port) pairs this gateway listens on: never delivered to. 0.0.0.0 and :: stand for every local
+    address."""
+    loop_exceptions: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+    """(address, port) pairs delivered to although they are our own."""
+
+
+WILDCARDS = {"0.0.0.0": 4, "::": 6, "": 0}
+"""Listener addresses that accept on every local address: of IPv4, of IPv6 (asyncio's listeners on :: are
+IPv6-only), of both ("", every interface)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def is_local(ip: str) -> bool:
+    """Whether `ip` is an address of this host: the kernel lets a socket be bound to it (every 127.0.0.0/8 address
+    on Linux, every interface address)."""
+    addr = ipaddress.ip_address(ip)
+    family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,7 @@ class MxResolver:
         r.lifetime = settings.timeout_s
         r.timeout = settings.timeout_s
         self.resolver = r
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in settings.prohibited_hosts]
 
     async def lookup(self, domain: str) -> MxLookup:
         """The targets for mail to `domain`, or the reply that answers for it without a connection."""
@@ -157,7 +186,45 @@ class MxResolver:
         return out
 
     def _prohibited(self, ip: str) -> bool:
-        """The loop guard: our own listening address at the delivery port, or loopback unless allowed."""
-        if (ip, self.settings.port) in self.settings.own_addresses:
+        """The loop guard: our own listening address at the delivery port, or an address in `prohibited_hosts`."""
+        addr = ipaddress.ip_address(ip)
+        if any(addr in n for n in self._networks):
             return True
-        return ipaddress.ip_address(ip).is_loopback and not self.settings.allow_loopback
+        port = self.settings.port
+        if (ip, port) in self.settings.loop_exceptions:
+            return False
+        for host, p in self.settings.own_addresses:
+            if p != port:
+                continue
+            if host == ip:
+                return True
+            family = WILDCARDS.get(host)
+            if family is not None and family in (0, addr.version) and is_local(ip):
+                return True
+        return False
+
+
+def _addresses(host: str) -> list[str]:
+    """A listener's address as IP addresses: itself, a wildcard as given, a name resolved (once, at start-up)."""
+    if host in ("", "0.0.0.0", "::"):
+        return [host]
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        try:
+            return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
+        except OSError:
+            return []
+
+
+def settings_of(cfg: Config) -> MxSettings:
+    """How egress/mx.py looks MX hosts up and guards against loops, from `delivery.direct` and the ingress
+    listeners (our own addresses)."""
+    d = cfg.delivery.direct
+    listeners = [(cfg.ingress.listen_host, cfg.ingress.listen_port)] + [(x.host, x.port) for x in cfg.ingress.listeners]
+    own = frozenset((ip, port) for host, port in listeners for ip in _addresses(host))
+    exceptions = frozenset((hp.rpartition(":")[0].strip("[]"), int(hp.rpartition(":")[2]))
+                           for hp in d.loop_guard_exceptions)
+    return MxSettings(port=d.port, nameservers=tuple(d.dns.nameservers), dns_port=d.dns.port,
+                      timeout_s=d.dns.timeout_s, max_mx_hosts=d.max_mx_hosts, strategy=d.lookup_strategy,
+                      prohibited_hosts=tuple(d.prohibited_hosts), own_addresses=own, loop_exceptions=exceptions)

@@ -1,8 +1,10 @@
 """Where a routed message may be sent, in order: the route's candidates resolved against the live configuration.
 
 Reads: a Route and the configuration. Emits: Targets — for a primary, each of its addresses; for outbound, each
-enabled candidate gateway (a gateway disabled since routing is skipped, so its queued mail moves to the others).
-Gateways the health tracker has marked down are left out until their probe time.
+enabled candidate gateway (a gateway disabled since routing is skipped, so its queued mail moves to the others);
+for a direct route, the MX addresses egress/mx.py looked up for its recipient domain.
+Gateways, primary and MX addresses the health tracker has marked down are left out until their probe time (a
+primary's or an MX host's addresses are all tried when every one of them is down).
 """
 from __future__ import annotations
 
@@ -57,6 +59,10 @@ class TargetResolver:
         """Gateways from a configuration change: a disabled one takes no more mail, from the next attempt on."""
         self.outbound = {g.name: g for g in cfg.outbound_gateways}
 
+    def usable(self, targets: list[Target]) -> list[Target]:
+        """A direct route's MX addresses (egress/mx.py) without those marked down, or all when every one is."""
+        return [t for t in targets if self.health.is_usable(t.label)] or targets
+
     def targets(self, route) -> list[Target]:
         if route.kind == "primary":
             out = []
@@ -73,5 +79,6 @@ class TargetResolver:
         return out
 
     def health_key(self, target: Target) -> str:
-        """Primaries are tracked per address, gateways per name."""
-        return target.gateway if target.gateway in self.outbound else target.label
+        """Primaries and MX hosts are tracked per address, gateways per name."""
+        return target.gateway if target.gateway in self.outbound and not target.mx else target.label
+

@@ -40,6 +40,15 @@ class GatewaySelector:
             for d in dict.fromkeys(_domain(d) for d in g.sender_domains):
                 self._by_domain.setdefault(d, []).append(g.name)
 
+    @property
+    def has_pool(self) -> bool:
+        """Whether any round-robin gateway is enabled."""
+        return bool(self._pool)
+
+    def specific(self, sender_domain: str) -> bool:
+        """Whether an enabled specific_domains gateway lists `sender_domain`."""
+        return _domain(sender_domain) in self._by_domain
+
     def candidates(self, sender_domain: str) -> list[str]:
         """Gateway names to try for mail from `sender_domain`, first choice first."""
         specific = self._by_domain.get(_domain(sender_domain))

@@ -40,7 +40,8 @@ class DeliveryAttempted:
     error: None | str
     duration_ms: int
     outcome_unknown_recipients: list[str]
-    def __init__(self, message_id: str, occurred_at: int, node: str, attempt: int, gateway: str, host: str, port: int, recipients: list[str], results: list[RecipientResult], duration_ms: int, tls_version: None | str = ..., tls_cipher: None | str = ..., error: None | str = ..., outcome_unknown_recipients: list[str] = ...) -> None: ...
+    mx_host: None | str
+    def __init__(self, message_id: str, occurred_at: int, node: str, attempt: int, gateway: str, host: str, port: int, recipients: list[str], results: list[RecipientResult], duration_ms: int, tls_version: None | str = ..., tls_cipher: None | str = ..., error: None | str = ..., outcome_unknown_recipients: list[str] = ..., mx_host: None | str = ...) -> None: ...
 
 class DeliveryDeferred:
     SCHEMA_NAME: ClassVar[str]

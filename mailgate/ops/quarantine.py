@@ -27,6 +27,7 @@ from mailgate.core.topic_reader import Undecodable, read_topic
 from mailgate.ops.cli import exits
 from mailgate.mail.outputs import audit
 from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, decode, encode
+from processors.routing import split_by_domain
 
 RESOLVED_DISCARD_REASON = "quarantine_delete"
 HELD_SLACK_MS = 60_000
@@ -222,10 +223,12 @@ async def cmd_release(cfg: Config, message_id: str, operator: str | None = None,
                                  expires_at=max(routed.expires_at, now + lifetime_ms))
     released = QuarantineReleased(message_id=message_id, occurred_at=now, node=cfg.node_name,
                                   operator=operator or getpass.getuser())
-    copy = audit(routed)
-    await _send(cfg, [(topics.OUTBOUND, routed.route.destination or "unrouted", routed),
-                      (topics.EVENTS, message_id, released), (copy.topic, copy.key, copy.record)])
-    print(f"released {message_id} to {routed.route.destination or 'unrouted'}")
+    parts = split_by_domain(routed)  # a direct route: one record per recipient domain, as the processor writes it
+    out: list = [(topics.OUTBOUND, part.route.destination or "unrouted", part) for part in parts]
+    out.append((topics.EVENTS, message_id, released))
+    out += [(c.topic, c.key, c.record) for c in map(audit, parts)]
+    await _send(cfg, out)
+    print(f"released {message_id} to {', '.join(p.route.destination or 'unrouted' for p in parts)}")
     return 0
 
 

@@ -79,7 +79,7 @@ class SpamPolicy:
                 message_id=received.message_id, occurred_at=now_ms(), node=self.node, reason="spam_delete",
                 headers=_headers(outcome.body))))
         elif outcome.disposition == "quarantine":
-            routed = self.route(received, recipients=recipients, body=outcome.body)[0].record
+            routed = self.route.routed(received, recipients=recipients, body=outcome.body)  # split on release
             held = MessageQuarantined(
                 message_id=received.message_id, occurred_at=now_ms(), node=self.node, level=verdict.level,
                 total_score=verdict.total, headers=_headers(outcome.body), routed=encode(routed))

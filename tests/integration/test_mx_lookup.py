@@ -14,6 +14,7 @@ MX = {
     "many.test": [(n, f"mx{n}.many.test") for n in range(1, 9)],
     "self.test": [(10, "mx.self.test")],
     "mixed.test": [(10, "mx.mixed.test")],
+    "wild.test": [(10, "mx.wild.test"), (20, "mx.far.test")],
 }
 HOSTS = {
     "mx1.two.test": ["127.0.0.11"], "mx2.two.test": ["127.0.0.12"],
@@ -23,6 +24,8 @@ HOSTS = {
     "implicit.test": ["127.0.0.13"],
     "mx.self.test": ["127.0.0.1"],
     "mx.mixed.test": ["127.0.0.14", "::1"],
+    "mx.wild.test": ["127.0.0.15"],
+    "mx.far.test": ["192.0.2.1"],
 }
 
 
@@ -34,8 +37,8 @@ def dns():
 
 
 def resolver(dns, **kw) -> MxResolver:
-    return MxResolver(MxSettings(port=2525, nameservers=("127.0.0.1",), dns_port=dns.port, timeout_s=2,
-                                 allow_loopback=True, **kw))
+    kw.setdefault("prohibited_hosts", ())
+    return MxResolver(MxSettings(port=2525, nameservers=("127.0.0.1",), dns_port=dns.port, timeout_s=2, **kw))
 
 
 async def test_mx_hosts_are_tried_in_preference_order(dns):
@@ -99,3 +102,22 @@ async def test_the_loop_guard_refuses_our_own_address_and_loopback_unless_allowe
     strict = MxResolver(MxSettings(port=2525, nameservers=("127.0.0.1",), dns_port=dns.port, timeout_s=2))
     assert (await strict.lookup("two.test")).reply.enhanced_code == "5.4.6"  # loopback, not allowed
     assert [t.host for t in (await own.lookup("two.test")).targets] == ["127.0.0.11", "127.0.0.12"]
+
+
+async def test_a_wildcard_listener_stands_for_every_local_address_but_not_for_others(dns):
+    # 0.0.0.0:2525 accepts on 127.0.0.15 too (every 127/8 address is this host's); 192.0.2.1 (TEST-NET) is not ours
+    wild = resolver(dns, own_addresses=frozenset({("0.0.0.0", 2525)}))
+    assert [(t.mx, t.host) for t in (await wild.lookup("wild.test")).targets] == [("mx.far.test", "192.0.2.1")]
+    assert (await wild.lookup("self.test")).reply.enhanced_code == "5.4.6"
+    other_port = resolver(dns, own_addresses=frozenset({("0.0.0.0", 25)}))
+    assert [t.host for t in (await other_port.lookup("wild.test")).targets] == ["127.0.0.15", "192.0.2.1"]
+    v6_only = resolver(dns, own_addresses=frozenset({("::", 2525)}))
+    assert [t.host for t in (await v6_only.lookup("wild.test")).targets] == ["127.0.0.15", "192.0.2.1"]
+
+
+async def test_a_loop_guard_exception_is_delivered_to_and_prohibited_hosts_are_networks(dns):
+    excepted = resolver(dns, own_addresses=frozenset({("0.0.0.0", 2525)}),
+                        loop_exceptions=frozenset({("127.0.0.15", 2525)}))
+    assert [t.host for t in (await excepted.lookup("wild.test")).targets] == ["127.0.0.15", "192.0.2.1"]
+    test_net = resolver(dns, prohibited_hosts=("192.0.2.0/24",))
+    assert [t.host for t in (await test_net.lookup("wild.test")).targets] == ["127.0.0.15"]

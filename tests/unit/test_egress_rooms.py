@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 EGRESS = Path(__file__).resolve().parents[2] / "egress"
-DELIVERY_ROOM = ["delivery", "targets", "pool", "smtp_session", "pipelining", "dkim_signing", "health", "errors",
-                 "outcome"]
+DELIVERY_ROOM = ["delivery", "targets", "mx", "pool", "smtp_session", "pipelining", "dkim_signing", "health",
+                 "errors", "outcome"]
 UPSTREAM = ["runner", "consumer", "queue_manager", "queue_command_follower"]
 """The rooms a message passes before delivery (admission is shared: the pool takes its session slots there)."""
 

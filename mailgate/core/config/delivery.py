@@ -7,6 +7,7 @@ import socket
 from pydantic import Field, field_validator
 
 from mailgate.core.config.base import SecretField, Strict
+from mailgate.core.config.direct import DirectDeliveryConfig
 
 
 class SpoolConfig(Strict):
@@ -49,6 +50,8 @@ class DeliveryConfig(Strict):
         "message inside) one egress replica handles at once; each takes a few times its size in memory while it is "
         "sent (decoded, dot-stuffed); past it, it fetches more only as they finish. Bounds memory with "
         "large messages; one record is always taken, however large.")
+    direct: DirectDeliveryConfig = Field(default_factory=DirectDeliveryConfig,
+                                         description="Direct delivery of outbound mail to its recipients' MX hosts.")
 
     @field_validator("retry_schedule_s")
     @classmethod

@@ -42,7 +42,8 @@ def _details(e) -> str:
     """The fields worth a human's attention; SMTP replies and reasons spelled out in full."""
     name = event_name(e)
     if name == "DeliveryAttempted":
-        parts = [f"attempt={e.attempt} via {e.gateway or '-'} {e.host}:{e.port}"]
+        mx = f" mx={e.mx_host}" if e.mx_host else ""  # direct delivery: the recipient domain's MX host
+        parts = [f"attempt={e.attempt} via {e.gateway or '-'}{mx} {e.host}:{e.port}"]
         parts += [f"{r.recipient}: {_reply(r.reply)}" for r in e.results]
         if e.error:
             parts.append(f"error: {e.error}")

@@ -59,6 +59,7 @@ def _classified(e) -> tuple[str, list[str]]:
 def _routed(e) -> tuple[str, list[str]]:
     r = e.route
     where = (f"the primary server of inbound gateway {r.destination}" if r.kind == "primary"
+             else f"the MX hosts of {r.destination} (direct)" if r.kind == "direct"
              else f"outbound gateway {r.destination}")
     lines = [f"To {_list(e.recipients)}", f"Servers: {', '.join(r.hosts) or '-'}"]
     if len(r.candidates) > 1:
@@ -77,6 +78,8 @@ def _attempted(e) -> tuple[str, list[str]]:
     if e.tls_version:
         lines.append(f"TLS {e.tls_version} {e.tls_cipher or ''}".rstrip())
     lines.append(f"Took {e.duration_ms} ms")
+    if e.mx_host:  # direct delivery: the recipient domain's MX host
+        return f"Delivery attempt {e.attempt} to {e.gateway} via MX {e.mx_host} at {e.host}:{e.port}", lines
     via = f"gateway {e.gateway}" if e.gateway else "direct"
     return f"Delivery attempt {e.attempt} via {via} at {e.host}:{e.port}", lines
 
