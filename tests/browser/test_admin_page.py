@@ -145,6 +145,19 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(pipeline, ses
     fill(browser, "f-name", "forward1")
     fill(browser, "f-primary-addresses", "198.51.100.0/28")
     browser.find_element(By.ID, "f-smtp-user-verification").click()
+    # Domain verification "Web service" is offered only while SmarterMail gateway mode is ticked.
+    ws = browser.find_element(By.ID, "f-domain-mode-ws")
+    assert not browser.find_element(By.ID, "f-sm-enabled").is_selected()
+    assert ws.get_property("hidden") and ws.get_property("disabled")
+    browser.find_element(By.ID, "f-sm-enabled").click()
+    assert not ws.get_property("hidden") and not ws.get_property("disabled")
+    assert not visible(browser, "f-excluded-domains")
+    Select(browser.find_element(By.ID, "f-domain-mode")).select_by_value("web_service")
+    assert visible(browser, "f-excluded-domains") and visible(browser, "f-never-fetched")
+    browser.find_element(By.ID, "f-sm-enabled").click()  # untick: Web service goes, and so does its choice
+    assert ws.get_property("hidden") and ws.get_property("disabled")
+    assert browser.find_element(By.ID, "f-domain-mode").get_property("value") == "specified_domains"
+    assert not visible(browser, "f-excluded-domains") and not visible(browser, "f-never-fetched")
     Select(browser.find_element(By.ID, "f-domain-mode")).select_by_value("all_but_specified_domains")
     fill(browser, "f-domains", "example.org")
     browser.find_element(By.ID, "f-sm-enabled").click()
