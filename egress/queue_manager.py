@@ -25,6 +25,7 @@ from egress.queue_command_follower import QueueCommandFollower
 from mailgate.core import metrics, topics
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
+from mailgate.mail import delivery_metrics
 from mailgate.mail import pipeline_replies as replies
 from mailgate.mail.headers import header_block
 from mailgate.mail.outputs import Output, audit
@@ -98,7 +99,7 @@ class QueueManager:
                                                         error="internal delivery error (see the egress log)")
             give_back_slot()
             await DeliveredIndex.append(self._emit, outputs)
-            metrics.observe_egress(outputs)
+            delivery_metrics.observe_egress(outputs)
 
     async def intercept(self, topic: str, routed, outcome) -> tuple[Any, list[Output] | None]:
         """Before an attempt: (the record to attempt, None), or (it, the outputs that replace the attempt)."""

@@ -32,8 +32,7 @@ from mailgate.core import kafka, metrics, topics
 from mailgate.core.config import Config
 from mailgate.core.live_config import LiveConfig
 from mailgate.core.runtime import run_until_stopped
-from mailgate.mail.outputs import Output
-from schemas import encode
+from mailgate.mail.outputs import Output, append
 
 log = logging.getLogger("mailgate.egress")
 
@@ -75,12 +74,7 @@ class Egress:
 
     async def emit(self, outputs: list[Output]) -> None:
         """Append every output and wait until Kafka acknowledged all of them."""
-        futures = []
-        for o in outputs:
-            value = o.record if o.record is None or isinstance(o.record, bytes) else encode(o.record)
-            futures.append(await self.producer.send(o.topic, value, key=o.key.encode() if o.key else None,
-                                                    headers=list(o.headers) or None))
-        await asyncio.gather(*futures)
+        await append(self.producer, outputs)
 
 
 def run(cfg: Config) -> None:

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from mailgate.core import topics
 from mailgate.core.config import MetricsConfig
 from mailgate.core.topology import STAGES
-from schemas import (DeliveryAttempted, DeliveryDeferred, DuplicateSuppressed, MessageBounced, MessageClassified,
+from schemas import (DeliveryDeferred, MessageBounced, MessageClassified,
                      MessageDelivered, MessageDiscarded, MessageExpired, MessageQuarantined, MessageRouted,
                      RecipientRejected, RecipientVerified)
 
@@ -202,23 +202,6 @@ def observe_pipeline(outputs: Iterable) -> None:
         count = _PIPELINE_COUNTS.get(type(record))
         if count is not None:
             count(record)
-
-
-def observe_egress(outputs: Iterable) -> None:
-    """Egress's call until #36 makes it call `mailgate.mail.delivery_metrics.observe_egress`, the one place (which
-    classifies an attempt by `Reply`, a floor above): remove this copy then."""
-    for record in appended_events(o for o in outputs if o.topic == topics.EVENTS):
-        if isinstance(record, DeliveryAttempted):
-            codes = [r.reply.code for r in record.results]
-            result = ("error" if not codes else "deferred" if any(400 <= c < 500 for c in codes)
-                      else "bounced" if any(c >= 500 for c in codes) else "delivered")
-            EGRESS_ATTEMPTS.labels(record.gateway or "none", result).inc()
-        elif isinstance(record, DuplicateSuppressed):
-            EGRESS_DUPLICATES.inc(len(record.recipients))
-        elif type(record) in RECIPIENT_OUTCOMES:
-            EGRESS_RECIPIENTS.labels(RECIPIENT_OUTCOMES[type(record)]).inc(len(record.recipients))
-            if isinstance(record, MessageDelivered) and record.received_at:
-                EGRESS_DELIVERY_SECONDS.observe(max(record.occurred_at - record.received_at, 0) / 1000)
 
 
 RECIPIENT_OUTCOMES = {MessageDelivered: "delivered", DeliveryDeferred: "deferred", MessageBounced: "bounced",
