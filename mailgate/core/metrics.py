@@ -121,23 +121,22 @@ def reason_label(reason: str) -> str:
     return reason.split(":", 1)[0] or "unknown"
 
 
-class DirectoryCacheCollector(Collector):
-    """The user-verification caches' counters, read at scrape time from the stage's `CachedDirectory`s."""
+class CacheCollector(Collector):
+    """The counters of a stage's caches of a directory's answers (hits, misses, stale answers, requests made), read
+    at scrape time: the user-verification caches (`CachedDirectory`) and the cached SmarterMail domain lists."""
 
-    def __init__(self) -> None:
+    def __init__(self, lookups: tuple[str, str], requests: tuple[str, str]) -> None:
+        self.lookups, self.requests = lookups, requests
+        """(metric name, help) of the lookups counter (labels gateway, result) and of the requests counter."""
         self.source: Callable[[], Mapping[str, Any]] = dict
 
-    def watch(self, directories: Callable[[], Mapping[str, object]]) -> None:
-        """Report the caches `directories()` returns (gateway name → CachedDirectory) from now on."""
-        self.source = directories
+    def watch(self, caches: Callable[[], Mapping[str, object]]) -> None:
+        """Report the caches `caches()` returns (gateway name → cache) from now on."""
+        self.source = caches
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        lookups = CounterMetricFamily("mailgate_directory_cache_lookups",
-                                      "Recipient lookups in the user-verification cache, by gateway and result "
-                                      "(hit, miss, stale: last known answer given while the directory was down).",
-                                      labels=["gateway", "result"])
-        requests = CounterMetricFamily("mailgate_directory_requests",
-                                       "Requests made to a gateway's directory (web service).", labels=["gateway"])
+        lookups = CounterMetricFamily(*self.lookups, labels=["gateway", "result"])
+        requests = CounterMetricFamily(*self.requests, labels=["gateway"])
         for gateway, cache in sorted(self.source().items()):
             for result, attr in (("hit", "hits"), ("miss", "misses"), ("stale", "stale_answers")):
                 lookups.add_metric([gateway, result], getattr(cache, attr))
@@ -146,34 +145,22 @@ class DirectoryCacheCollector(Collector):
         yield requests
 
 
-DIRECTORY_CACHES = {stage: DirectoryCacheCollector() for stage in ("ingress", "processor")}
-for _stage, _collector in DIRECTORY_CACHES.items():
-    REGISTRIES[_stage].register(_collector)
-
-
-class DomainListCollector(DirectoryCacheCollector):
-    """The counters of the cached SmarterMail domain lists (domain verification `web_service`), read at scrape time."""
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        lookups = CounterMetricFamily("mailgate_domain_list_lookups",
-                                      "Domain lookups in a gateway's cached SmarterMail domain list (domain "
-                                      "verification web_service), by gateway and result (hit: a fresh list; miss: "
-                                      "none, so fetched or not known; stale: the last list used while the server "
-                                      "could not be reached).", labels=["gateway", "result"])
-        requests = CounterMetricFamily("mailgate_domain_list_requests",
-                                       "Fetches of a gateway's domain list from its SmarterMail server (background "
-                                       "refreshes included).", labels=["gateway"])
-        for gateway, cache in sorted(self.source().items()):
-            for result, attr in (("hit", "hits"), ("miss", "misses"), ("stale", "stale_answers")):
-                lookups.add_metric([gateway, result], getattr(cache, attr))
-            requests.add_metric([gateway], cache.calls)
-        yield lookups
-        yield requests
-
-
-DOMAIN_LISTS = {stage: DomainListCollector() for stage in ("ingress", "processor")}
-for _stage, _list_collector in DOMAIN_LISTS.items():
-    REGISTRIES[_stage].register(_list_collector)
+DIRECTORY_CACHES = {stage: CacheCollector(
+    ("mailgate_directory_cache_lookups", "Recipient lookups in the user-verification cache, by gateway and result "
+                                         "(hit, miss, stale: last known answer given while the directory was down)."),
+    ("mailgate_directory_requests", "Requests made to a gateway's directory (web service).")
+) for stage in ("ingress", "processor")}
+DOMAIN_LISTS = {stage: CacheCollector(
+    ("mailgate_domain_list_lookups", "Domain lookups in a gateway's cached SmarterMail domain list (domain "
+                                     "verification web_service), by gateway and result (hit: a fresh list; miss: "
+                                     "none, so fetched or not known; stale: the last list used while the server "
+                                     "could not be reached)."),
+    ("mailgate_domain_list_requests", "Fetches of a gateway's domain list from its SmarterMail server (background "
+                                      "refreshes included).")
+) for stage in ("ingress", "processor")}
+for _stage in ("ingress", "processor"):
+    REGISTRIES[_stage].register(DIRECTORY_CACHES[_stage])
+    REGISTRIES[_stage].register(DOMAIN_LISTS[_stage])
 
 
 def appended_events(outputs: Iterable) -> Iterable[Any]:
