@@ -36,6 +36,12 @@ def domain_names(v: list[str], info: ValidationInfo) -> list[str]:
     return out
 
 
+
+WEB_SERVICE_NEEDS_SMARTERMAIL = ("domain_verification.mode web_service needs SmarterMail gateway mode "
+                                 "(smartermail.enabled, url and password)")
+"""The refusal of a gateway whose domain verification asks a web service it is not given (the admin API answers it
+409: the document is well-formed, its settings conflict)."""
+
 class DomainVerification(Strict):
     mode: Literal["specified_domains", "all_but_specified_domains", "web_service"] = Field(
         "specified_domains", description="Accept the listed domains, every domain but them, or (web_service, "
@@ -106,8 +112,7 @@ class InboundGateway(Strict):
     def _web_service_domains(self) -> "InboundGateway":
         sm = self.smartermail
         if self.domain_verification.mode == "web_service" and not (sm.enabled and sm.url and sm.password):
-            raise ValueError("domain_verification.mode web_service needs SmarterMail gateway mode "
-                             "(smartermail.enabled, url and password)")
+            raise ValueError(WEB_SERVICE_NEEDS_SMARTERMAIL)
         return self
 
     def primary_hosts(self) -> list[str]:

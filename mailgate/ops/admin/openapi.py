@@ -23,6 +23,8 @@ def _body(schema: dict | str) -> dict:
 
 
 ERR = {"401": _json("Error", "not logged in"), "403": _json("Error", "missing or wrong X-CSRF-Token")}
+CONFLICT = ("name taken (create), or settings that conflict: domain verification web_service without SmarterMail "
+            "gateway mode (fields names it)")
 NOT_FOUND = {"404": _json("Error", "no such gateway / message")}
 INVALID = {"422": _json("Error", "invalid: `fields` maps each field path to its message; `verify` tells the "
                                   "failed step of verify connection before save")}
@@ -80,7 +82,7 @@ def spec() -> dict:
                        {"200": _json({"type": "object", "properties": {"gateways": {
                            "type": "array", "items": {"$ref": "#/components/schemas/GatewayView"}}}})}),
             "post": _op("Create a gateway (writes GatewayConfigured); verifies first if verify_before_save",
-                        {"201": _json("GatewayView"), "409": _json("Error", "name taken"), **INVALID},
+                        {"201": _json("GatewayView"), "409": _json("Error", CONFLICT), **INVALID},
                         body="GatewayDocument", mutating=True)},
         "/api/gateways/verify": {"post": _op(
             "Verify connection of an outbound gateway document without saving it",
@@ -88,8 +90,8 @@ def spec() -> dict:
         "/api/gateways/{kind}/{name}": {
             "get": _op("One gateway", {"200": _json("GatewayView"), **NOT_FOUND}, params=[KIND, NAME]),
             "put": _op("Replace a gateway (writes GatewayConfigured)",
-                       {"200": _json("GatewayView"), **NOT_FOUND, **INVALID}, params=[KIND, NAME],
-                       body="GatewayDocument", mutating=True),
+                       {"200": _json("GatewayView"), "409": _json("Error", CONFLICT), **NOT_FOUND, **INVALID},
+                       params=[KIND, NAME], body="GatewayDocument", mutating=True),
             "delete": _op("Remove a gateway (writes GatewayRemoved)", {**ok, **NOT_FOUND}, params=[KIND, NAME],
                           mutating=True)},
         "/api/gateways/{kind}/{name}/status": {"post": _op(

@@ -17,6 +17,7 @@ from mailgate.ops.admin.api import CFG, SESSION, SESSIONS, error, routes
 from mailgate.ops.admin.openapi import spec
 from mailgate.ops.admin.tracking_api import routes as tracking_routes
 from mailgate.core.config import Config
+from mailgate.core.config.gateways import WEB_SERVICE_NEEDS_SMARTERMAIL
 from mailgate.core.secrets import SecretKeyError
 
 log = logging.getLogger("mailgate.ops.admin")
@@ -56,6 +57,8 @@ async def domain_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except gateways.GatewayInvalid as err:
+        if any(WEB_SERVICE_NEEDS_SMARTERMAIL in str(v) for v in err.fields.values()):
+            return error(409, "conflicting gateway settings", fields=err.fields)
         return error(422, "invalid gateway", fields=err.fields)
     except gateways.GatewayNotFound as err:
         return error(404, str(err))
