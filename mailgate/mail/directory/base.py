@@ -5,7 +5,8 @@ the answer is yes, no, or `DirectoryUnavailable` (cannot tell now: the caller de
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+from typing import Protocol, TypeVar, runtime_checkable
 
 
 class DirectoryError(Exception):
@@ -44,3 +45,18 @@ class UserDirectory(Protocol):
     async def aclose(self) -> None:
         """Release connections; the directory is not used afterwards."""
         ...
+
+
+T = TypeVar("T")
+
+
+async def shared_result(task: asyncio.Task[T]) -> T:
+    """Await a lookup or fetch shared with other callers (and background refreshes): cancelling this caller leaves
+    it running for the others, and one cancelled by the cache's `aclose()` reads as an unavailable directory."""
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if task.cancelled() and current is not None and not current.cancelling():
+            raise DirectoryUnavailable("directory request cancelled: the cache is closing") from None
+        raise

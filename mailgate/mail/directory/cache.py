@@ -19,7 +19,8 @@ from typing import Callable
 
 from cachetools import TTLCache
 
-from mailgate.mail.directory.base import DirectoryAnswerUnrecognised, DirectoryUnavailable, UserDirectory
+from mailgate.mail.directory.base import (DirectoryAnswerUnrecognised, DirectoryUnavailable, UserDirectory,
+                                           shared_result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +43,6 @@ def _normalize(address: str) -> tuple[str, str]:
     asked = f"{local}@{domain.lower().rstrip('.')}" if at else address.strip()
     return asked.lower(), asked
 
-
-async def _shared(task: asyncio.Task[bool]) -> bool:
-    """Await a lookup shared with other callers: cancelling this caller leaves the lookup running for the others,
-    and a lookup cancelled by `aclose()` reads as an unavailable directory rather than cancelling this caller."""
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if task.cancelled() and current is not None and not current.cancelling():
-            raise DirectoryUnavailable("directory lookup cancelled: the cache is closing") from None
-        raise
 
 
 class CachedDirectory:
@@ -91,7 +81,7 @@ class CachedDirectory:
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._finished(key, t))
         try:
-            exists = await _shared(task)
+            exists = await shared_result(task)
         except DirectoryUnavailable as err:
             last = self._last_known.get(key)
             if last is None:

@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Mapping, TypedDict
 
 from mailgate.core.config import InboundGateway
 from mailgate.core.ids import now_ms
-from mailgate.mail.directory.base import DirectoryAnswerUnrecognised, DirectoryUnavailable, UserDirectory
+from mailgate.mail.directory.base import (DirectoryAnswerUnrecognised, DirectoryUnavailable, UserDirectory,
+                                           shared_result)
 
 log = logging.getLogger("mailgate.directory.domains")
 
@@ -134,7 +135,7 @@ class CachedDomainList:
         self.misses += 1
         if now >= self._retry_at:
             try:
-                fetched = await _shared(self._inflight or self._fetch())
+                fetched = await shared_result(self._inflight or self._fetch())
                 return ListAnswer(domain in fetched.names, cached=False, fetched_at_ms=fetched.fetched_at_ms)
             except DirectoryUnavailable as err:
                 self._retry_at = self._clock() + self.retry_after_s
@@ -187,17 +188,6 @@ class CachedDomainList:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.directory.aclose()
 
-
-async def _shared(task: asyncio.Task[DomainList]) -> DomainList:
-    """Await a fetch shared with other callers (and background refreshes): cancelling this caller leaves it running;
-    a fetch cancelled by `aclose()` reads as an unavailable server."""
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if task.cancelled() and current is not None and not current.cancelling():
-            raise DirectoryUnavailable("domain list fetch cancelled: the cache is closing") from None
-        raise
 
 
 def uses_web_service_domains(gw: InboundGateway) -> bool:
