@@ -89,15 +89,48 @@ def primary():
     p.stop()
 
 
+SHARED_BROKER = "MAILGATE_SHARED_BROKER"
+"""Set to 0: every Gateway starts its own broker (as before tests/support/shared_broker.py)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_broker(tmp_path_factory):
+    """The broker this test process lends to one Gateway at a time; started by the first borrower, stopped at the
+    end of the session. Not in the fast tier, which starts no broker."""
+    from tests.support import shared_broker as sb
+    if os.environ.get(FAST_TIER) == "1" or os.environ.get(SHARED_BROKER) == "0":
+        yield None
+        return
+    from tests.support.harness import LIBS
+    from tests.support.ports import free_port
+    shared = sb.SharedBroker(tmp_path_factory.getbasetemp() / "shared-broker", LIBS, free_port(), free_port())
+    sb.install(shared)
+    yield shared
+    sb.install(None)
+    shared.stop()
+    shared.home.mkdir(parents=True, exist_ok=True)
+    (shared.home / "summary.txt").write_text(f"{shared.lends} {shared.generation}\n")
+
+
+def _shared_broker_line(base: Path) -> str:
+    """How often the run's shared brokers were lent and how many brokers were started (all workers)."""
+    lends = started = 0
+    for summary in base.glob("**/shared-broker/summary.txt"):
+        n, g = summary.read_text().split()
+        lends, started = lends + int(n), started + int(g)
+    return f"shared broker: lent {lends} times, {started} shared brokers started (replacement reasons: " \
+           f"shared-broker/replacements.log under each worker's directory)"
+
+
 @pytest.fixture
 def gateway(tmp_path, kafka_jars):
-    """A Gateway whose broker and stages are stopped after the test (configure() and start_broker() first)."""
+    """A Gateway whose stages are stopped and whose broker is stopped or given back after the test (configure()
+    and start_broker() first)."""
     from tests.support.harness import Gateway
     gw = Gateway(tmp_path)
     yield gw
     gw.stop_all()
-    if gw.cfg is not None:
-        gw.stop_broker()
+    gw.release()
 
 
 def _sweep_for_secrets(base: Path) -> tuple[int, int, list[str]]:
@@ -133,5 +166,6 @@ def pytest_sessionfinish(session, exitstatus):
     line = f"secret sweep: {files} log and Kafka segment files ({size / 1e6:.1f} MB) searched, {len(hits)} hits"
     if reporter is not None:
         reporter.write_line(line + ("".join("\n  " + h for h in hits[:20])))
+        reporter.write_line(_shared_broker_line(factory.getbasetemp()))
     if hits:
         session.exitstatus = 1

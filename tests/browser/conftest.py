@@ -48,5 +48,5 @@ def pipeline(tmp_path_factory, kafka_jars):
             yield gw, primary, base + "/"
     finally:
         gw.stop_all()
-        gw.stop_broker()
+        gw.release()
         primary.stop()

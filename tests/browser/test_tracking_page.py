@@ -69,7 +69,7 @@ def env(tmp_path_factory, kafka_jars):
             yield gw, ids, base + "/"
     finally:
         gw.stop_all()
-        gw.stop_broker()
+        gw.release()
         primary.stop()
 
 

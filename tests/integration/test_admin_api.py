@@ -27,7 +27,7 @@ def broker_gw(tmp_path_factory, kafka_jars):
     gw.configure({"admin": {"username": "root", "password_hash": HASH}})
     gw.start_broker()
     yield gw
-    gw.stop_broker()
+    gw.release()
 
 
 @pytest.fixture(autouse=True)

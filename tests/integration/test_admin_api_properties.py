@@ -34,7 +34,7 @@ def admin(tmp_path_factory, kafka_jars):
         with admin_server(gw, extra_env={"MAILGATE_SECRET_KEY": new_key()}) as base:
             yield base
     finally:
-        gw.stop_broker()
+        gw.release()
 
 
 NEEDS_A_REACHABLE_SERVER = [checks.positive_data_acceptance]

@@ -21,7 +21,7 @@ def broker_gw(tmp_path_factory, kafka_jars):
     gw.configure({})
     gw.start_broker()
     yield gw
-    gw.stop_broker()
+    gw.release()
 
 
 async def _until(check, timeout_s: float = 20) -> None:

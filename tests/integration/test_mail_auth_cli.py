@@ -23,7 +23,7 @@ def gw(tmp_path_factory, kafka_jars):
     gw.configure({})
     gw.start_broker()
     yield gw
-    gw.stop_broker()
+    gw.release()
 
 
 @pytest.fixture(scope="module")

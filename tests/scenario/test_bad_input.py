@@ -105,7 +105,7 @@ def gw(tmp_path_factory, kafka_jars):
     finally:
         g.stop_all()
         if g.cfg is not None:
-            g.stop_broker()
+            g.release()
         primary.stop()
 
 

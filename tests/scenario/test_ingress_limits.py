@@ -45,7 +45,7 @@ def gw(tmp_path_factory, kafka_jars):
         yield g
     finally:
         g.stop_all()
-        g.stop_broker()
+        g.release()
 
 
 def connect(port: int, source: str = "127.0.0.1") -> tuple[socket.socket, object]:

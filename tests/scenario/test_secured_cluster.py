@@ -46,7 +46,7 @@ def secured(tmp_path_factory, kafka_jars):
         yield gw, primary
     finally:
         gw.stop_all()
-        gw.stop_broker()
+        gw.release()
         primary.stop()
         if saved is None:
             os.environ.pop(PASSWORD_ENV, None)

@@ -24,6 +24,7 @@ from mailgate.ops.kafka import local_broker as broker
 from mailgate.core import kafka
 from mailgate.ops.audit.reader import read_events
 from mailgate.core.config import Config, parse_config
+from tests.support import shared_broker
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,15 +102,33 @@ class SmtpPrimary:
 
 @dataclass
 class Gateway:
-    """One test's whole mailgate: its own broker, config file and stage processes."""
+    """One test's whole mailgate: a broker (its own, or the test process's shared one, emptied for it:
+    tests/support/shared_broker.py), config file and stage processes. `release()` when done."""
 
     workdir: Path
     overrides: dict = field(default_factory=dict)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     cfg: Config | None = None
     config_path: Path | None = None
+    borrowed: bool = False
+    """True while this Gateway uses the shared broker (decided by its first configure())."""
+    _prepared: bool = False
+    _data: dict = field(default_factory=dict)
 
     def configure(self, data: dict) -> Config:
+        self._data = data
+        shared = shared_broker.current()
+        if self.cfg is None and shared is not None:  # the first configure() decides
+            if shared.can_lend(data, self._configure(data)):
+                shared.lend()
+                self.borrowed = True
+        if self.borrowed:
+            assert shared is not None
+            self.kafka_port = shared.port
+            return self._configure(_merge(data, shared.settings()))
+        return self._configure(data)
+
+    def _configure(self, data: dict) -> Config:
         base = {
             "node_name": "test",
             # Uncompressed records, so the session-end secret sweep can read every topic's segments in clear.
@@ -135,11 +154,29 @@ class Gateway:
         self.smtp_port = free_port()
 
     def start_broker(self) -> None:
-        broker.start(self.cfg)
+        shared = shared_broker.current()
+        if self.borrowed and shared is not None:
+            if not self._prepared:
+                shared.prepare()  # may replace the broker: a new data dir
+                self._prepared = True
+                self.configure(self._data)
+            shared.start()
+        else:
+            broker.start(self.cfg)
         asyncio.run(kafka.ensure_topics(self.cfg))
 
     def stop_broker(self) -> None:
         broker.stop(self.cfg)
+
+    def release(self) -> None:
+        """At the end of the test: stop its own broker, or give the shared one back (running, or as the test left
+        it; the next borrower empties or replaces it)."""
+        shared = shared_broker.current()
+        if self.borrowed and shared is not None:
+            shared.give_back()
+            self.borrowed = False
+        elif self.cfg is not None:
+            self.stop_broker()
 
     def start(self, stage: str, wait: bool = True, release: Path = ROOT) -> subprocess.Popen:
         """Start one stage of the code in `release` (this checkout unless a test made another release's tree)."""

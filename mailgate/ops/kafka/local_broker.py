@@ -76,7 +76,7 @@ def _cluster_id() -> str:
             return cid
 
 
-def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
+def _write_properties(cfg: Config, p: dict[str, Path], extra: dict[str, str] | None = None) -> None:
     lb = cfg.local_broker
     max_bytes = topics.max_record_bytes(cfg)
     props = {
@@ -105,6 +105,7 @@ def _write_properties(cfg: Config, p: dict[str, Path]) -> None:
     }
     if lb.sasl_ssl is not None:
         props.update(_sasl_ssl_properties(cfg, p))
+    props.update(extra or {})
     p["props"].write_text("")
     p["props"].chmod(0o600)  # the inter-broker login's password is in it when the listener is SASL_SSL
     p["props"].write_text("".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items()))
@@ -300,8 +301,9 @@ def _format_data_dir(cfg: Config, libs: Path, p: dict[str, Path]) -> None:
         _storage_format(libs, lb, p, p["props"], [])
 
 
-def start(cfg: Config) -> BrokerStatus:
-    """Start the local broker if it is not running and wait until it is ready."""
+def start(cfg: Config, extra_properties: dict[str, str] | None = None) -> BrokerStatus:
+    """Start the local broker if it is not running and wait until it is ready; `extra_properties` are added to its
+    server.properties (the tests' shared broker keeps deleted topics' files for their secret sweep)."""
     lb = cfg.local_broker
     current = status(cfg)
     if current.running:
@@ -315,7 +317,7 @@ def start(cfg: Config) -> BrokerStatus:
         raise BrokerError("java is not on PATH: install a Java 17+ runtime to run the local Kafka broker")
     p = _paths(lb)
     p["home"].mkdir(parents=True, exist_ok=True)
-    _write_properties(cfg, p)
+    _write_properties(cfg, p, extra_properties)
     if not (p["data"] / "meta.properties").exists():
         _format_data_dir(cfg, libs, p)
     with open(p["log"], "ab") as log:
