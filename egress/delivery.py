@@ -31,6 +31,7 @@ from egress.targets import Target, TargetResolver
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
 from mailgate.mail import pipeline_replies as replies
+from mailgate.mail.dsn_params import DsnRequest
 from mailgate.mail.outputs import Output, audit
 from schemas import DeliveryAttempted, RecipientResult, SmtpReply
 
@@ -137,7 +138,7 @@ class Delivery:
             log.info("attempt id=%s gateway=%s host=%s mx=%s results=%s", mid, target.gateway, target.label,
                      target.mx or "-", ";".join(f"{r}={rep.code}" for r, rep in results), extra={"message_id": mid})
             return out + self.outcome.outcome(routed, results, gateway=target.gateway, host=target.label,
-                                              attempt=attempt, now=now_ms())
+                                              attempt=attempt, now=now_ms(), next_hop_dsn=session.offers_dsn)
         return out + self.outcome.outcome(routed, failure_replies(last, todo), gateway="", host="", attempt=attempt,
                                           now=now_ms(), error=str(last) if last is not None else "no target tried")
 
@@ -152,7 +153,7 @@ class Delivery:
                 async with self.pool.session(target) as session:
                     reused = session.sent > 0
                     results = await session.send(routed.mail_from, rcpts, body, before_data=before_data,
-                                                 crlf_only=crlf_only)
+                                                 crlf_only=crlf_only, dsn=DsnRequest.of(routed))
                     return results, session
             except DeliveryError as err:
                 # A pooled connection the server closed while idle fails at RSET/MAIL: retry once on a new one.

@@ -3,8 +3,11 @@
 Reads: the MessageRouted that was attempted, the replies (or the session error), the clock and the retry schedule.
 Emits: Outputs — MessageDelivered, DeliveryDeferred plus the record for its retry tier, MessageBounced or
 MessageExpired plus a DSN (as a new MessageReceived from the null sender, which flows through the pipeline like any
-other mail). The delivered index's records are the index's (egress/delivered_index.py `settle`). Also the two
-failover decisions of an attempt that failed as a whole (`next_target`, `failure_replies`). Pure: no I/O here.
+other mail), and the sender's DSN request (RFC 3461) honoured: no failure notice for NOTIFY=NEVER (or NOTIFY without
+FAILURE); a "relayed" success notice for NOTIFY=SUCCESS once a next hop that does not offer DSN answered 250 (one
+that offers DSN was given the request and reports itself, RFC 3461 5.2.2); ENVID and ORCPT in every notice. The
+delivered index's records are the index's (egress/delivered_index.py `settle`). Also the two failover decisions
+of an attempt that failed as a whole (`next_target`, `failure_replies`). Pure: no I/O here.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import dataclasses
 from datetime import datetime, timezone
 
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
+from mailgate.mail.dsn_params import DsnRequest
 from mailgate.mail.headers import header_block
 from egress.errors import DeliveryError
 from mailgate.mail import pipeline_replies as replies
@@ -52,7 +56,9 @@ class OutcomePolicy:
         return tier, schedule[tier]
 
     def outcome(self, routed, results: list[tuple[str, Reply]], *, gateway: str, host: str, attempt: int,
-                now: int, error: str | None = None) -> list[Output]:
+                now: int, error: str | None = None, next_hop_dsn: bool = False) -> list[Output]:
+        """The facts of one attempt's replies. `next_hop_dsn`: the server that answered offered DSN, so it was
+        given the sender's request and mailgate sends no success notice of its own."""
         delivered = [(r, rep) for r, rep in results if rep.is_success()]
         permanent = [(r, rep) for r, rep in results if rep.is_permanent()]
         transient = [(r, rep) for r, rep in results if not rep.is_success() and not rep.is_permanent()]
@@ -63,6 +69,8 @@ class OutcomePolicy:
                 message_id=mid, occurred_at=now, node=self.node, recipients=[r for r, _ in delivered],
                 gateway=gateway, host=host, reply_text=delivered[0][1].one_line(), attempt=attempt,
                 received_at=routed.received_at, forced=routed.force_redeliver)))
+            if not next_hop_dsn:
+                out += self._relayed(routed, delivered, now)
         if permanent:
             out += self._bounce(routed, permanent, now, expired=False)
         if transient:
@@ -90,22 +98,32 @@ class OutcomePolicy:
                                        next_attempt_at=next_at, retry_topic=topic)),
                 Output(topic, routed.route.destination or "unrouted", again)]
 
+    def _notice(self, routed, listed: list[tuple[str, Reply]], now: int, *, action: str, reason: str,
+                expired: bool = False) -> tuple[str | None, list[Output]]:
+        """A DSN about `listed` to the sender (the recipients whose NOTIFY asks for this kind of notice), as a new
+        message; (None, []) when there is no one to tell or no one to tell it to."""
+        request = DsnRequest.of(routed)
+        wanted = [(r, rep) for r, rep in listed if request.wants(r, "FAILURE" if action == "failed" else "SUCCESS")]
+        body = routed.body or b""
+        if not wanted or not should_send_dsn(routed.mail_from, header_block(body)):
+            return None, []
+        dsn_id = new_message_id(now)
+        dsn = build_dsn(reporting_mta=self.cfg.delivery.helo_name, original_message_id=routed.message_id,
+                        original_mail_from=routed.mail_from, failed=wanted, original_headers=header_block(body),
+                        arrival_date=datetime.fromtimestamp(routed.received_at / 1000, timezone.utc),
+                        reason=reason, expired=expired, action=action, request=request, original=body)
+        record = dsn_received(self.cfg, self.node, dsn_id, routed.mail_from, dsn, now)
+        return dsn_id, [Output(topics.RECEIVED, dsn_id, record), audit(record)]
+
+    def _relayed(self, routed, delivered: list[tuple[str, Reply]], now: int) -> list[Output]:
+        """RFC 3461 5.2.3: NOTIFY=SUCCESS and a next hop without DSN: a "relayed" notice."""
+        return self._notice(routed, delivered, now, action="relayed", reason="relayed")[1]
+
     def _bounce(self, routed, failed: list[tuple[str, Reply]], now: int, *, expired: bool,
                 reason: str | None = None) -> list[Output]:
-        out: list[Output] = []
-        body = routed.body or b""
-        dsn_id = None
         rcpts = [r for r, _ in failed]
         why = reason or failed[0][1].one_line()
-        if should_send_dsn(routed.mail_from, header_block(body)):
-            dsn_id = new_message_id(now)
-            dsn = build_dsn(reporting_mta=self.cfg.delivery.helo_name, original_message_id=routed.message_id,
-                            original_mail_from=routed.mail_from, failed=failed,
-                            original_headers=header_block(body),
-                            arrival_date=datetime.fromtimestamp(routed.received_at / 1000, timezone.utc),
-                            reason=why, expired=expired)
-            dsn_record = dsn_received(self.cfg, self.node, dsn_id, routed.mail_from, dsn, now)
-            out += [Output(topics.RECEIVED, dsn_id, dsn_record), audit(dsn_record)]
+        dsn_id, out = self._notice(routed, failed, now, action="failed", reason=why, expired=expired)
         if expired:
             out.append(audit(MessageExpired(message_id=routed.message_id, occurred_at=now, node=self.node,
                                             recipients=rcpts, last_reason=why, received_at=routed.received_at,

@@ -4,8 +4,8 @@ Reads: a Target (gateway or primary address) and DeliveryConfig timeouts. Emits:
 message, or a DeliveryError naming the step that failed. Encryption `tls` is STARTTLS *required*: a server that
 does not offer it, or a failed handshake, fails the session before any mail command — never a plain-text fallback.
 Passwords are revealed only to aiosmtplib's login and scrubbed from every error. aiosmtplib opens the session
-(connect, EHLO, STARTTLS, AUTH); a server that offers PIPELINING gets each message's envelope in one write, its
-replies read by egress/pipelining.py; others get one command at a time. DATA waits for the write-ahead record.
+(connect, EHLO, STARTTLS, AUTH); a server offering PIPELINING gets each envelope in one write (replies read by
+egress/pipelining.py), one offering DSN the sender's DSN request (RFC 3461). DATA waits for the write-ahead record.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from egress.errors import (AuthFailed, ConnectFailed, ConnectionLostAfterData, D
                            ServerReplied, Step, TlsFailed)
 from egress.pipelining import replies_on
 from egress.targets import Target
+from mailgate.mail.dsn_params import DsnRequest, next_hop_words
 from mailgate.mail.line_endings import has_bare_line_ending, to_crlf
 from mailgate.mail.smtp_reply import Reply
 from mailgate.core.config import DeliveryConfig
@@ -146,20 +147,22 @@ class SmtpSession:
             self.tls_cipher = cipher[0] if cipher else None
 
     async def send(self, mail_from: str, rcpts: list[str], body: bytes,
-                   before_data: Awaitable[object] | None = None, crlf_only: bool = False) -> list[tuple[str, Reply]]:
+                   before_data: Awaitable[object] | None = None, crlf_only: bool = False,
+                   dsn: DsnRequest | None = None) -> list[tuple[str, Reply]]:
         """One transaction; per-recipient replies. Raises DeliveryError if the session itself failed. DATA is sent
         only after `before_data` (egress's write-ahead record) completed; what it raises, `send` raises. To a server
         that offers PIPELINING, the envelope goes in one write (`_send_pipelined`); to others, one command a time.
-        `crlf_only`: the body is known to have no bare CR or LF (see `data_payload`)."""
+        `crlf_only`: no bare CR or LF in the body (`data_payload`); `dsn`: passed on if the server offers DSN."""
         self.sent += 1
+        options = mail_options, rcpt_options = next_hop_words(dsn if self.offers_dsn else None, rcpts)
         if self._smtp.supports_extension("pipelining"):
-            return await self._send_pipelined(mail_from, rcpts, body, before_data, crlf_only)
+            return await self._send_pipelined(mail_from, rcpts, body, before_data, crlf_only, options)
         s = self._smtp
         try:
             # After the reply to DATA a transaction is over (RFC 5321 4.1.4): RSET only if one was left open.
             if self._open_transaction:
                 await s.rset()
-            await s.mail(mail_from)
+            await s.mail(mail_from, options=mail_options)
             self._open_transaction = True
         except aiosmtplib.SMTPResponseException as err:
             reply = Reply.parse(err.code, err.message)
@@ -170,7 +173,7 @@ class SmtpSession:
         accepted = []
         for r in rcpts:
             try:
-                await s.rcpt(r)
+                await s.rcpt(r, options=rcpt_options[r])
                 accepted.append(r)
             except aiosmtplib.SMTPRecipientRefused as err:
                 results[r] = Reply.parse(err.code, err.message)
@@ -195,7 +198,8 @@ class SmtpSession:
         return [(r, results[r]) for r in rcpts]
 
     async def _send_pipelined(self, mail_from: str, rcpts: list[str], body: bytes,
-                              before_data: Awaitable[object] | None, crlf_only: bool) -> list[tuple[str, Reply]]:
+                              before_data: Awaitable[object] | None, crlf_only: bool,
+                              options: tuple[list[str], dict[str, list[str]]]) -> list[tuple[str, Reply]]:
         """RSET (if a transaction was left open), MAIL, every RCPT and DATA in one write (RFC 2920: DATA ends the
         group), their replies read in order, then the body once DATA got 354: two round trips instead of 3 + the
         recipients. If `before_data` is not done yet, DATA waits for it in a group of its own (the envelope's
@@ -204,10 +208,11 @@ class SmtpSession:
         ready = before_data is None or (isinstance(before_data, asyncio.Future) and before_data.done())
         if ready and before_data is not None:
             await before_data  # done: raises now if it failed
-        group = ([b"RSET"] if self._open_transaction else []) + [b"MAIL FROM:" + _path(mail_from)]
-        group += [b"RCPT TO:" + _path(r) for r in rcpts] + ([b"DATA"] if ready else [])
-        transport = self._smtp.transport
-        if transport is None or transport.is_closing():
+        group = ([b"RSET"] if self._open_transaction else []) + [b" ".join([b"MAIL FROM:" + _path(mail_from),
+                                                                             *map(str.encode, options[0])])]
+        group += [b" ".join([b"RCPT TO:" + _path(r), *map(str.encode, options[1][r])]) for r in rcpts] + (
+            [b"DATA"] if ready else [])
+        if (transport := self._smtp.transport) is None or transport.is_closing():
             raise ConnectFailed(f"{self.target.label}: lost at MAIL (not connected)", step="mail")
         timeout = self.cfg.command_timeout_s
         step: Step = "mail"
@@ -267,6 +272,11 @@ class SmtpSession:
             protocol.write(chunk)
         end = await protocol.read_response(timeout=self.cfg.data_timeout_s)
         return Reply.parse(end.code, end.message)
+
+    @property
+    def offers_dsn(self) -> bool:
+        """The server's EHLO offered DSN: it was given the sender's DSN request and reports on it itself."""
+        return self._smtp.supports_extension("dsn")
 
     @property
     def usable(self) -> bool:

@@ -2,7 +2,8 @@
 
 Reads: nothing. Emits: the fields the hooks fill in as MAIL, RCPT and DATA are answered — the message id (given at
 MAIL), the direction and inbound gateway (decided at the first accepted RCPT), the recipients the directory
-verified, the settings the transaction is judged by, and whether DATA had bare CR or LF line endings.
+verified, the settings the transaction is judged by, the DSN parameters (RFC 3461) of MAIL and of each accepted
+recipient, and whether DATA had bare CR or LF line endings.
 `GatewaySMTP` makes one for each transaction (`_create_envelope`).
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiosmtpd.smtp import Envelope
+
+from mailgate.mail.dsn_params import MailDsn, RcptDsn
 
 
 class GatewayEnvelope(Envelope):
@@ -29,3 +32,7 @@ class GatewayEnvelope(Envelope):
         """The ingress settings (configuration version) this transaction is judged by, from MAIL FROM on."""
         self.mg_bare_line_ending: bool | None = None
         """DATA had a bare CR or LF (None: not looked at)."""
+        self.mg_dsn: MailDsn = MailDsn()
+        """MAIL's DSN parameters (RET, ENVID)."""
+        self.mg_dsn_rcpts: list[tuple[str, RcptDsn]] = []
+        """The accepted recipients that gave DSN parameters (NOTIFY, ORCPT), with them."""

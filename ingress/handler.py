@@ -29,7 +29,8 @@ from mailgate.core.config_events import config_version
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.directory import CachedDirectory
 from mailgate.mail.directory.domains import WEB_SERVICE, DomainDecision, domain_fields
-from schemas import MessageReceived, RecipientRejected
+from mailgate.mail.dsn_params import MailDsn, RcptDsn
+from schemas import DsnRecipient, MessageReceived, RecipientRejected
 
 log = logging.getLogger("mailgate.ingress")
 
@@ -90,7 +91,7 @@ class IngressHandler:
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: GatewayEnvelope, hostname: str,
                           responses: list[str]) -> list[str]:
-        """EHLO: aiosmtpd's keywords with PIPELINING and ENHANCEDSTATUSCODES, in ingress.replies' order."""
+        """EHLO: aiosmtpd's keywords with PIPELINING, ENHANCEDSTATUSCODES and DSN, in ingress.replies' order."""
         session.host_name = hostname
         return ehlo_lines(responses)
 
@@ -129,6 +130,9 @@ class IngressHandler:
         envelope.mg_verified = []
         envelope.mg_domain = None
         envelope.mg_settings = self.current
+        dsn = getattr(server, "mg_mail_dsn", None)
+        envelope.mg_dsn = dsn if isinstance(dsn, MailDsn) else MailDsn()
+        envelope.mg_dsn_rcpts = []
         return Verdict.SENDER_OK.reply()
 
     def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str,
@@ -169,6 +173,9 @@ class IngressHandler:
         envelope.mg_domain = merge_domain_decisions(envelope.mg_domain, decision.domain)
         envelope.rcpt_tos.append(str(decision.mailbox))
         envelope.rcpt_options.extend(rcpt_options)
+        dsn = getattr(server, "mg_rcpt_dsn", None)
+        if isinstance(dsn, RcptDsn) and (dsn.notify or dsn.orcpt):
+            envelope.mg_dsn_rcpts.append((str(decision.mailbox), dsn))
         return Verdict.OK.reply()
 
     async def handle_exception(self, error: Exception) -> str:
@@ -210,6 +217,9 @@ class IngressHandler:
             header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version,
             body_crlf_only=not has_bare_line_ending(trace),
+            dsn_ret=envelope.mg_dsn.ret, dsn_envid=envelope.mg_dsn.envid,
+            dsn_recipients=[DsnRecipient(recipient=r, notify=list(d.notify), orcpt=d.orcpt)
+                            for r, d in envelope.mg_dsn_rcpts],
             **domain_fields(getattr(envelope, "mg_domain", None)))  # `data` has none left: refused or repaired above
         began = time.monotonic()
         try:

@@ -43,6 +43,15 @@ class Verdict(enum.Enum):
     SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
     PIPELINING_VIOLATION = (554, "5.5.0", "Error: SMTP protocol synchronization: message text sent before the "
                                           "354 reply")
+    DSN_BAD_RET = (501, "5.5.4", "Error: bad RET parameter syntax (RET=FULL or RET=HDRS)")
+    DSN_BAD_ENVID = (501, "5.5.4", "Error: bad ENVID parameter syntax")
+    DSN_ENVID_TOO_LONG = (501, "5.5.4", "Error: ENVID parameter too long (at most 100 characters)")
+    DSN_BAD_NOTIFY = (501, "5.5.4", "Error: bad NOTIFY parameter syntax (NEVER, or SUCCESS, FAILURE, DELAY)")
+    DSN_NOTIFY_NEVER_COMBINED = (501, "5.5.4", "Error: NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or "
+                                               "DELAY")
+    DSN_BAD_ORCPT = (501, "5.5.4", "Error: bad ORCPT parameter syntax (addr-type;xtext)")
+    DSN_ORCPT_TOO_LONG = (501, "5.5.4", "Error: ORCPT parameter too long (at most 500 characters)")
+    DSN_DUPLICATE = (501, "5.5.4", "Error: duplicate {param} parameter")
 
     def reply(self, **fields: str) -> str:
         code, enhanced, text = self.value
@@ -57,17 +66,22 @@ class Verdict(enum.Enum):
         return self.value[1]
 
 
-EHLO_KEYWORDS = ("SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH", "HELP")
+EHLO_KEYWORDS = ("SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "DSN", "STARTTLS", "AUTH",
+                 "HELP")
 """The EHLO keywords ingress offers, in the order it offers them (Postfix's order). aiosmtpd makes SIZE, 8BITMIME,
-SMTPUTF8, STARTTLS (when TLS is configured), AUTH (on a listener with AUTH) and HELP; PIPELINING (RFC 2920) and
-ENHANCEDSTATUSCODES (RFC 2034: every reply carries an enhanced code) are ingress's, on every listener. A keyword
-aiosmtpd adds that is not listed here comes after the listed ones, before HELP."""
+SMTPUTF8, STARTTLS (when TLS is configured), AUTH (on a listener with AUTH) and HELP; PIPELINING (RFC 2920),
+ENHANCEDSTATUSCODES (RFC 2034: every reply carries an enhanced code) and DSN (RFC 3461: ingress.esmtp_params) are
+ingress's, on every listener. A keyword aiosmtpd adds that is not listed here comes after the listed ones, before
+HELP."""
+
+INGRESS_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES", "DSN")
+"""The keywords ingress adds to aiosmtpd's."""
 
 
 def ehlo_lines(responses: list[str]) -> list[str]:
     """aiosmtpd's EHLO reply (`250-<host>` first, `250 HELP` last) with ingress's keywords, in EHLO_KEYWORDS order."""
     greeting, offered = responses[0], [r[4:] for r in responses[1:]]
-    offered += [k for k in ("PIPELINING", "ENHANCEDSTATUSCODES") if k not in offered]
+    offered += [k for k in INGRESS_KEYWORDS if k not in offered]
     rank = {k: i for i, k in enumerate(EHLO_KEYWORDS)}
     ordered = sorted(offered, key=lambda line: (line == "HELP", rank.get(line.split()[0], len(rank) - 1)))
     return [greeting] + [f"250-{k}" for k in ordered[:-1]] + [f"250 {ordered[-1]}"]

@@ -12,6 +12,8 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
   * MAIL/RCPT hand the raw address between `<` and `>` to the handler, so the relay policy judges exactly what the
     client sent (aiosmtpd's RFC 5322 parser would drop source routes and refuse some relay forms with a 553 before
     the policy saw them).
+  * MAIL and RCPT take the DSN parameters (RFC 3461: ingress.esmtp_params), and after EHLO their lines may be
+    longer by what the offered extensions add (one table per session: aiosmtpd's is shared by all of them);
   * DATA is read in large chunks (`ingress.data_reader`), not line by line, with aiosmtpd's exact rules: it ends only
     on CRLF.CRLF, a text line over 1000 bytes is answered 500, over `data_size_limit` is drained and answered 552.
 What aiosmtpd already does and we rely on: command lines over 512 bytes are answered 500; plaintext pipelined
@@ -27,6 +29,7 @@ from typing import AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, _AuthMechAttr, syntax
 
+from ingress import esmtp_params
 from ingress.data_reader import DataState, read_data
 from ingress.envelope import GatewayEnvelope
 from ingress.limits import ClientLimits
@@ -71,6 +74,8 @@ class GatewaySMTP(SMTP):
         self._refused = False
         self._in_data = False
         self._session_timer: asyncio.TimerHandle | None = None
+        self.mg_mail_dsn: object = None  # the DSN parameters of the MAIL / RCPT being answered (_dsn_params)
+        self.mg_rcpt_dsn: object = None
 
     def spawn(self) -> GatewaySMTP:
         """A new session with this one's settings, for the next connection, without aiosmtpd's __init__: that
@@ -140,6 +145,13 @@ class GatewaySMTP(SMTP):
         self._session_timer = None
         self._over_limit("session_time", Verdict.SESSION_TIME)
 
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await super().smtp_EHLO(hostname)
+        if self.session is not None and self.session.extended_smtp:
+            self.command_size_limits = esmtp_params.command_size_limits(bool(self.data_size_limit),
+                                                                        self.enable_SMTPUTF8)
+
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
         if self.session is not None and self.session.host_name and not self.transaction.mail_from and arg:
@@ -150,7 +162,30 @@ class GatewaySMTP(SMTP):
             if self.limits is not None and not self.limits.message(self._client()):
                 self._over_limit("message_rate", Verdict.MESSAGE_RATE)
                 return
-        await super().smtp_MAIL(arg)
+        taken, arg = await self._dsn_params("MAIL", arg)
+        if taken:
+            await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str) -> None:
+        taken, arg = await self._dsn_params("RCPT", arg)
+        if taken:
+            await super().smtp_RCPT(arg)
+
+    async def _dsn_params(self, command: str, arg: str) -> tuple[bool, str]:
+        """RFC 3461's parameters out of an EHLO session's MAIL or RCPT (ingress.esmtp_params), kept for the
+        handler's hook as `mg_mail_dsn` / `mg_rcpt_dsn`; False once a bad one was answered 501."""
+        if self.session is None or not self.session.extended_smtp:
+            return True, arg
+        rest, request, refusal = esmtp_params.take(command, arg)
+        if refusal is not None:
+            await self.push(refusal)
+            return False, arg
+        if command == "MAIL":
+            self.mg_mail_dsn = request
+        else:
+            self.mg_rcpt_dsn = request
+        return True, cast(str, rest)
 
     def _client(self) -> str:
         peer = self.session.peer if self.session is not None else None

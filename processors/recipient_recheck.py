@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from mailgate.mail.addresses import domain_of
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
+from mailgate.mail.dsn_params import DsnRequest
 from mailgate.mail.headers import header_block
 from mailgate.mail import pipeline_replies as replies
 from mailgate.core import topics
@@ -161,8 +162,11 @@ class VerificationPolicy:
         return Verification(exists=True, cached=True)
 
     def _dsn(self, received, rejected: list[tuple[str, Reply]]) -> list[Output]:
+        """A failure DSN for the rejected recipients whose NOTIFY asks for one (not NEVER)."""
         headers = header_block(received.body or b"")
-        if not should_send_dsn(received.mail_from, headers):
+        request = DsnRequest.of(received)
+        rejected = [(r, rep) for r, rep in rejected if request.wants(r, "FAILURE")]
+        if not rejected or not should_send_dsn(received.mail_from, headers):
             return []
         now = now_ms()
         dsn_id = new_message_id(now)
@@ -173,7 +177,7 @@ class VerificationPolicy:
                         reason=("domain not accepted by the inbound gateway"
                                 if all(reply is DOMAIN_NOT_ACCEPTED for _, reply in rejected)
                                 else "user unknown in the primary server's directory"),
-                        from_local=self.cfg.delivery.bounce_from)
+                        from_local=self.cfg.delivery.bounce_from, request=request, original=received.body)
         record = dsn_received(self.cfg, self.node, dsn_id, received.mail_from, dsn, now)
         return [Output(topics.RECEIVED, dsn_id, record), audit(record)]
 

@@ -83,7 +83,8 @@ class RoutingPolicy:
             not_before=max(now, received.occurred_at + self.cfg.spool.delivery_delay_s * 1000),
             expires_at=received.occurred_at + lifetime_s * 1000,
             body=received.body if body is None else body, config_version=self.version,
-            body_crlf_only=received.body_crlf_only and (body is None or body is received.body))
+            body_crlf_only=received.body_crlf_only and (body is None or body is received.body),
+            dsn_ret=received.dsn_ret, dsn_envid=received.dsn_envid, dsn_recipients=list(received.dsn_recipients))
 
     def key(self, destination: str, message_id: str) -> str:
         """The mail.outbound key: the destination, spread over `partitions_per_destination` partitions."""

@@ -85,6 +85,13 @@ class DkimSignatureResult:
     result: str
     def __init__(self, domain: str, selector: str, result: str) -> None: ...
 
+class DsnRecipient:
+    SCHEMA_NAME: ClassVar[str]
+    recipient: str
+    notify: list[str]
+    orcpt: None | str
+    def __init__(self, recipient: str, notify: list[str] = ..., orcpt: None | str = ...) -> None: ...
+
 class DuplicateSuppressed:
     SCHEMA_NAME: ClassVar[str]
     message_id: str
@@ -217,7 +224,10 @@ class MessageReceived:
     domain_source: None | str
     domain_list_fetched_at: None | int
     domain_list_stale: bool
-    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ...) -> None: ...
+    dsn_ret: None | str
+    dsn_envid: None | str
+    dsn_recipients: list[DsnRecipient]
+    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ...) -> None: ...
 
 class MessageRouted:
     SCHEMA_NAME: ClassVar[str]
@@ -237,7 +247,10 @@ class MessageRouted:
     body: None | bytes
     config_version: None | str
     body_crlf_only: bool
-    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, route: Route, mail_from: str, recipients: list[str], received_at: int, not_before: int, expires_at: int, attempt: int = ..., retry_tier: int = ..., force_redeliver: bool = ..., body: None | bytes = ..., config_version: None | str = ..., body_crlf_only: bool = ...) -> None: ...
+    dsn_ret: None | str
+    dsn_envid: None | str
+    dsn_recipients: list[DsnRecipient]
+    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, route: Route, mail_from: str, recipients: list[str], received_at: int, not_before: int, expires_at: int, attempt: int = ..., retry_tier: int = ..., force_redeliver: bool = ..., body: None | bytes = ..., config_version: None | str = ..., body_crlf_only: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ...) -> None: ...
 
 class QuarantineReleased:
     SCHEMA_NAME: ClassVar[str]

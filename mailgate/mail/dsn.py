@@ -1,8 +1,11 @@
-"""Bounce messages: build an RFC 3464 delivery status notification, and decide whether one may be sent at all.
+"""Delivery status notifications: build an RFC 3464 DSN (a bounce, or the success notice a sender asked for with
+NOTIFY=SUCCESS), and decide whether one may be sent at all.
 
-Reads: the failed message's envelope sender, its header section and the final reply for each failed recipient.
+Reads: the message's envelope sender, its header section (or the whole message, RET=FULL), the sender's DSN request
+(RFC 3461: ENVID, ORCPT; mailgate.mail.dsn_params) and the final reply for each recipient reported.
 Emits: the DSN as bytes with CRLF line endings (`multipart/report; report-type=delivery-status`: a human-readable
-part, a `message/delivery-status` part, and the original headers as `text/rfc822-headers`). The DSN's envelope
+part, a `message/delivery-status` part, and the original headers as `text/rfc822-headers`, or the message as
+`message/rfc822`). The DSN's envelope
 sender is the null sender `<>` (the caller's job); `should_send_dsn` refuses to bounce a bounce, so no loop forms.
 `dsn_received` wraps a DSN as the MessageReceived that carries it into the pipeline (egress bounces and the
 processor's recipient rejections both use it).
@@ -18,6 +21,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 
+from mailgate.mail.dsn_params import DsnRequest
 from mailgate.mail.smtp_reply import Reply
 from mailgate.core.config import Config
 from schemas import MessageReceived
@@ -85,49 +89,89 @@ def _text_part(text: str, content_type: str) -> str:
     return f"Content-Type: {content_type}{CRLF}Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}{body}"
 
 
-def _human(reporting_mta: str, reason: str, failed: list[tuple[str, Reply]], expired: bool) -> str:
-    lines = [f"This is the mail system at host {reporting_mta}.", "",
-             "Your message could not be delivered to one or more recipients."]
-    if expired:
-        lines.append("It could not be delivered before its queue lifetime expired.")
-    lines += ["", f"Reason: {_clean(reason)}", ""]
+SUCCESS_ACTIONS = ("relayed", "delivered")
+"""RFC 3464 actions of a success notice: `relayed` (the next hop does not offer DSN, RFC 3461 5.2.3) and
+`delivered`."""
+
+
+def _human(reporting_mta: str, reason: str, failed: list[tuple[str, Reply]], expired: bool, action: str) -> str:
+    lines = [f"This is the mail system at host {reporting_mta}.", ""]
+    if action == "failed":
+        lines.append("Your message could not be delivered to one or more recipients.")
+        if expired:
+            lines.append("It could not be delivered before its queue lifetime expired.")
+        lines += ["", f"Reason: {_clean(reason)}", ""]
+    else:
+        lines.append("Your message was successfully " + ("delivered to" if action == "delivered" else "relayed to")
+                     + " the recipients below, as you asked (NOTIFY=SUCCESS).")
+        if action == "relayed":
+            lines.append("The next mail server does not offer delivery status notifications: this is the last "
+                         "notice you will get for them.")
+        lines.append("")
     lines += [f"<{_bare(rcpt)}>: {reply}" for rcpt, reply in failed]
     return CRLF.join(lines) + CRLF
 
 
+def _success_status(reply: Reply) -> str:
+    return reply.enhanced_code if reply.enhanced_code and reply.enhanced_code.startswith("2.") else "2.0.0"
+
+
 def _delivery_status(reporting_mta: str, original_message_id: str, arrival: str,
-                     failed: list[tuple[str, Reply]], expired: bool) -> str:
-    blocks = [[f"Reporting-MTA: dns; {_unitext(reporting_mta)}",
-               f"X-Mailgate-Queue-ID: {_unitext(original_message_id)}",
-               f"Arrival-Date: {arrival}"]]
+                     failed: list[tuple[str, Reply]], expired: bool, action: str, request: DsnRequest) -> str:
+    envid = [f"Original-Envelope-Id: {_unitext(request.envid)}"] if request.envid else []
+    blocks = [envid + [f"Reporting-MTA: dns; {_unitext(reporting_mta)}",
+                       f"X-Mailgate-Queue-ID: {_unitext(original_message_id)}",
+                       f"Arrival-Date: {arrival}"]]
     for rcpt, reply in failed:
-        blocks.append([f"Final-Recipient: {_recipient(rcpt)}",
-                       "Action: failed",
-                       f"Status: {_status(reply, expired)}",
-                       _fold(f"Diagnostic-Code: smtp; {_unitext(str(reply))}")])
+        orcpt = request.of_recipient(rcpt).orcpt
+        kind, _, address = (orcpt or "").partition(";")
+        blocks.append(([f"Original-Recipient: {_unitext(kind)}; {_unitext(address)}"] if orcpt else [])
+                      + [f"Final-Recipient: {_recipient(rcpt)}",
+                         f"Action: {action}",
+                         f"Status: {_status(reply, expired) if action == 'failed' else _success_status(reply)}",
+                         _fold(f"Diagnostic-Code: smtp; {_unitext(str(reply))}")])
     return (CRLF + CRLF).join(CRLF.join(block) for block in blocks) + CRLF
+
+
+def _returned(original: bytes, headers: bytes, full: bool) -> str:
+    """The third part: the whole message (`message/rfc822`, RET=FULL) or its header section."""
+    if not full:
+        return _text_part(headers.decode("utf-8", "surrogateescape"), "text/rfc822-headers")
+    text = original.decode("utf-8", "surrogateescape")
+    cte = "7bit" if original.isascii() else "8bit"
+    return f"Content-Type: message/rfc822{CRLF}Content-Transfer-Encoding: {cte}{CRLF}{CRLF}{text}"
 
 
 def build_dsn(*, reporting_mta: str, original_message_id: str, original_mail_from: str,
               failed: list[tuple[str, Reply]], original_headers: bytes, arrival_date: datetime, reason: str,
-              expired: bool = False, now: datetime | None = None, from_local: str = "MAILER-DAEMON") -> bytes:
-    """The bounce for `failed` (recipient, final reply) pairs, addressed to `original_mail_from`.
+              expired: bool = False, now: datetime | None = None, from_local: str = "MAILER-DAEMON",
+              action: str = "failed", request: DsnRequest | None = None,
+              original: bytes | None = None) -> bytes:
+    """The notice for `failed` (recipient, final reply) pairs, addressed to `original_mail_from`.
 
-    `original_message_id` is mailgate's id of the message (reported as `X-Mailgate-Queue-ID`); the original's own
-    Message-ID, if its headers have one, is referenced by In-Reply-To / References. Naive datetimes are taken as
-    UTC. `from_local` is the local part of From (`DeliveryConfig.bounce_from`). Raises ValueError for the null
-    sender or an empty `failed` list: check `should_send_dsn` first.
+    `action` is RFC 3464's for every recipient listed: `failed` (a bounce), or `relayed` / `delivered` (a
+    success notice the sender asked for with NOTIFY=SUCCESS). `request` is the sender's DSN request (RFC 3461):
+    its ENVID is the Original-Envelope-Id, each recipient's ORCPT its Original-Recipient, and RET=FULL returns
+    `original` (the whole message) in a failure notice; otherwise, and always in a success notice (RFC 3461
+    4.3), only `original_headers`. `original_message_id` is mailgate's id of the message (reported as
+    `X-Mailgate-Queue-ID`); the original's own Message-ID, if its headers have one, is referenced by In-Reply-To /
+    References. Naive datetimes are taken as UTC. `from_local` is the local part of From
+    (`DeliveryConfig.bounce_from`). Raises ValueError for the null sender or an empty `failed` list: check
+    `should_send_dsn` first.
     """
     to = _bare(original_mail_from)
     if not to:
         raise ValueError("the null sender gets no DSN")
     if not failed:
-        raise ValueError("a DSN needs at least one failed recipient")
+        raise ValueError("a DSN needs at least one recipient")
+    request = request or DsnRequest()
     mta = _clean(reporting_mta)
     boundary = f"=_mailgate-dsn-{uuid.uuid4().hex}"
+    subject = ("Undelivered Mail Returned to Sender" + (" (delivery time expired)" if expired else "")
+               if action == "failed" else "Successful Mail Delivery Report")
     header = [f"From: Mail Delivery System <{_clean(from_local) or 'MAILER-DAEMON'}@{mta}>",
               f"To: <{to}>",
-              "Subject: Undelivered Mail Returned to Sender" + (" (delivery time expired)" if expired else ""),
+              f"Subject: {subject}",
               f"Date: {format_datetime(_utc(now or datetime.now(timezone.utc)))}",
               f"Message-ID: {make_msgid('dsn', domain=mta)}",
               "Auto-Submitted: auto-replied"]
@@ -136,11 +180,12 @@ def build_dsn(*, reporting_mta: str, original_message_id: str, original_mail_fro
         header += [f"In-Reply-To: {_clean(str(original_id))}", f"References: {_clean(str(original_id))}"]
     header += ["MIME-Version: 1.0",
                f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"']
-    headers_text = original_headers.decode("utf-8", "surrogateescape")
-    parts = [_text_part(_human(mta, reason, failed, expired), "text/plain; charset=utf-8"),
+    full = action == "failed" and request.ret == "FULL" and original is not None
+    parts = [_text_part(_human(mta, reason, failed, expired, action), "text/plain; charset=utf-8"),
              "Content-Type: message/delivery-status" + CRLF + CRLF
-             + _delivery_status(mta, original_message_id, format_datetime(_utc(arrival_date)), failed, expired),
-             _text_part(headers_text, "text/rfc822-headers")]
+             + _delivery_status(mta, original_message_id, format_datetime(_utc(arrival_date)), failed, expired,
+                                action, request),
+             _returned(original or b"", original_headers, full)]
     out = CRLF.join(header) + CRLF + CRLF + "This is a MIME-encapsulated message." + CRLF + CRLF
     for part in parts:
         out += f"--{boundary}{CRLF}{part}"
@@ -155,7 +200,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-__all__ = ["build_dsn", "dsn_received", "should_send_dsn"]
+__all__ = ["SUCCESS_ACTIONS", "build_dsn", "dsn_received", "should_send_dsn"]
 
 
 def dsn_received(cfg: Config, node: str, dsn_id: str, to: str, dsn: bytes, now: int) -> MessageReceived:

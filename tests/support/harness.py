@@ -18,6 +18,7 @@ from typing import Callable
 
 import yaml
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, syntax
 
 from mailgate.ops.kafka import local_broker as broker
 
@@ -66,14 +67,62 @@ class PipeliningHandler(RecordingHandler):
         return [*responses[:-1], "250-PIPELINING", responses[-1]]  # before the last line ("250 HELP")
 
 
+DSN_PARAMETERS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+
+
+class DsnHandler(RecordingHandler):
+    """A RecordingHandler whose server offers DSN (RFC 3461) and records the DSN parameters of every MAIL and
+    RCPT as sent (`mail_params`, `rcpt_params`: (recipient, words)); the server is a `DsnSMTP`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_params: list[list[str]] = []
+        self.rcpt_params: list[tuple[str, list[str]]] = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-DSN", responses[-1]]
+
+
+class DsnSMTP(SMTP):
+    """aiosmtpd's server taking RFC 3461's parameters: recorded on the DsnHandler, then taken off the command so
+    aiosmtpd (which knows none of them) does not answer 555."""
+
+    def _take(self, arg: str | None) -> tuple[str | None, list[str]]:
+        if arg is None:
+            return arg, []
+        words = arg.split(" ")
+        dsn = [w for w in words if w.partition("=")[0].upper() in DSN_PARAMETERS]
+        return " ".join(w for w in words if w not in dsn), dsn
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        arg, dsn = self._take(arg)
+        self.event_handler.mail_params.append(dsn)
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        arg, dsn = self._take(arg)
+        self.event_handler.rcpt_params.append(((arg or "").partition("<")[2].partition(">")[0], dsn))
+        await super().smtp_RCPT(arg)
+
+
+class DsnController(Controller):
+    def factory(self) -> SMTP:
+        return DsnSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpPrimary:
     """A real SMTP server on loopback that records the mail it receives (the 'primary' or a gateway); with
-    `pipelining`, it offers PIPELINING."""
+    `pipelining`, it offers PIPELINING; with `dsn`, DSN (and records the DSN parameters it got: DsnHandler)."""
 
-    def __init__(self, port: int | None = None, pipelining: bool = False, **controller_kw) -> None:
+    def __init__(self, port: int | None = None, pipelining: bool = False, dsn: bool = False,
+                 **controller_kw) -> None:
         self.port = port or free_port()
-        self.handler = PipeliningHandler() if pipelining else RecordingHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **controller_kw)
+        self.handler = DsnHandler() if dsn else PipeliningHandler() if pipelining else RecordingHandler()
+        self.controller = (DsnController if dsn else Controller)(self.handler, hostname="127.0.0.1", port=self.port,
+                                                                 **controller_kw)
 
     def start(self) -> "SmtpPrimary":
         try:

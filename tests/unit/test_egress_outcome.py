@@ -84,3 +84,37 @@ def test_transient_failure_after_the_queue_lifetime_expires_with_a_dsn():
                            gateway="gw1", host="h", attempt=9, now=NOW)
     assert [k for _, k in kinds(out)] == ["MessageReceived", "MessageReceived", "MessageExpired"]
     assert out[2].record.dsn_message_id == out[0].record.message_id
+
+
+def with_dsn(m, *recipients) -> MessageRouted:
+    import dataclasses
+    from schemas import DsnRecipient
+    return dataclasses.replace(m, dsn_ret="FULL", dsn_envid="env-1", dsn_recipients=[
+        DsnRecipient(recipient=r, notify=list(n), orcpt=o) for r, n, o in recipients])
+
+
+def test_notify_never_bounces_without_a_dsn_and_full_returns_the_message_to_the_others():
+    m = with_dsn(routed(), ("x@far.test", ["NEVER"], None), ("y@far.test", [], "rfc822;Y@far.test"))
+    out = policy().outcome(m, [(r, Reply(550, "5.1.1", "no such user")) for r in m.recipients], gateway="gw1",
+                           host="h", attempt=1, now=NOW)
+    assert kinds(out) == [(topics.RECEIVED, "MessageReceived"), (topics.EVENTS, "MessageReceived"),
+                          (topics.EVENTS, "MessageBounced")]
+    body = out[0].record.body
+    assert b"Final-Recipient: rfc822; x@far.test" not in body and b"Original-Recipient: rfc822; Y@far.test" in body
+    assert b"Content-Type: message/rfc822" in body and b"\r\nbody\r\n" in body  # RET=FULL
+    none = policy().outcome(with_dsn(routed(rcpts=["x@far.test"]), ("x@far.test", ["NEVER"], None)),
+                            [("x@far.test", Reply(550, "5.1.1", "no"))], gateway="gw1", host="h", attempt=1, now=NOW)
+    assert kinds(none) == [(topics.EVENTS, "MessageBounced")] and none[0].record.dsn_message_id is None
+
+
+def test_notify_success_gives_a_relayed_notice_only_when_the_next_hop_does_not_offer_dsn():
+    m = with_dsn(routed(rcpts=["x@far.test"]), ("x@far.test", ["SUCCESS"], "rfc822;X@far.test"))
+    ok = [("x@far.test", Reply(250, "2.0.0", "ok"))]
+    relayed = policy().outcome(m, ok, gateway="gw1", host="h", attempt=1, now=NOW)
+    assert kinds(relayed) == [(topics.EVENTS, "MessageDelivered"), (topics.RECEIVED, "MessageReceived"),
+                              (topics.EVENTS, "MessageReceived")]
+    body = relayed[1].record.body
+    assert b"Action: relayed" in body and b"Original-Envelope-Id: env-1" in body
+    assert b"text/rfc822-headers" in body and b"message/rfc822" not in body  # a success notice: headers only
+    passed_on = policy().outcome(m, ok, gateway="gw1", host="h", attempt=1, now=NOW, next_hop_dsn=True)
+    assert kinds(passed_on) == [(topics.EVENTS, "MessageDelivered")]

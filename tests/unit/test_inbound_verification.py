@@ -104,6 +104,19 @@ async def test_processor_rejects_unknown_recipient_and_sends_one_dsn():
     await policy.aclose()
 
 
+async def test_processor_sends_no_dsn_for_a_rejected_recipient_that_asked_for_none():
+    import dataclasses
+    from schemas import DsnRecipient
+    cfg = config("backup_mx")
+    policy = VerificationPolicy(cfg, "t", {"gw": CachedDirectory(FakeDirectory({"bob@example.test"}))})
+    policy._started = True
+    never = dataclasses.replace(received(["ghost@example.test"]), dsn_recipients=[
+        DsnRecipient(recipient="ghost@example.test", notify=["NEVER"], orcpt=None)])
+    outputs, passed = await policy(never)
+    assert passed == [] and [type(o.record).__name__ for o in outputs] == ["RecipientRejected"]
+    await policy.aclose()
+
+
 async def test_processor_sends_no_dsn_to_null_sender_and_fails_open_when_directory_down():
     cfg = config("backup_mx")
     fake = FakeDirectory(set())

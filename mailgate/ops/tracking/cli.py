@@ -126,8 +126,9 @@ def render_search(rows: list[dict]) -> str:
     lines = [f"{'RECEIVED (UTC)':19}  {'MESSAGE ID':26}  {'STATE':11}  FROM -> TO  [SUBJECT]"]
     for r in rows:
         subject = f"  [{r['subject']}]" if r.get("subject") else ""
+        dsn = f"  (DSN {r['dsn_request']})" if r.get("dsn_request") else ""
         lines.append(f"{_when(r['received_at']):19}  {r['message_id']:26}  {r['state']:11}  "
-                     f"<{r['mail_from'] or ''}> -> {_recipients(r)}{subject}")
+                     f"<{r['mail_from'] or ''}> -> {_recipients(r)}{subject}{dsn}")
     lines.append(f"{len(rows)} message(s)")
     return "\n".join(lines)
 

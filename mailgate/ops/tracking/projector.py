@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from mailgate.core import topics
+from mailgate.mail.dsn_params import summary
 from mailgate.ops.tracking.store import Store
 from schemas import UndecodableRecord
 from schemas.codec import decode_fields
@@ -29,7 +30,7 @@ MESSAGE_COLUMNS = (
     "destination", "relay_host", "spam_level", "spam_score", "spam_actions", "spam_scores", "state", "attempts",
     "last_reply", "last_reason", "tier", "next_attempt_at", "received_at", "routed_at", "delivered_at",
     "finished_at", "updated_at", "quarantine", "quarantine_level", "quarantine_score", "quarantine_headers",
-    "quarantined_at")
+    "quarantined_at", "dsn_request")
 PENDING = ("received", "queued", "deferred", "quarantined")
 WAITING = ("queued", "deferred")
 """Recipient states that `mailgate queue` counts (routed and not finished)."""
@@ -176,7 +177,9 @@ def _received(m: dict, rc: dict, e: dict) -> None:
     m.update(direction=e["direction"], mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]),
              recipients=", ".join(e["rcpt_to"]), client_address=e["client_address"], client_helo=e["client_helo"],
              tls=e["tls"], size_bytes=e["size_bytes"], header_message_id=e.get("header_message_id"),
-             subject=e.get("subject"), inbound_gateway=e["inbound_gateway"], received_at=e["occurred_at"])
+             subject=e.get("subject"), inbound_gateway=e["inbound_gateway"], received_at=e["occurred_at"],
+             dsn_request=summary(e.get("dsn_ret"), e.get("dsn_envid"),
+                                 [(d["recipient"], d["notify"], d["orcpt"]) for d in e.get("dsn_recipients") or []]))
     for r in e["rcpt_to"]:
         rc.setdefault(r, ["received", None, e["occurred_at"]])
 

@@ -19,7 +19,8 @@ recipients accepted and not yet routed); 'partial' matches the message state (so
 bounced or expired)."""
 SEARCH_COLUMNS = ("message_id", "direction", "mail_from", "recipients", "client_address", "inbound_gateway",
                   "outbound_gateway", "destination", "header_message_id", "subject", "spam_level", "spam_score",
-                  "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes")
+                  "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes",
+                  "dsn_request")
 
 
 def events(store: Store, message_id: str) -> list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from mailgate.mail.dsn_params import summary
 from schemas import event_name
 
 
@@ -45,6 +46,10 @@ def _received(e) -> tuple[str, list[str]]:
         lines.append(f"Subject: {e.subject}")
     if e.header_message_id:
         lines.append(f"Message-ID: {e.header_message_id}")
+    dsn = summary(getattr(e, "dsn_ret", None), getattr(e, "dsn_envid", None),
+                  [(d.recipient, d.notify, d.orcpt) for d in getattr(e, "dsn_recipients", None) or []])
+    if dsn:
+        lines.append(f"DSN request: {dsn}")
     return f"Accepted {way}", lines + _domain(e)
 
 

@@ -62,5 +62,10 @@ _V4 = [
     "CREATE TABLE store_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+_V5 = [
+    # The sender's DSN request (RFC 3461: RET, ENVID, each recipient's NOTIFY and ORCPT), in one line.
+    "ALTER TABLE messages ADD COLUMN dsn_request TEXT",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 LATEST = MIGRATIONS[-1][0]
