@@ -32,6 +32,10 @@ class GatewayEnvelope(Envelope):
         """The ingress settings (configuration version) this transaction is judged by, from MAIL FROM on."""
         self.mg_bare_line_ending: bool | None = None
         """DATA had a bare CR or LF (None: not looked at)."""
+        self.mg_bdat: bytearray | None = None
+        """The chunks of a BDAT transaction so far (ingress.bdat); None: no BDAT in this transaction."""
+        self.mg_bdat_too_big = False
+        """The BDAT chunks passed the size limit: the rest are drained and answered 552."""
         self.mg_dsn: MailDsn = MailDsn()
         """MAIL's DSN parameters (RET, ENVID)."""
         self.mg_dsn_rcpts: list[tuple[str, RcptDsn]] = []

@@ -43,6 +43,9 @@ class Verdict(enum.Enum):
     SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
     PIPELINING_VIOLATION = (554, "5.5.0", "Error: SMTP protocol synchronization: message text sent before the "
                                           "354 reply")
+    BDAT_CHUNK = (250, "2.0.0", "Ok: {size} octets received")
+    BDAT_SYNTAX = (501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")
+    DATA_AFTER_BDAT = (503, "5.5.1", "Error: DATA not allowed in a BDAT transaction")
     DSN_BAD_RET = (501, "5.5.4", "Error: bad RET parameter syntax (RET=FULL or RET=HDRS)")
     DSN_BAD_ENVID = (501, "5.5.4", "Error: bad ENVID parameter syntax")
     DSN_ENVID_TOO_LONG = (501, "5.5.4", "Error: ENVID parameter too long (at most 100 characters)")
@@ -66,15 +69,15 @@ class Verdict(enum.Enum):
         return self.value[1]
 
 
-EHLO_KEYWORDS = ("SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "DSN", "STARTTLS", "AUTH",
-                 "HELP")
+EHLO_KEYWORDS = ("SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "DSN", "CHUNKING", "STARTTLS",
+                 "AUTH", "HELP")
 """The EHLO keywords ingress offers, in the order it offers them (Postfix's order). aiosmtpd makes SIZE, 8BITMIME,
 SMTPUTF8, STARTTLS (when TLS is configured), AUTH (on a listener with AUTH) and HELP; PIPELINING (RFC 2920),
-ENHANCEDSTATUSCODES (RFC 2034: every reply carries an enhanced code) and DSN (RFC 3461: ingress.esmtp_params) are
-ingress's, on every listener. A keyword aiosmtpd adds that is not listed here comes after the listed ones, before
-HELP."""
+ENHANCEDSTATUSCODES (RFC 2034: every reply carries an enhanced code), DSN (RFC 3461: ingress.esmtp_params) and
+CHUNKING (RFC 3030 BDAT: ingress.bdat) are ingress's, on every listener. A keyword aiosmtpd adds that is not listed
+here comes after the listed ones, before HELP."""
 
-INGRESS_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES", "DSN")
+INGRESS_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES", "DSN", "CHUNKING")
 """The keywords ingress adds to aiosmtpd's."""
 
 

@@ -14,6 +14,7 @@ Reads: one client connection (through aiosmtpd). Emits: SMTP replies only — ev
     the policy saw them).
   * MAIL and RCPT take the DSN parameters (RFC 3461: ingress.esmtp_params), and after EHLO their lines may be
     longer by what the offered extensions add (one table per session: aiosmtpd's is shared by all of them);
+  * BDAT (RFC 3030 CHUNKING, which aiosmtpd lacks) is ingress.bdat's, with DATA's limits and hook;
   * DATA is read in large chunks (`ingress.data_reader`), not line by line, with aiosmtpd's exact rules: it ends only
     on CRLF.CRLF, a text line over 1000 bytes is answered 500, over `data_size_limit` is drained and answered 552.
 What aiosmtpd already does and we rely on: command lines over 512 bytes are answered 500; plaintext pipelined
@@ -30,6 +31,7 @@ from typing import AnyStr, cast
 from aiosmtpd.smtp import MISSING, SMTP, _AuthMechAttr, syntax
 
 from ingress import esmtp_params
+from ingress.bdat import bdat
 from ingress.data_reader import DataState, read_data
 from ingress.envelope import GatewayEnvelope
 from ingress.limits import ClientLimits
@@ -194,7 +196,7 @@ class GatewaySMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         """One reply line. The lines of a multi-line reply (EHLO's) are kept until its last line and then written
         together: one write, one segment, instead of one per line."""
-        if isinstance(status, bytes):  # AUTH challenges; never counted, never rewritten
+        if isinstance(status, bytes):  # AUTH challenges, BDAT's repeated 552: never counted, never rewritten
             await super().push(status)
             return
         if not self.mg_auth and status.startswith("250-AUTH"):
@@ -228,6 +230,9 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        if self.transaction.mg_bdat is not None:
+            await self.push(Verdict.DATA_AFTER_BDAT.reply())
+            return
         if self._reader._buffer:  # type: ignore[attr-defined]  # bytes the client sent after DATA, unasked
             await self._pipelining_violation()
             return
@@ -254,6 +259,11 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         await self.push("250 OK" if status is MISSING else status)
         self._set_post_data_state()
+
+    @syntax("BDAT chunk-size [LAST]")
+    async def smtp_BDAT(self, arg: str) -> None:
+        """RFC 3030 CHUNKING: ingress.bdat."""
+        await bdat(self, arg)
 
     async def _pipelining_violation(self) -> None:
         """The client sent message text (or anything) after DATA without waiting for 354: RFC 2920 makes DATA the

@@ -36,11 +36,11 @@ async def test_raw_address_is_what_the_policy_sees(arg, expected):
     assert smtp._getaddr(arg) == expected
 
 
-def test_ehlo_lines_add_pipelining_enhanced_status_codes_and_dsn_in_the_table_order():
+def test_ehlo_lines_add_pipelining_enhanced_status_codes_dsn_and_chunking_in_the_table_order():
     from ingress.replies import ehlo_lines
     got = ehlo_lines(["250-gw.test", "250-SIZE 100", "250-8BITMIME", "250-SMTPUTF8", "250-STARTTLS",
                       "250-AUTH LOGIN PLAIN", "250 HELP"])
     assert got == ["250-gw.test", "250-SIZE 100", "250-8BITMIME", "250-SMTPUTF8", "250-PIPELINING",
-                   "250-ENHANCEDSTATUSCODES", "250-DSN", "250-STARTTLS", "250-AUTH LOGIN PLAIN", "250 HELP"]
+                   "250-ENHANCEDSTATUSCODES", "250-DSN", "250-CHUNKING", "250-STARTTLS", "250-AUTH LOGIN PLAIN", "250 HELP"]
     assert ehlo_lines(["250-gw.test", "250 HELP"]) == ["250-gw.test", "250-PIPELINING", "250-ENHANCEDSTATUSCODES",
-                                                       "250-DSN", "250 HELP"]
+                                                       "250-DSN", "250-CHUNKING", "250 HELP"]
