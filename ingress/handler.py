@@ -16,6 +16,7 @@ from email.utils import format_datetime
 from aiosmtpd.smtp import MISSING, SMTP, Session
 
 from ingress.auth import SmtpAuth
+from ingress.dnsbl import NOT_LISTED
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict, ehlo_lines
@@ -132,7 +133,8 @@ class IngressHandler:
         return Verdict.SENDER_OK.reply()
 
     def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str,
-                domain: DomainDecision | None = None) -> str:
+                domain: DomainDecision | None = None, *, check: str = "recipient", reply: str | None = None,
+                dnsbl_score: int = 0) -> str:
         s = self.settings_of(envelope, self.current)
         client = session.peer[0] if session.peer else "?"
         mid = getattr(envelope, "mg_id", "") or "-"
@@ -143,14 +145,22 @@ class IngressHandler:
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=s.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
-            mail_from=_sender(envelope), config_version=s.version, **domain_fields(domain)))
-        return verdict.reply(addr=address, why=reason)
+            mail_from=_sender(envelope), config_version=s.version, check=check, dnsbl_score=dnsbl_score,
+            **domain_fields(domain)))
+        return reply if reply is not None else verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
                           rcpt_options: list[str]) -> str:
         s = self.settings_of(envelope, self.current)
         if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
+        door = getattr(server, "door_refusal", None)  # ingress.door's checks (a session without them: none)
+        refusal = await door(bool(session.authenticated)) if door is not None else None
+        if refusal is not None:
+            check, reason, reply, score = refusal
+            verdict = Verdict.DNSBL_RCPT if check == "dnsbl" else Verdict.PREGREET_ENFORCE
+            return self._reject(session, envelope, address, verdict, reason, check=check, reply=reply,
+                                dnsbl_score=score)
         decision = await s.policy.decide_async(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason, decision.domain)
@@ -181,7 +191,10 @@ class IngressHandler:
         data: bytes = envelope.original_content or b""
         bare = getattr(envelope, "mg_bare_line_ending", None)  # found by ingress/data_reader.py while reading DATA
         if bare if bare is not None else has_bare_line_ending(data):
-            if s.cfg.ingress.bare_lf == "reject":
+            trusted = bool(session.authenticated) or s.policy.may_relay(session.peer[0])
+            mode = getattr(server, "bare_lf_trusted", s.cfg.ingress.bare_lf_trusted) if trusted \
+                else s.cfg.ingress.bare_lf
+            if mode == "reject":
                 log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0],
                          extra={"message_id": envelope.mg_id})
                 metrics.INGRESS_REJECTED_MESSAGES.labels("bare_lf").inc()
@@ -193,6 +206,9 @@ class IngressHandler:
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
         mid = envelope.mg_id
         when = datetime.now(timezone.utc)
+        score = NOT_LISTED
+        if not session.authenticated and hasattr(server, "dnsbl_score"):  # recorded and scored; exempt: none
+            score = await server.dnsbl_score()
         tls = session.ssl.get("cipher") if session.ssl else None
         # RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
         protocol = (("ESMTPS" if tls else "ESMTP") + ("A" if session.authenticated else "")
@@ -209,7 +225,8 @@ class IngressHandler:
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version,
-            body_crlf_only=not has_bare_line_ending(trace),
+            body_crlf_only=not has_bare_line_ending(trace), dnsbl_score=score.score,
+            dnsbl_listings=list(score.listings),
             **domain_fields(getattr(envelope, "mg_domain", None)))  # `data` has none left: refused or repaired above
         began = time.monotonic()
         try:

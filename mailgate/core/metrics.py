@@ -74,6 +74,11 @@ INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
 INGRESS_LIMITED = Counter("mailgate_ingress_limit_exceeded",
                           "Clients answered 421 4.7.0 for going over a limit, by limit (connection_count, "
                           "message_rate, messages_per_connection, session_time).", ["limit"], registry=_ingress)
+INGRESS_CHECKS = Counter("mailgate_ingress_door_checks",
+                         "Checks at the SMTP door, by check (pregreet, dnsbl, limit, pipelining, errors) and result: "
+                         "pass, cached (pregreet: passed before), exempt (relay network), listed (dnsbl: under the "
+                         "threshold), ignored (pregreet failed, action ignore), enforced (refused at RCPT), refused "
+                         "(connection refused).", ["check", "result"], registry=_ingress)
 INGRESS_PUBLISH_SECONDS = Histogram("mailgate_ingress_publish_seconds",
                                     "Time from the end of DATA until Kafka acknowledged the message (acks=all).",
                                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),

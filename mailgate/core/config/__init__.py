@@ -20,6 +20,7 @@ from mailgate.core.config.ingress import (AuthUser, IngressConfig, ListenerConfi
                                           TlsServerConfig)
 from mailgate.core.config.kafka import KafkaConfig, KafkaSecurity, LocalBrokerConfig, LocalBrokerSaslSsl
 from mailgate.core.config.operations import AdminConfig, MetricsConfig, TrackingConfig
+from mailgate.core.config.screening import DnsblConfig, DnsListSite, PregreetConfig
 from mailgate.core.config.spam import (DnsConfig, SenderAuthConfig, SenderAuthScores, SpamAction, SpamActions,
                                        SpamConfig, SpamScorer)
 
@@ -103,8 +104,8 @@ def load_config(path: str | Path) -> Config:
     return parse_config(data, str(p))
 
 __all__ = ["AdminConfig", "AuthUser", "Config", "ConfigError", "DeliveryConfig", "DkimKey", "DkimSigningConfig",
-           "DnsConfig", "DomainVerification", "InboundGateway", "IngressConfig", "KafkaConfig", "KafkaSecurity",
-           "ListenerConfig", "LocalBrokerConfig", "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig",
-           "OutboundGateway", "Secret", "SecretField", "SenderAuthConfig", "SenderAuthScores", "SmarterMailConfig",
-           "SmtpAuthConfig", "SpamAction", "SpamActions", "SpamConfig", "SpamScorer", "SpoolConfig",
-           "TlsServerConfig", "TrackingConfig", "cache_dir", "load_config", "parse_config"]
+           "DnsConfig", "DnsListSite", "DnsblConfig", "DomainVerification", "InboundGateway", "IngressConfig",
+           "KafkaConfig", "KafkaSecurity", "ListenerConfig", "LocalBrokerConfig", "LocalBrokerSaslSsl", "LoginLimits",
+           "MetricsConfig", "OutboundGateway", "PregreetConfig", "Secret", "SecretField", "SenderAuthConfig",
+           "SenderAuthScores", "SmarterMailConfig", "SmtpAuthConfig", "SpamAction", "SpamActions", "SpamConfig",
+           "SpamScorer", "SpoolConfig", "TlsServerConfig", "TrackingConfig", "cache_dir", "load_config", "parse_config"]
