@@ -38,7 +38,15 @@ class Door:
         """The DNS lists' answer for `client`, asked now (in parallel with the greeting); None when none is asked."""
         if not self.lists.enabled:
             return None
-        return asyncio.ensure_future(self.lists.lookup(client))
+        task = asyncio.ensure_future(self.lists.lookup(client))
+        task.add_done_callback(self._count_lookup)
+        return task
+
+    def _count_lookup(self, task: asyncio.Task[DnsblScore]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        found = task.result()
+        self.count("dnsbl", "over" if found.over(self.threshold) else "listed" if found.listings else "pass")
 
     def count(self, check: str, result: str) -> None:
         metrics.INGRESS_CHECKS.labels(check, result).inc()

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import MISSING, SMTP, Session
 
+from ingress import access
 from ingress.auth import SmtpAuth
 from ingress.dnsbl import NOT_LISTED
 from ingress.policy import RecipientPolicy
@@ -141,7 +142,7 @@ class IngressHandler:
         metrics.INGRESS_REJECTED_RECIPIENTS.labels(metrics.reason_label(reason)).inc()
         log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client, mid, reason, verdict.code,
                  extra={"message_id": mid})
-        self.publisher.note(RecipientRejected(
+        self.publisher.note_until_stored(RecipientRejected(  # a refusal: retried, never waited for
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=s.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
@@ -154,16 +155,12 @@ class IngressHandler:
         s = self.settings_of(envelope, self.current)
         if len(envelope.rcpt_tos) >= s.cfg.ingress.max_recipients:
             return self._reject(session, envelope, address, Verdict.TOO_MANY_RECIPIENTS, "too_many_recipients")
-        door = getattr(server, "door_refusal", None)  # ingress.door's checks (a session without them: none)
-        refusal = await door(bool(session.authenticated)) if door is not None else None
-        if refusal is not None:
-            check, reason, reply, score = refusal
-            verdict = Verdict.DNSBL_RCPT if check == "dnsbl" else Verdict.PREGREET_ENFORCE
-            return self._reject(session, envelope, address, verdict, reason, check=check, reply=reply,
-                                dnsbl_score=score)
         decision = await s.policy.decide_async(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason, decision.domain)
+        refused = await self._at_the_door(server, session, envelope, address, decision)
+        if refused is not None:
+            return refused
         gw_name = decision.gateway.name if decision.gateway else None
         if envelope.mg_direction is not None and (envelope.mg_direction, envelope.mg_gateway) != (
                 decision.direction, gw_name):
@@ -180,6 +177,28 @@ class IngressHandler:
         envelope.rcpt_tos.append(str(decision.mailbox))
         envelope.rcpt_options.extend(rcpt_options)
         return Verdict.OK.reply()
+
+    async def _at_the_door(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
+                           decision) -> str | None:
+        """The gateway's allow and block entries (ingress.access), then the door's checks (ingress.door: pre-greet
+        enforce, the DNS lists unless an allow entry matched): the refusal's reply, or None."""
+        client = session.peer[0]
+        rule = access.decide(decision.gateway.access, client, _sender(envelope),
+                             session.host_name or "") if decision.gateway is not None else None
+        if rule is not None and rule.action == "block":
+            verdict = {"client": Verdict.ACCESS_CLIENT, "sender": Verdict.ACCESS_SENDER}.get(rule.kind,
+                                                                                            Verdict.ACCESS_HELO)
+            reply = verdict.reply(client=client, sender=_sender(envelope), helo=session.host_name or "")
+            return self._reject(session, envelope, address, verdict, f"access:{rule.kind}", check="access",
+                                reply=reply)
+        door = getattr(server, "door_refusal", None)  # a session without the door's checks: none
+        refusal = await door(bool(session.authenticated), dnsbl=rule is None) if door is not None else None
+        if refusal is None:
+            return None
+        check, reason, reply, score = refusal
+        verdict = Verdict.DNSBL_RCPT if check == "dnsbl" else Verdict.PREGREET_ENFORCE
+        return self._reject(session, envelope, address, verdict, reason, check=check, reply=reply,
+                            dnsbl_score=score)
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug in a hook: logged with its traceback here, a plain 451 on the wire (never the exception's name)."""

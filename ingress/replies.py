@@ -45,6 +45,9 @@ class Verdict(enum.Enum):
     PREGREET_ENFORCE = (550, "5.5.1", "Protocol error")
     DNSBL_CONNECT = (521, "5.7.1", "Service unavailable; client [{client}] blocked using {zone}")
     DNSBL_RCPT = (550, "5.7.1", "Service unavailable; client [{client}] blocked using {zone}")
+    ACCESS_CLIENT = (554, "5.7.1", "<[{client}]>: Client host rejected: Access denied")  # Postfix's access words
+    ACCESS_SENDER = (554, "5.7.1", "<{sender}>: Sender address rejected: Access denied")
+    ACCESS_HELO = (554, "5.7.1", "<{helo}>: Helo command rejected: Access denied")
     PIPELINING_VIOLATION = (554, "5.5.0", "Error: SMTP protocol synchronization: message text sent before the "
                                           "354 reply")
 

@@ -42,7 +42,7 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     handler = IngressHandler(cfg, publisher, verifier, auth)
     limits = ClientLimits(cfg.ingress)  # one per process: per-client counts span all its sessions and listeners
     # one per process too: the pre-greet pass cache and the DNS-list answers serve every listener
-    door = Door(cfg, lambda client: handler.current.policy.may_relay(client), publisher.note)
+    door = Door(cfg, lambda client: handler.current.policy.may_relay(client), publisher.note_until_stored)
     live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
     follow_purges(live, lambda: verifier.directories, "ingress", lambda: verifier.domain_lists)
     following = asyncio.create_task(_follow_config(live, handler))

@@ -181,7 +181,6 @@ class GatewaySMTP(SMTP):
                 reply = Verdict.DNSBL_CONNECT.reply(client=client, zone=score.blocked_by)
                 self._refuse_connection("dnsbl", f"dnsbl:{score.blocked_by}", reply, score)
                 return False
-            door.count("dnsbl", "listed" if score.listings else "pass")
         return True
 
     async def dnsbl_score(self) -> DnsblScore:
@@ -194,13 +193,14 @@ class GatewaySMTP(SMTP):
             log.exception("dnsbl lookup failed client=%s", self._client())
             return NOT_LISTED
 
-    async def door_refusal(self, authenticated: bool) -> tuple[str, str, str, int] | None:
+    async def door_refusal(self, authenticated: bool, dnsbl: bool = True) -> tuple[str, str, str, int] | None:
         """At RCPT: (check, reason, reply, dnsbl score) when a door check refuses every recipient of this session
-        (pre-greet enforce, or the DNS lists over the threshold with action rcpt, unless logged in); else None."""
+        (pre-greet enforce, or the DNS lists over the threshold with action rcpt, unless logged in or `dnsbl` is
+        False: an allow entry of the gateway matched); else None."""
         if self._enforced is not None:
             return (*self._enforced, 0)
         door = self.door
-        if door is None or self._dnsbl is None or door.dnsbl_action != "rcpt" or authenticated:
+        if door is None or self._dnsbl is None or door.dnsbl_action != "rcpt" or authenticated or not dnsbl:
             return None
         score = await self.dnsbl_score()
         if not score.over(door.threshold):

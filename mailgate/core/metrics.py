@@ -76,9 +76,12 @@ INGRESS_LIMITED = Counter("mailgate_ingress_limit_exceeded",
                           "message_rate, messages_per_connection, session_time).", ["limit"], registry=_ingress)
 INGRESS_CHECKS = Counter("mailgate_ingress_door_checks",
                          "Checks at the SMTP door, by check (pregreet, dnsbl, limit, pipelining, errors) and result: "
-                         "pass, cached (pregreet: passed before), exempt (relay network), listed (dnsbl: under the "
-                         "threshold), ignored (pregreet failed, action ignore), enforced (refused at RCPT), refused "
-                         "(connection refused).", ["check", "result"], registry=_ingress)
+                         "pass, cached (pregreet: passed before), exempt (relay network), listed / over (dnsbl: under "
+                         "or at the threshold), ignored (pregreet failed, action ignore), enforced (refused at RCPT), "
+                         "refused (connection refused).", ["check", "result"], registry=_ingress)
+INGRESS_AUDIT_DROPPED = Counter("mailgate_ingress_audit_dropped",
+                                "Refused-connection events given up because too many already waited for Kafka.",
+                                registry=_ingress)
 INGRESS_PUBLISH_SECONDS = Histogram("mailgate_ingress_publish_seconds",
                                     "Time from the end of DATA until Kafka acknowledged the message (acks=all).",
                                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),

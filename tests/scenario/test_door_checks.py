@@ -47,6 +47,7 @@ def gw(tmp_path_factory, kafka_jars):
     primary, outbound = SmtpPrimary().start(), SmtpPrimary().start()
     g = Gateway(tmp_path_factory.mktemp("door"))
     g.primary, g.outbound, g.enforce_port, g.connect_port = primary, outbound, free_port(), free_port()
+    g.ignore_port = free_port()
     g.metrics_port = free_port()
     g.configure({
         "ingress": {"relay_networks": ["127.0.0.9"],
@@ -54,7 +55,9 @@ def gw(tmp_path_factory, kafka_jars):
                     "dnsbl": {"sites": SITES, "threshold": 3, "timeout_s": 1.0,
                               "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout_s": 1.0}},
                     "listeners": [{"name": "enforce", "port": g.enforce_port, "tls_mode": "none", "auth": False,
-                                   "pregreet": "enforce"}]},
+                                   "pregreet": "enforce"},
+                                  {"name": "ignore", "port": g.ignore_port, "tls_mode": "none", "auth": False,
+                                   "pregreet": "ignore"}]},
         "metrics": {"ingress_port": g.metrics_port},
         "spam": {"enabled": True, "scorers": [], "dnsbl_weight": 1.5},
         "inbound_gateways": [{"name": "primary", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
@@ -136,10 +139,10 @@ def events_of(g: Gateway, name: str, client: str, timeout_s: float = 30) -> list
         time.sleep(0.5)
 
 
-def search(g: Gateway, client: str, timeout_s: float = 30) -> list[dict]:
+def search(g: Gateway, *args: str, timeout_s: float = 30) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while True:
-        done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "search", "--json", "--client", client,
+        done = subprocess.run([sys.executable, "-m", "mailgate.ops.cli", "search", "--json", *args,
                                "--config", str(g.config_path)], cwd=str(ROOT), capture_output=True, text=True,
                               timeout=120)
         rows = json.loads(done.stdout) if done.returncode == 0 else []
@@ -167,8 +170,9 @@ def test_a_client_that_speaks_before_the_greeting_is_dropped_and_nothing_reaches
     assert "pregreet client=127.0.0.5 listener=main action=drop sent=" in gw.logs()
     assert total(scrape(gw.metrics_port), "mailgate_ingress_door_checks_total", check="pregreet",
                  result="refused") == 1
-    rows = search(gw, "127.0.0.5")  # `mailgate search --client` shows the refused attempt
+    rows = search(gw, "--client", "127.0.0.5")  # `mailgate search --client` shows the refused attempt
     assert [(r["state"], r["last_reply"]) for r in rows] == [("refused", "521 5.5.1 Protocol error")]
+    assert refused[0].message_id in [r["message_id"] for r in search(gw, "--state", "refused")]
 
 
 def test_a_polite_client_waits_for_the_whole_greeting_and_is_then_greeted_at_once(gw):
@@ -200,6 +204,22 @@ def test_enforce_lets_a_pre_greeting_client_talk_but_refuses_every_recipient(gw)
         ("pregreet", "pregreet", 550, "5.5.1")]
 
 
+def test_ignore_only_logs_and_counts_a_pre_greeting_client(gw):
+    bot = Raw(gw.ignore_port, "127.0.0.10")
+    try:
+        assert bot.line() == "220-gw.test ESMTP"
+        bot.sock.sendall(b"EHLO bot.test\r\n")
+        assert bot.reply().startswith("220 gw.test")
+        assert bot.reply().startswith("250-gw.test")
+        bot.sock.sendall(b"MAIL FROM:<bot@spam.test>\r\nRCPT TO:<bob@example.test>\r\n")
+        assert bot.reply().startswith("250 ") and bot.reply().startswith("250 ")
+    finally:
+        bot.close()
+    assert "pregreet client=127.0.0.10 listener=ignore action=ignore" in gw.logs()
+    assert total(scrape(gw.metrics_port), "mailgate_ingress_door_checks_total", check="pregreet",
+                 result="ignored") == 1
+
+
 # DNS lists ---------------------------------------------------------------------------------------------------
 
 def test_a_client_on_two_weighted_block_lists_is_refused_at_rcpt_naming_the_list(gw):
@@ -208,6 +228,9 @@ def test_a_client_on_two_weighted_block_lists_is_refused_at_rcpt_naming_the_list
     rejected = events_of(gw, "RecipientRejected", "127.0.0.2")
     assert [(e.check, e.reason, e.dnsbl_score) for e in rejected] == [("dnsbl", "dnsbl:bl.test", 4)]
     assert received_from(gw, "127.0.0.2") == []
+    samples = scrape(gw.metrics_port)
+    assert total(samples, "mailgate_ingress_door_checks_total", check="dnsbl", result="over") >= 1
+    assert total(samples, "mailgate_ingress_recipients_rejected_total", reason="dnsbl") == 1
 
 
 def test_an_allow_list_outweighs_block_lists_and_the_score_is_recorded(gw):
@@ -223,6 +246,7 @@ def test_a_score_under_the_threshold_joins_the_spam_score(gw):
     assert code == 250, text
     [received] = received_from(gw, "127.0.0.4")
     assert (received.dnsbl_score, received.dnsbl_listings) == (2, ["bl.test*2"])
+    assert total(scrape(gw.metrics_port), "mailgate_ingress_door_checks_total", check="dnsbl", result="listed") >= 1
     deadline = time.monotonic() + 60
     while not (classified := [e for e in gw.events(received.message_id) if type(e).__name__ == "MessageClassified"]):
         assert time.monotonic() < deadline, "no MessageClassified"
@@ -244,11 +268,12 @@ def test_a_list_that_never_answers_does_not_hold_up_the_session(gw):
     assert time.monotonic() - began < 1.0 + 2.0  # slow.test: its 1 s deadline, never longer
 
 
-def test_relay_networks_are_not_asked_and_their_bare_lf_is_repaired(gw):
+def test_relay_networks_are_not_tested_or_asked_and_their_bare_lf_is_repaired(gw):
     # smtplib sends a bytes message as given: bare LF line endings, as a script on a relay host would
-    code, text, _ = send(gw.smtp_port, "127.0.0.9", rcpt="carol@elsewhere.test",
-                         body=b"Subject: from a script\n\nline one\nline two\n")
+    code, text, greeted = send(gw.smtp_port, "127.0.0.9", rcpt="carol@elsewhere.test",
+                               body=b"Subject: from a script\n\nline one\nline two\n")
     assert code == 250, text
+    assert greeted < GREET_WAIT_S / 2  # no pre-greet test for a relay network either
     [received] = received_from(gw, "127.0.0.9")
     assert received.dnsbl_score == 0 and received.body_crlf_only
     [delivered] = gw.outbound.wait_for(1)
@@ -266,3 +291,40 @@ def test_the_connect_action_refuses_with_521_instead_of_the_greeting(gw):
     assert [(e.check, e.reason, e.dnsbl_score) for e in refused] == [("dnsbl", "dnsbl:bl.test", 4)]
     code, text, _ = send(gw.connect_port, "127.0.0.3")  # the allow-listed client is greeted and accepted
     assert code == 250, text
+
+
+# allow and block entries (live) ---------------------------------------------------------------------------------
+
+def mailgate_cli(g: Gateway, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailgate.ops.cli", *args, "--config", str(g.config_path)],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+
+
+def test_access_entries_apply_live_a_blocked_sender_gets_554_and_an_allowed_client_skips_the_lists(gw):
+    for args in (("add", "primary", "sender", "spam@bad.test", "--block"),
+                 ("add", "primary", "client", "127.0.0.2", "--allow")):
+        done = mailgate_cli(gw, "access", *args, "--operator", "tester")
+        assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while gw.logs().count("configuration change: GatewayConfigured inbound primary by tester") < 4:  # 2 ingress
+        assert time.monotonic() < deadline, "the ingress processes did not apply the access entries"
+        time.sleep(0.3)
+    code, text, _ = send(gw.smtp_port, "127.0.0.11", sender="spam@bad.test")
+    assert (code, text) == (554, "5.7.1 <spam@bad.test>: Sender address rejected: Access denied")
+    [rejected] = events_of(gw, "RecipientRejected", "127.0.0.11")
+    assert (rejected.check, rejected.reason) == ("access", "access:sender")
+    code, text, _ = send(gw.smtp_port, "127.0.0.2")  # listed with 4 >= 3, but allowed for this gateway
+    assert code == 250, text
+    listed = json.loads(mailgate_cli(gw, "access", "list", "primary", "--json").stdout)
+    assert [(r["action"], r["kind"], r["value"]) for r in listed] == [
+        ("block", "sender", "spam@bad.test"), ("allow", "client", "127.0.0.2")]
+    history = mailgate_cli(gw, "config", "history").stdout
+    assert history.count("tester") >= 2  # each change is an audited record naming its operator
+    bad = mailgate_cli(gw, "access", "add", "nosuch", "client", "127.0.0.1", "--block")
+    assert (bad.returncode, bad.stderr.strip()) == (2, "mailgate access: no inbound gateway named 'nosuch'")
+    bad = mailgate_cli(gw, "access", "add", "primary", "client", "not-an-ip", "--block")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    done = mailgate_cli(gw, "access", "remove", "primary", "sender", "spam@bad.test")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(mailgate_cli(gw, "access", "list", "--json").stdout)
+    assert [(r["action"], r["value"]) for r in listed] == [("allow", "127.0.0.2")]

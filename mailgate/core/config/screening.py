@@ -73,8 +73,8 @@ def _parse_filter(text: str, spec: str) -> tuple[tuple[tuple[int, int], ...], ..
     for part in parts:
         ranges = []
         for item in (part[1:-1].split(";") if part.startswith("[") else [part]):
-            lo, _, hi = item.partition("..")
-            if not lo.isdigit() or (hi and not hi.isdigit()):
+            lo, dots, hi = item.partition("..")
+            if not lo.isdigit() or (dots and not hi.isdigit()):
                 raise ValueError(f"{text!r}: bad octet pattern {part!r}")
             low, high = int(lo), int(hi or lo)
             if not 0 <= low <= high <= 255:
