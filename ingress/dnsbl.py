@@ -88,7 +88,8 @@ class DnsLists:
         self.sites = cfg.parsed_sites()
         self.zones = sorted({s.zone for s in self.sites})
         self.clock = clock
-        r = dns.asyncresolver.Resolver(configure=not cfg.dns.nameservers)
+        # No lists: no resolver (reading /etc/resolv.conf could fail where no DNS is configured at all).
+        r = dns.asyncresolver.Resolver(configure=bool(self.sites) and not cfg.dns.nameservers)
         if cfg.dns.nameservers:
             r.nameservers = list(cfg.dns.nameservers)
         r.port = cfg.dns.port
