@@ -15,7 +15,9 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import MISSING, SMTP, Session
 
+from ingress import access
 from ingress.auth import SmtpAuth
+from ingress.dnsbl import NOT_LISTED
 from ingress.policy import RecipientPolicy
 from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict, ehlo_lines
@@ -136,19 +138,21 @@ class IngressHandler:
         return Verdict.SENDER_OK.reply()
 
     def _reject(self, session: Session, envelope: GatewayEnvelope, address: str, verdict: Verdict, reason: str,
-                domain: DomainDecision | None = None) -> str:
+                domain: DomainDecision | None = None, *, check: str = "recipient", reply: str | None = None,
+                dnsbl_score: int = 0) -> str:
         s = self.settings_of(envelope, self.current)
         client = session.peer[0] if session.peer else "?"
         mid = getattr(envelope, "mg_id", "") or "-"
         metrics.INGRESS_REJECTED_RECIPIENTS.labels(metrics.reason_label(reason)).inc()
         log.info("reject rcpt=<%s> client=%s id=%s reason=%s reply=%d", address, client, mid, reason, verdict.code,
                  extra={"message_id": mid})
-        self.publisher.note(RecipientRejected(
+        self.publisher.note_until_stored(RecipientRejected(  # a refusal: retried, never waited for
             message_id=getattr(envelope, "mg_id", "") or "-", occurred_at=now_ms(), node=s.cfg.node_name,
             recipient=address.encode("utf-8", "replace").decode(), stage="ingress", reason=reason,
             reply_code=verdict.code, enhanced_code=verdict.enhanced, client_address=client,
-            mail_from=_sender(envelope), config_version=s.version, **domain_fields(domain)))
-        return verdict.reply(addr=address, why=reason)
+            mail_from=_sender(envelope), config_version=s.version, check=check, dnsbl_score=dnsbl_score,
+            **domain_fields(domain)))
+        return reply if reply is not None else verdict.reply(addr=address, why=reason)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -158,6 +162,9 @@ class IngressHandler:
         decision = await s.policy.decide_async(session.peer[0], address, authenticated=bool(session.authenticated))
         if not decision.accepted:
             return self._reject(session, envelope, address, decision.verdict, decision.reason, decision.domain)
+        refused = await self._at_the_door(server, session, envelope, address, decision)
+        if refused is not None:
+            return refused
         gw_name = decision.gateway.name if decision.gateway else None
         if envelope.mg_direction is not None and (envelope.mg_direction, envelope.mg_gateway) != (
                 decision.direction, gw_name):
@@ -178,6 +185,28 @@ class IngressHandler:
             envelope.mg_dsn_rcpts.append((str(decision.mailbox), dsn))
         return Verdict.OK.reply()
 
+    async def _at_the_door(self, server: SMTP, session: Session, envelope: GatewayEnvelope, address: str,
+                           decision) -> str | None:
+        """The gateway's allow and block entries (ingress.access), then the door's checks (ingress.door: pre-greet
+        enforce, the DNS lists unless an allow entry matched): the refusal's reply, or None."""
+        client = session.peer[0]
+        rule = access.decide(decision.gateway.access, client, _sender(envelope),
+                             session.host_name or "") if decision.gateway is not None else None
+        if rule is not None and rule.action == "block":
+            verdict = {"client": Verdict.ACCESS_CLIENT, "sender": Verdict.ACCESS_SENDER}.get(rule.kind,
+                                                                                            Verdict.ACCESS_HELO)
+            reply = verdict.reply(client=client, sender=_sender(envelope), helo=session.host_name or "")
+            return self._reject(session, envelope, address, verdict, f"access:{rule.kind}", check="access",
+                                reply=reply)
+        door = getattr(server, "door_refusal", None)  # a session without the door's checks: none
+        refusal = await door(bool(session.authenticated), dnsbl=rule is None) if door is not None else None
+        if refusal is None:
+            return None
+        check, reason, reply, score = refusal
+        verdict = Verdict.DNSBL_RCPT if check == "dnsbl" else Verdict.PREGREET_ENFORCE
+        return self._reject(session, envelope, address, verdict, reason, check=check, reply=reply,
+                            dnsbl_score=score)
+
     async def handle_exception(self, error: Exception) -> str:
         """A bug in a hook: logged with its traceback here, a plain 451 on the wire (never the exception's name)."""
         log.error("hook failed; replied 451 4.3.0", exc_info=error)
@@ -188,7 +217,10 @@ class IngressHandler:
         data: bytes = envelope.original_content or b""
         bare = getattr(envelope, "mg_bare_line_ending", None)  # found by ingress/data_reader.py while reading DATA
         if bare if bare is not None else has_bare_line_ending(data):
-            if s.cfg.ingress.bare_lf == "reject":
+            trusted = bool(session.authenticated) or s.policy.may_relay(session.peer[0])
+            mode = getattr(server, "bare_lf_trusted", s.cfg.ingress.bare_lf_trusted) if trusted \
+                else s.cfg.ingress.bare_lf
+            if mode == "reject":
                 log.info("reject data id=%s client=%s reason=bare_lf", envelope.mg_id, session.peer[0],
                          extra={"message_id": envelope.mg_id})
                 metrics.INGRESS_REJECTED_MESSAGES.labels("bare_lf").inc()
@@ -200,6 +232,9 @@ class IngressHandler:
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
         mid = envelope.mg_id
         when = datetime.now(timezone.utc)
+        score = NOT_LISTED
+        if not session.authenticated and hasattr(server, "dnsbl_score"):  # recorded and scored; exempt: none
+            score = await server.dnsbl_score()
         tls = session.ssl.get("cipher") if session.ssl else None
         # RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
         protocol = (("ESMTPS" if tls else "ESMTP") + ("A" if session.authenticated else "")
@@ -216,7 +251,8 @@ class IngressHandler:
             verified_recipients=list(getattr(envelope, "mg_verified", [])),
             header_message_id=header_value(data, "Message-ID"), subject=header_value(data, "Subject"),
             body_sha256=hashlib.sha256(body).hexdigest(), body=body, config_version=s.version,
-            body_crlf_only=not has_bare_line_ending(trace),
+            body_crlf_only=not has_bare_line_ending(trace), dnsbl_score=score.score,
+            dnsbl_listings=list(score.listings),
             dsn_ret=envelope.mg_dsn.ret, dsn_envid=envelope.mg_dsn.envid,
             dsn_recipients=[DsnRecipient(recipient=r, notify=list(d.notify), orcpt=d.orcpt)
                             for r, d in envelope.mg_dsn_rcpts],

@@ -10,6 +10,9 @@ write is retried until `publish_timeout_s`; if it lands the client gets 250. If 
 message is stored and will be delivered — so the audit copy and a `TempfailedMessageStored` (a second copy the
 client may send) are retried in the background until Kafka takes them. Why not one Kafka transaction for both
 writes: docs/performance.md ("What a Kafka transaction would cost ingress").
+
+Audit events of refusals are appended without the SMTP reply waiting for them: `note` (a refused recipient: tried
+once, a failure logged) and `note_until_stored` (a refused connection: retried until Kafka takes it, bounded).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from mailgate.core import kafka, topics
+from mailgate.core import kafka, metrics, topics
 from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config
 from mailgate.core.ids import now_ms
@@ -30,6 +33,8 @@ log = logging.getLogger("mailgate.ingress.publisher")
 
 AUDIT_RETRY_FIRST_S = 0.2
 AUDIT_RETRY_MAX_S = 5.0
+MAX_UNSTORED_REFUSALS = 10_000
+"""Refused-connection events kept for Kafka at once (`note_until_stored`); more are given up and counted."""
 
 
 class PublishFailed(Exception):
@@ -48,6 +53,7 @@ class Publisher:
         self._starting: asyncio.Task | None = None
         self._closed = False
         self._pending: set[asyncio.Task] = set()
+        self._unstored = 0  # note_until_stored's events not yet acknowledged
 
     async def start(self) -> None:
         self._starting = asyncio.create_task(self._start_loop())
@@ -185,6 +191,39 @@ class Publisher:
                             type(err).__name__)
 
         task = asyncio.create_task(send())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def note_until_stored(self, record) -> None:
+        """Append an audit event that must not be lost (a refused connection) without the reply waiting for it:
+        retried in the background until Kafka takes it — also while Kafka is unreachable — with at most
+        `MAX_UNSTORED_REFUSALS` waiting; past that bound (a flood while Kafka is down) one is given up and counted
+        (`mailgate_ingress_audit_dropped`), so a flood cannot exhaust memory."""
+        if self._unstored >= MAX_UNSTORED_REFUSALS:
+            metrics.INGRESS_AUDIT_DROPPED.inc()
+            log.warning("audit event %s for %s given up: %d refusals already wait for Kafka",
+                        type(record).__name__, record.message_id, self._unstored)
+            return
+        self._unstored += 1
+
+        async def write_until_stored() -> None:
+            backoff = Backoff(AUDIT_RETRY_FIRST_S, AUDIT_RETRY_MAX_S)
+            try:
+                while not self._closed:
+                    p = self._producer
+                    try:
+                        if p is None:
+                            raise PublishFailed("not connected to Kafka")
+                        await (await p.send(topics.EVENTS, encode(record), key=record.message_id.encode()))
+                        return
+                    except Exception as err:
+                        log.info("audit event %s for %s not stored yet (%s)", type(record).__name__,
+                                 record.message_id, type(err).__name__)
+                    await backoff.wait()
+            finally:
+                self._unstored -= 1
+
+        task = asyncio.create_task(write_until_stored())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

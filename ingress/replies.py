@@ -41,6 +41,13 @@ class Verdict(enum.Enum):
     AUTH_UNAVAILABLE = (454, "4.7.0", "Temporary authentication failure, try again later")
     AUTH_TOO_MANY_FAILURES = (421, "4.7.0", "{host} Error: too many failed logins, try again later")
     SENDER_NOT_OWNED = (553, "5.7.1", "<{addr}>: Sender address rejected: not owned by user {user}")
+    PREGREET_DROP = (521, "5.5.1", "Protocol error")  # postscreen's words for a client that spoke too early
+    PREGREET_ENFORCE = (550, "5.5.1", "Protocol error")
+    DNSBL_CONNECT = (521, "5.7.1", "Service unavailable; client [{client}] blocked using {zone}")
+    DNSBL_RCPT = (550, "5.7.1", "Service unavailable; client [{client}] blocked using {zone}")
+    ACCESS_CLIENT = (554, "5.7.1", "<[{client}]>: Client host rejected: Access denied")  # Postfix's access words
+    ACCESS_SENDER = (554, "5.7.1", "<{sender}>: Sender address rejected: Access denied")
+    ACCESS_HELO = (554, "5.7.1", "<{helo}>: Helo command rejected: Access denied")
     PIPELINING_VIOLATION = (554, "5.5.0", "Error: SMTP protocol synchronization: message text sent before the "
                                           "354 reply")
     BDAT_CHUNK = (250, "2.0.0", "Ok: {size} octets received")

@@ -4,7 +4,8 @@ Reads: `ingress` config. Starts: the Kafka publisher (in the background, so the 
 down), the user-verification directories, SMTP AUTH (ingress.auth) when configured, the SMTP protocol
 (ingress.smtp_server) on every listener (ingress.listeners: `listen_host:listen_port` and `ingress.listeners`),
 and the metrics endpoint (`/readyz` answers 200 once the publisher is connected to Kafka). The per-client limits
-(ingress.limits) are one object shared by every session of every listener of the process.
+(ingress.limits) are one object shared by every session of every listener of the process, and so are the checks
+at the door (ingress.door: the pre-greet test's pass cache, the DNS lists and their answers).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import logging
 
 from ingress.auth import SmtpAuth
+from ingress.door import Door
 from ingress.handler import IngressHandler
 from ingress.limits import ClientLimits
 from ingress.listeners import Listener, listeners
@@ -39,13 +41,15 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
     auth = SmtpAuth(cfg)  # AUTH is offered to a new session while some login is configured (live: mail.config)
     handler = IngressHandler(cfg, publisher, verifier, auth)
     limits = ClientLimits(cfg.ingress)  # one per process: per-client counts span all its sessions and listeners
+    # one per process too: the pre-greet pass cache and the DNS-list answers serve every listener
+    door = Door(cfg, lambda client: handler.current.policy.may_relay(client), publisher.note_until_stored)
     live = LiveConfig(cfg, "ingress")  # the process's one mail.config follower: gateways and cache purges
     follow_purges(live, lambda: verifier.directories, "ingress", lambda: verifier.domain_lists)
     following = asyncio.create_task(_follow_config(live, handler))
     servers = []
     try:
         for lst in listeners(cfg):
-            servers.append(await _bind(cfg, lst, handler, limits))
+            servers.append(await _bind(cfg, lst, handler, limits, door))
         await stop.wait()
     finally:
         for server in servers:
@@ -61,7 +65,8 @@ async def serve(cfg: Config, stop: asyncio.Event) -> None:
         log.info("ingress stopped")
 
 
-async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: ClientLimits) -> asyncio.Server:
+async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: ClientLimits,
+                door: Door) -> asyncio.Server:
     ic = cfg.ingress
 
     # Built once per listener; every connection's session is spawned from it (GatewaySMTP.spawn).
@@ -72,7 +77,8 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
                            enable_SMTPUTF8=True, decode_data=False,
                            auth=lst.auth and handler.auth is not None and handler.auth.enabled,
                            implicit_tls=lst.implicit_tls is not None, auth_required=lst.auth_required,
-                           require_starttls=lst.require_starttls)
+                           require_starttls=lst.require_starttls, door=door, listener=lst.name,
+                           pregreet=lst.pregreet, dnsbl=lst.dnsbl, bare_lf_trusted=lst.bare_lf_trusted)
 
     def factory() -> GatewaySMTP:
         metrics.INGRESS_SESSIONS.inc()
@@ -83,8 +89,9 @@ async def _bind(cfg: Config, lst: Listener, handler: IngressHandler, limits: Cli
 
     server = await asyncio.get_running_loop().create_server(factory, host=lst.host, port=lst.port,
                                                             reuse_address=True, ssl=lst.implicit_tls)
-    log.info("ingress listening on %s:%d (%s%s%s)", lst.host, lst.port, lst.name,
+    log.info("ingress listening on %s:%d (%s%s%s%s)", lst.host, lst.port, lst.name,
              ", implicit TLS" if lst.implicit_tls else ", STARTTLS" if lst.starttls else "",
+             f", pregreet {lst.pregreet}" if lst.pregreet != "off" else "",
              ", AUTH" if lst.auth and handler.auth is not None and handler.auth.enabled else "")
     return server
 

@@ -33,8 +33,11 @@ from aiosmtpd.smtp import MISSING, SMTP, _AuthMechAttr, syntax
 from ingress import esmtp_params
 from ingress.bdat import bdat
 from ingress.data_reader import DataState, read_data
+from ingress.dnsbl import NOT_LISTED, DnsblScore
+from ingress.door import Door
 from ingress.envelope import GatewayEnvelope
 from ingress.limits import ClientLimits
+from ingress.pregreet import Pregreet
 from ingress.replies import Verdict, standard_reply
 from mailgate.core import metrics
 
@@ -44,7 +47,9 @@ log = logging.getLogger("mailgate.ingress")
 class GatewaySMTP(SMTP):
     def __init__(self, handler: object, *, max_errors: int, limits: ClientLimits | None = None,
                  max_messages_per_connection: int = 0, max_session_s: float = 0, auth: bool = False,
-                 implicit_tls: bool = False, **kwargs: object) -> None:
+                 implicit_tls: bool = False, door: Door | None = None, listener: str = "main",
+                 pregreet: str = "off", dnsbl: bool = True, bare_lf_trusted: str = "normalize",
+                 **kwargs: object) -> None:
         # AUTH only on an encrypted session: after STARTTLS, or on a listener that is TLS from the first byte
         # (aiosmtpd cannot see that one, so its TLS check is lifted there).
         with warnings.catch_warnings():  # aiosmtpd warns of AUTH without TLS: this session is all TLS
@@ -56,6 +61,11 @@ class GatewaySMTP(SMTP):
         self.limits = limits
         self.max_messages = max_messages_per_connection
         self.max_session_s = max_session_s
+        self.door = door
+        self.listener = listener
+        self.pregreet_action = pregreet
+        self.dnsbl_enabled = dnsbl
+        self.bare_lf_trusted = bare_lf_trusted
         self._new_session_state()
 
     def _create_envelope(self) -> GatewayEnvelope:
@@ -78,6 +88,10 @@ class GatewaySMTP(SMTP):
         self._session_timer: asyncio.TimerHandle | None = None
         self.mg_mail_dsn: object = None  # the DSN parameters of the MAIL / RCPT being answered (_dsn_params)
         self.mg_rcpt_dsn: object = None
+        self._exempt = False  # a relay-network client: no pre-greet test, no DNS lists
+        self._talked: asyncio.Event | None = None  # set by the first bytes while the pre-greet test waits
+        self._dnsbl: asyncio.Task[DnsblScore] | None = None
+        self._enforced: tuple[str, str, str] | None = None  # (check, reason, reply) for every RCPT (pre-greet)
 
     def spawn(self) -> GatewaySMTP:
         """A new session with this one's settings, for the next connection, without aiosmtpd's __init__: that
@@ -111,6 +125,10 @@ class GatewaySMTP(SMTP):
                 self._counted = client
             else:
                 self._refused = True
+        if self.door is not None and not self._refused:
+            self._exempt = self.door.exempt(client)
+            if self.dnsbl_enabled and not self._exempt:
+                self._dnsbl = self.door.start_lookup(client)
         if self.max_session_s:
             self._session_timer = self.loop.call_later(self.max_session_s, self._session_expired)
 
@@ -124,6 +142,8 @@ class GatewaySMTP(SMTP):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self._talked is not None:
+            self._talked.set()
         if self._in_data:
             self._reset_timeout()  # the idle timer counts DATA activity
 
@@ -131,17 +151,89 @@ class GatewaySMTP(SMTP):
         if self._refused:
             self._over_limit("connection_count", Verdict.TOO_MANY_CONNECTIONS)
             return
+        if self.door is not None and not await self._at_the_door(self.door):
+            return
         await super()._handle_client()
 
-    def _over_limit(self, limit: str, verdict: Verdict) -> None:
-        """Answer 421 4.7.0 for `limit`, log it, count it, close the connection."""
+    async def _at_the_door(self, door: Door) -> bool:
+        """The pre-greet test (postscreen's) and, with `ingress.dnsbl.action: connect`, the DNS lists: False when
+        the connection was refused and closed. A DNS-list lookup for the RCPT action goes on in the background."""
+        client, action = self._client(), self.pregreet_action
+        if action != "off" and self._exempt:
+            door.count("pregreet", "exempt")
+        elif action != "off" and not door.pregreet.needed(action, client):
+            door.count("pregreet", "cached")
+        elif action != "off":
+            self._talked = asyncio.Event()
+            if self._reader._buffer:  # type: ignore[attr-defined]  # it spoke before the first line went out
+                self._talked.set()
+            self._writer.write(Pregreet.teaser(self.hostname))
+            early = await door.pregreet.spoke_early(self._talked)
+            self._talked = None
+            if not early:
+                door.pregreet.remember_pass(client)
+                door.count("pregreet", "pass")
+            else:
+                sent = bytes(self._reader._buffer[:100])  # type: ignore[attr-defined]
+                log.info("pregreet client=%s listener=%s action=%s sent=%r", client, self.listener, action, sent)
+                if action == "drop":
+                    self._refuse_connection("pregreet", "pregreet", Verdict.PREGREET_DROP.reply())
+                    return False
+                if action == "enforce":
+                    self._enforced = ("pregreet", "pregreet", Verdict.PREGREET_ENFORCE.reply())
+                door.count("pregreet", "enforced" if action == "enforce" else "ignored")
+        if self._dnsbl is not None and door.dnsbl_action == "connect":
+            score = await self.dnsbl_score()
+            if score.over(door.threshold):
+                reply = Verdict.DNSBL_CONNECT.reply(client=client, zone=score.blocked_by)
+                self._refuse_connection("dnsbl", f"dnsbl:{score.blocked_by}", reply, score)
+                return False
+        return True
+
+    async def dnsbl_score(self) -> DnsblScore:
+        """The client's DNS-list score (awaits the lookup started at connect, bounded by its deadline)."""
+        if self._dnsbl is None:
+            return NOT_LISTED
+        try:
+            return await asyncio.shield(self._dnsbl)
+        except Exception:  # the lookup never raises; a bug there must not refuse or fail the session
+            log.exception("dnsbl lookup failed client=%s", self._client())
+            return NOT_LISTED
+
+    async def door_refusal(self, authenticated: bool, dnsbl: bool = True) -> tuple[str, str, str, int] | None:
+        """At RCPT: (check, reason, reply, dnsbl score) when a door check refuses every recipient of this session
+        (pre-greet enforce, or the DNS lists over the threshold with action rcpt, unless logged in or `dnsbl` is
+        False: an allow entry of the gateway matched); else None."""
+        if self._enforced is not None:
+            return (*self._enforced, 0)
+        door = self.door
+        if door is None or self._dnsbl is None or door.dnsbl_action != "rcpt" or authenticated or not dnsbl:
+            return None
+        score = await self.dnsbl_score()
+        if not score.over(door.threshold):
+            return None
+        reply = Verdict.DNSBL_RCPT.reply(client=self._client(), zone=score.blocked_by)
+        return "dnsbl", f"dnsbl:{score.blocked_by}", reply, score.score
+
+    def _refuse_connection(self, check: str, reason: str, reply: str, score: DnsblScore = NOT_LISTED) -> None:
+        """Answer `reply`, close the connection, and have the door log, count and audit it (ConnectionRefused)."""
         self._closing = True
+        self._audit(check, reason, reply, score)
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(reply.encode() + b"\r\n")
+            self.transport.close()
+
+    def _audit(self, check: str, reason: str, reply: str, score: DnsblScore = NOT_LISTED) -> None:
+        if self.door is not None:
+            self.door.refused(client=self._client(), listener=self.listener, check=check, reason=reason,
+                              reply=reply, score=score)
+
+    def _over_limit(self, limit: str, verdict: Verdict) -> None:
+        """Answer 421 4.7.0 for `limit`, log it, count it, audit it, close the connection."""
         client = self._client()
         log.warning("disconnect client=%s reason=limit_exceeded limit=%s", client, limit)
         metrics.INGRESS_LIMITED.labels(limit).inc()
-        if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(verdict.reply(host=self.hostname, client=client).encode() + b"\r\n")
-            self.transport.close()
+        self._refuse_connection("limit", f"limit:{limit}", verdict.reply(host=self.hostname, client=client))
 
     def _session_expired(self) -> None:
         self._session_timer = None
@@ -216,6 +308,7 @@ class GatewaySMTP(SMTP):
             if self.error_count >= self.max_errors:
                 self._closing = True
                 log.info("disconnect client=%s reason=too_many_errors errors=%d", self._client(), self.error_count)
+                self._audit("errors", "too_many_errors", Verdict.TOO_MANY_ERRORS.reply(host=self.hostname))
                 await super().push(Verdict.TOO_MANY_ERRORS.reply(host=self.hostname))
                 if self.transport is not None:
                     self.transport.close()
@@ -273,6 +366,7 @@ class GatewaySMTP(SMTP):
         log.warning("disconnect client=%s reason=pipelining_violation (text sent before the 354 reply)", client)
         metrics.INGRESS_LIMITED.labels("pipelining").inc()
         self._closing = True
+        self._audit("pipelining", "pipelining_violation", Verdict.PIPELINING_VIOLATION.reply())
         await self.push(Verdict.PIPELINING_VIOLATION.reply())
         if self.transport is not None:
             self.transport.close()

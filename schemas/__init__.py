@@ -9,6 +9,7 @@ _c = REGISTRY.classes
 MessageReceived = _c["MessageReceived"]
 TempfailedMessageStored = _c["TempfailedMessageStored"]
 RecipientRejected = _c["RecipientRejected"]
+ConnectionRefused = _c["ConnectionRefused"]
 RecipientVerified = _c["RecipientVerified"]
 MessageRouted = _c["MessageRouted"]
 DsnRecipient = _c["DsnRecipient"]

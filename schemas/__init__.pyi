@@ -12,6 +12,20 @@ class CachePurgeRequested:
     request_id: str
     def __init__(self, occurred_at: int, node: str, operator: str, request_id: str, target: None | str = ...) -> None: ...
 
+class ConnectionRefused:
+    SCHEMA_NAME: ClassVar[str]
+    message_id: str
+    occurred_at: int
+    node: str
+    client_address: str
+    listener: str
+    check: str
+    reason: str
+    reply: str
+    dnsbl_score: int
+    dnsbl_listings: list[str]
+    def __init__(self, message_id: str, occurred_at: int, node: str, client_address: str, check: str, reason: str, reply: str, listener: str = ..., dnsbl_score: int = ..., dnsbl_listings: list[str] = ...) -> None: ...
+
 class DeadLettered:
     SCHEMA_NAME: ClassVar[str]
     occurred_at: int
@@ -227,7 +241,9 @@ class MessageReceived:
     dsn_ret: None | str
     dsn_envid: None | str
     dsn_recipients: list[DsnRecipient]
-    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ...) -> None: ...
+    dnsbl_score: int
+    dnsbl_listings: list[str]
+    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ..., dnsbl_score: int = ..., dnsbl_listings: list[str] = ...) -> None: ...
 
 class MessageRouted:
     SCHEMA_NAME: ClassVar[str]
@@ -300,7 +316,9 @@ class RecipientRejected:
     domain_source: None | str
     domain_list_fetched_at: None | int
     domain_list_stale: bool
-    def __init__(self, message_id: str, occurred_at: int, node: str, recipient: str, stage: str, reason: str, reply_code: int, enhanced_code: str, client_address: str, mail_from: str, config_version: None | str = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ...) -> None: ...
+    check: str
+    dnsbl_score: int
+    def __init__(self, message_id: str, occurred_at: int, node: str, recipient: str, stage: str, reason: str, reply_code: int, enhanced_code: str, client_address: str, mail_from: str, config_version: None | str = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., check: str = ..., dnsbl_score: int = ...) -> None: ...
 
 class RecipientResult:
     SCHEMA_NAME: ClassVar[str]

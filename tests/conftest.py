@@ -112,12 +112,14 @@ def shared_broker(tmp_path_factory):
     (shared.home / "summary.txt").write_text(f"{shared.lends} {shared.generation}\n")
 
 
-def _shared_broker_line(base: Path) -> str:
+def _shared_broker_line(base: Path) -> str | None:
     """How often the run's shared brokers were lent and how many brokers were started (all workers)."""
     lends = started = 0
     for summary in base.glob("**/shared-broker/summary.txt"):
         n, g = summary.read_text().split()
         lends, started = lends + int(n), started + int(g)
+    if not lends:
+        return None
     return f"shared broker: lent {lends} times, {started} shared brokers started (replacement reasons: " \
            f"shared-broker/replacements.log under each worker's directory)"
 
@@ -166,6 +168,7 @@ def pytest_sessionfinish(session, exitstatus):
     line = f"secret sweep: {files} log and Kafka segment files ({size / 1e6:.1f} MB) searched, {len(hits)} hits"
     if reporter is not None:
         reporter.write_line(line + ("".join("\n  " + h for h in hits[:20])))
-        reporter.write_line(_shared_broker_line(factory.getbasetemp()))
+        if (shared_line := _shared_broker_line(factory.getbasetemp())) is not None:
+            reporter.write_line(shared_line)
     if hits:
         session.exitstatus = 1

@@ -74,6 +74,14 @@ INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
 INGRESS_LIMITED = Counter("mailgate_ingress_limit_exceeded",
                           "Clients answered 421 4.7.0 for going over a limit, by limit (connection_count, "
                           "message_rate, messages_per_connection, session_time).", ["limit"], registry=_ingress)
+INGRESS_CHECKS = Counter("mailgate_ingress_door_checks",
+                         "Checks at the SMTP door, by check (pregreet, dnsbl, limit, pipelining, errors) and result: "
+                         "pass, cached (pregreet: passed before), exempt (relay network), listed / over (dnsbl: under "
+                         "or at the threshold), ignored (pregreet failed, action ignore), enforced (refused at RCPT), "
+                         "refused (connection refused).", ["check", "result"], registry=_ingress)
+INGRESS_AUDIT_DROPPED = Counter("mailgate_ingress_audit_dropped",
+                                "Refused-connection events given up because too many already waited for Kafka.",
+                                registry=_ingress)
 INGRESS_PUBLISH_SECONDS = Histogram("mailgate_ingress_publish_seconds",
                                     "Time from the end of DATA until Kafka acknowledged the message (acks=all).",
                                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
@@ -205,7 +213,10 @@ async def consumer_lag(consumer) -> dict[tuple[str, str], int]:
     lag = {}
     for tp in tps:
         try:
-            position = await asyncio.wait_for(consumer.position(tp), 2)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the
+            # awaited call finishes, and the sampler then never stopped (a hang seen in the fast tier).
+            async with asyncio.timeout(2):
+                position = await consumer.position(tp)
         except Exception:  # revoked meanwhile, or no position yet: sampled next time
             continue
         lag[(tp.topic, str(tp.partition))] = max(ends[tp] - position, 0)

@@ -23,7 +23,7 @@ from mailgate.core.config import Config, ConfigError, SpamActions
 from mailgate.core.ids import now_ms
 from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
-from processors.spam.scorers import SmtpContext
+from processors.spam.scorers import DnsListScore, SmtpContext
 from processors.spam import (ActionOutcome, Classification, ScannerUnavailable, Scorer, actions_for, apply_actions,
                              build_scorers, check_actions, classify, header_block)
 from schemas import MessageClassified, MessageDiscarded, MessageQuarantined, ScorerScore, encode
@@ -91,6 +91,8 @@ class SpamPolicy:
         """Classify the message; in "retry" mode, try again (1 s doubling to 30 s) until every scanner answers."""
         backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S, self.sleep)
         tries = 0
+        if received.dnsbl_score:  # the DNS lists' score of its client, recorded by ingress, joins the total
+            extra_scorers = [*extra_scorers, DnsListScore(received.dnsbl_score, self.cfg.spam.dnsbl_weight)]
         while True:
             began = time.monotonic()
             try:

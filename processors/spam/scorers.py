@@ -271,6 +271,20 @@ def _finite(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class DnsListScore:
+    """A spam `Scorer` that gives the client's DNS-list score ingress recorded at connect (MessageReceived.
+    dnsbl_score; negative for allow lists), times `spam.dnsbl_weight`."""
+
+    name = "dnsbl"
+
+    def __init__(self, value: int, weight: float) -> None:
+        self.value = value
+        self.weight = weight
+
+    async def score(self, message: bytes, client_address: str, context: object = None) -> float | None:
+        return float(self.value)
+
+
 def build_scorer(spec: SpamScorer, max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES,
                  http_client: httpx.AsyncClient | None = None) -> Scorer:
     """One configured scorer; its name defaults to its kind."""

@@ -3,7 +3,8 @@
 `DnsServer({"example.test": ["v=spf1 ip4:127.0.0.1 -all"], ...}, zones=["test"])` starts dnsmasq on 127.0.0.1 at a
 free non-53 port; it answers only from these records (`--no-resolv`, `--local=/<zone>/`: other names under a zone
 are NXDOMAIN, never forwarded), with a TTL of 300 s. Long TXT values are split into 255-byte character-strings (one
-record). MX, A/AAAA and null MX records too (`mx=`, `hosts=`, `null_mx=`: direct delivery's tests), and `SilentDns`,
+record). MX, A/AAAA and null MX records too (`mx=`, `hosts=`, `null_mx=`: direct delivery's tests), zones answering one
+address for every name (`wildcards=`) or asked of another server (`forward=`: the DNS-list tests), and `SilentDns`,
 a name server that never answers.
 """
 from __future__ import annotations
@@ -44,11 +45,16 @@ class DnsServer:
 
     def __init__(self, records: dict[str, list[str]], zones: tuple[str, ...] = ("test",),
                  mx: dict[str, list[tuple[int, str]]] | None = None, hosts: dict[str, list[str]] | None = None,
-                 null_mx: tuple[str, ...] = ()) -> None:
+                 null_mx: tuple[str, ...] = (), wildcards: dict[str, str] | None = None,
+                 forward: dict[str, int] | None = None) -> None:
         self.records = records
         self.mx = mx or {}
         self.hosts = hosts or {}
         self.null_mx = null_mx
+        self.wildcards = wildcards or {}
+        """zone -> address: every name under the zone answers it (a DNS list that lists the world)."""
+        self.forward = forward or {}
+        """zone -> port of a name server on 127.0.0.1 asked for it (SilentDns: a list that never answers)."""
         self.zones = zones
         self.port = _free_udp_port()
         self.proc: subprocess.Popen | None = None
@@ -63,6 +69,8 @@ class DnsServer:
         args += [f"--mx-host={name},{host},{pref}" for name, entries in self.mx.items() for pref, host in entries]
         args += [f"--host-record={name},{ip}" for name, ips in self.hosts.items() for ip in ips]
         args += [_null_mx_arg(name) for name in self.null_mx]
+        args += [f"--address=/{zone}/{ip}" for zone, ip in self.wildcards.items()]
+        args += [f"--server=/{zone}/127.0.0.1#{port}" for zone, port in self.forward.items()]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
         return self

@@ -69,3 +69,34 @@ async def test_audit_copy_still_refused_at_the_timeout_451_then_audit_and_tempfa
     await asyncio.wait_for(asyncio.gather(*list(p._pending)), 5)
     assert producer.sent[1:] == [(topics.EVENTS, "MessageReceived"), (topics.EVENTS, "TempfailedMessageStored")]
     await p.close()
+
+
+def refusal(n: int = 0) -> schemas.ConnectionRefused:
+    return schemas.ConnectionRefused(message_id=f"01R{n}", occurred_at=1, node="n", client_address="192.0.2.9",
+                                     check="pregreet", reason="pregreet", reply="521 5.5.1 Protocol error")
+
+
+async def test_a_refusal_is_not_lost_while_kafka_is_down_and_the_reply_does_not_wait(monkeypatch):
+    monkeypatch.setattr(pub, "AUDIT_RETRY_FIRST_S", 0.05)
+    p, producer = publisher(5)
+    scripted, p._producer = producer, None  # Kafka unreachable: no producer yet
+    p.note_until_stored(refusal())  # returns at once
+    await asyncio.sleep(0.2)
+    p._producer = scripted
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, setattr, producer, "events_down", False)
+    deadline = loop.time() + 5
+    while not producer.sent and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert producer.sent == [(topics.EVENTS, "ConnectionRefused")]
+    await p.close()
+
+
+async def test_refusals_waiting_for_kafka_are_bounded(monkeypatch):
+    monkeypatch.setattr(pub, "MAX_UNSTORED_REFUSALS", 3)
+    p, _ = publisher(1)
+    p._producer = None
+    for n in range(5):
+        p.note_until_stored(refusal(n))
+    assert p._unstored == 3  # two given up (and counted), not kept
+    await p.close()

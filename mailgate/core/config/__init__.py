@@ -15,11 +15,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from mailgate.core.config.base import ConfigError, Secret, SecretField, Strict, cache_dir
 from mailgate.core.config.delivery import DeliveryConfig, DkimKey, DkimSigningConfig, SpoolConfig
-from mailgate.core.config.gateways import DomainVerification, InboundGateway, OutboundGateway, SmarterMailConfig
+from mailgate.core.config.gateways import (AccessRule, DomainVerification, InboundGateway, OutboundGateway,
+                                           SmarterMailConfig)
 from mailgate.core.config.ingress import (AuthUser, IngressConfig, ListenerConfig, LoginLimits, SmtpAuthConfig,
                                           TlsServerConfig)
 from mailgate.core.config.kafka import KafkaConfig, KafkaSecurity, LocalBrokerConfig, LocalBrokerSaslSsl
 from mailgate.core.config.operations import AdminConfig, MetricsConfig, TrackingConfig
+from mailgate.core.config.screening import DnsblConfig, DnsListSite, PregreetConfig
 from mailgate.core.config.spam import (DnsConfig, SenderAuthConfig, SenderAuthScores, SpamAction, SpamActions,
                                        SpamConfig, SpamScorer)
 
@@ -102,9 +104,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
     return parse_config(data, str(p))
 
-__all__ = ["AdminConfig", "AuthUser", "Config", "ConfigError", "DeliveryConfig", "DkimKey", "DkimSigningConfig",
-           "DnsConfig", "DomainVerification", "InboundGateway", "IngressConfig", "KafkaConfig", "KafkaSecurity",
-           "ListenerConfig", "LocalBrokerConfig", "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig",
-           "OutboundGateway", "Secret", "SecretField", "SenderAuthConfig", "SenderAuthScores", "SmarterMailConfig",
-           "SmtpAuthConfig", "SpamAction", "SpamActions", "SpamConfig", "SpamScorer", "SpoolConfig",
-           "TlsServerConfig", "TrackingConfig", "cache_dir", "load_config", "parse_config"]
+__all__ = ["AccessRule", "AdminConfig", "AuthUser", "Config", "ConfigError", "DeliveryConfig", "DkimKey",
+           "DkimSigningConfig", "DnsConfig", "DnsListSite", "DnsblConfig", "DomainVerification", "InboundGateway",
+           "IngressConfig", "KafkaConfig", "KafkaSecurity", "ListenerConfig", "LocalBrokerConfig",
+           "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig", "OutboundGateway", "PregreetConfig", "Secret",
+           "SecretField", "SenderAuthConfig", "SenderAuthScores", "SmarterMailConfig", "SmtpAuthConfig", "SpamAction",
+           "SpamActions", "SpamConfig", "SpamScorer", "SpoolConfig", "TlsServerConfig", "TrackingConfig", "cache_dir",
+           "load_config", "parse_config"]

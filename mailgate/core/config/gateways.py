@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mailgate.core.config.base import SecretField, Strict
 from mailgate.core.config.spam import SpamActions
-from mailgate.core.netaddr import parse_address_spec
+from mailgate.core.netaddr import AddressSet, parse_address_spec
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,23 @@ class SmarterMailConfig(Strict):
     timeout_s: float = Field(5, gt=0, description="HTTP timeout for each web-service call.")
 
 
+class AccessRule(Strict):
+    """One allow or block entry of an inbound gateway (PMG's welcome and block lists, Postfix's access maps)."""
+
+    action: Literal["allow", "block"] = Field(description="block: `554 5.7.1` at RCPT; allow: the DNS lists "
+                                                          "(ingress.dnsbl) do not refuse it.")
+    kind: Literal["client", "sender", "helo"] = Field(
+        description="What is matched: client (IP, a.b.c.d-a.b.c.e or CIDR), sender (user@domain; @domain: that "
+        "domain; domain: it and its subdomains; any case), helo (the HELO/EHLO name, exactly, any case).")
+    value: str = Field(min_length=1, max_length=320, description="The client network, sender or HELO name.")
+
+    @model_validator(mode="after")
+    def _value(self) -> "AccessRule":
+        if self.kind == "client":
+            AddressSet.parse([self.value])
+        return self
+
+
 class InboundGateway(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name.")
     mode: Literal["domain_forward", "backup_mx"] = Field(description="Domain Forward or Backup MX.")
@@ -100,6 +117,10 @@ class InboundGateway(Strict):
                                            description="SmarterMail gateway mode.")
     defer_while_primary_up: bool = Field(False, description="Backup MX: 451 at RCPT while the primary is up.")
     spam_actions: SpamActions = Field(default_factory=SpamActions, description="Actions per spam level.")
+    access: list[AccessRule] = Field(
+        default_factory=list, description="Allow and block entries for mail to this gateway's domains (clients, "
+        "senders, HELO names): a matching block entry wins over allow entries. Live (mail.config): "
+        "`mailgate access list|add|remove`.")
 
     @field_validator("primary_addresses")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mailgate.core.config.base import Strict
+from mailgate.core.config.screening import DnsblConfig, PregreetAction, PregreetConfig
 from mailgate.core.netaddr import AddressSet
 
 
@@ -59,6 +60,9 @@ class SmtpAuthConfig(Strict):
         return bool(self.users) or self.smartermail_gateway is not None
 
 
+BareLf = Literal["reject", "normalize"]
+
+
 class ListenerConfig(Strict):
     """A further SMTP listener of ingress (the main one is `listen_host`:`listen_port`)."""
 
@@ -71,6 +75,14 @@ class ListenerConfig(Strict):
     require_tls: bool = Field(False, description="starttls: refuse MAIL before STARTTLS (530).")
     auth: bool = Field(True, description="Offer AUTH PLAIN/LOGIN here (only once the session is encrypted).")
     auth_required: bool = Field(False, description="Refuse MAIL/RCPT/DATA before AUTH (a submission port).")
+    pregreet: PregreetAction | None = Field(
+        None, description="The pre-greet test here (off, ignore, enforce, drop); default: ingress.pregreet.action. "
+        "Postscreen's advice: only on the port 25 service, not where users submit mail.")
+    dnsbl: bool = Field(True, description="Ask ingress.dnsbl's lists for this listener's clients (set false on a "
+                                          "submission port when ingress.dnsbl.action is connect).")
+    bare_lf_trusted: BareLf | None = Field(
+        None, description="Bare LF in DATA from relay networks and authenticated clients here; default: "
+        "ingress.bare_lf_trusted.")
 
 
 class IngressConfig(Strict):
@@ -82,7 +94,12 @@ class IngressConfig(Strict):
     max_recipients: int = Field(100, ge=1, le=10000, description="Recipients per message before 452 4.5.3.")
     idle_timeout_s: float = Field(300, gt=0, description="Idle client is closed with 421 4.4.2 after this.")
     max_errors: int = Field(10, ge=1, description="Protocol errors in a session before 421.")
-    bare_lf: Literal["reject", "normalize"] = Field("reject", description="Bare LF in DATA: 550 5.5.2 or CRLF.")
+    bare_lf: BareLf = Field("reject", description="Bare LF (or CR) in DATA from other clients (the Internet): "
+                            "550 5.5.2 (the SMTP smuggling defense) or made CRLF.")
+    bare_lf_trusted: BareLf = Field(
+        "normalize", description="Bare LF (or CR) in DATA from relay networks and authenticated clients: made CRLF "
+        "(as Postfix exempts $mynetworks: smtpd_forbid_bare_newline_exclusions), or 550 5.5.2; per listener: "
+        "`listeners[].bare_lf_trusted`.")
     relay_networks: list[str] = Field(default_factory=list,
                                       description="Clients allowed to relay outbound: IP, a.b.c.d-a.b.c.e, CIDR.")
     publish_timeout_s: float = Field(10, gt=0, description="Longest wait for Kafka's ack before 451 4.3.0.")
@@ -109,6 +126,11 @@ class IngressConfig(Strict):
         "reject_non_fqdn_sender; off by default, as in Postfix (swaks's default sender user@host passes).")
     auth: SmtpAuthConfig = Field(default_factory=SmtpAuthConfig,
                                  description="SMTP AUTH (offered on the main listener too, after STARTTLS).")
+    pregreet: PregreetConfig = Field(default_factory=PregreetConfig,
+                                     description="Postscreen's pre-greet test (main listener; others: their own).")
+    dnsbl: DnsblConfig = Field(default_factory=DnsblConfig,
+                               description="DNS block and allow lists asked at connect, with weights and a "
+                                           "threshold; no sites: none asked.")
     listeners: list[ListenerConfig] = Field(default_factory=list,
                                             description="Further listeners (submission, implicit TLS), each with "
                                                         "its own TLS and AUTH settings.")

@@ -52,6 +52,9 @@ class SpamConfig(Strict):
     on_scanner_failure: Literal["retry", "pass"] = Field(
         "retry", description="retry: the message waits in Kafka until scanners answer; pass: deliver unscored.")
     standard_headers: bool = Field(True, description="Add X-Spam-Level and X-Spam-Score to scored mail.")
+    dnsbl_weight: float = Field(
+        1.0, ge=0, description="Spam score per point of the client's DNS-list score (ingress.dnsbl; recorded in "
+        "MessageReceived.dnsbl_score), added to the total as the scorer `dnsbl`.")
     max_scan_bytes: int = Field(512 * 1024, ge=1024, description="Larger messages are scanned by their head only.")
     scan_outbound: bool = Field(
         False, description="Also score outbound mail (relayed by an authenticated login or a relay network), giving "

@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_admin)
     from mailgate.ops.settings.config_cli import register as register_config_commands
     register_config_commands(sub, with_config)
+    from mailgate.ops.settings.access_cli import register as register_access_commands
+    register_access_commands(sub, with_config)
     from mailgate.ops.settings.auth_cli import register as register_auth_commands
     register_auth_commands(sub, with_config)
     from mailgate.ops.settings.dkim_cli import register as register_dkim_commands

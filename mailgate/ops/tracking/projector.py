@@ -10,7 +10,9 @@ Recipient states: received (accepted, not yet routed), queued (routed, waiting i
 quarantined, then delivered / bounced / expired / discarded / rejected. The message's state is the least finished
 of its recipients' (queued, deferred, quarantined); once none waits, `partial` when some recipients were delivered
 and others bounced or expired (the sender got a DSN for those only), else the most telling final one (bounced,
-expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). Queue
+expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). A
+connection refused before any transaction (ConnectionRefused) is a row of its own with no recipients, state
+`refused`, its client address and reply: `mailgate search --client IP` lists it. Queue
 fields (destination, tier, reason) follow `mailgate.ops.queue.view.QueueView`'s rules.
 """
 from __future__ import annotations
@@ -35,6 +37,8 @@ PENDING = ("received", "queued", "deferred", "quarantined")
 WAITING = ("queued", "deferred")
 """Recipient states that `mailgate queue` counts (routed and not finished)."""
 FINAL_ORDER = ("bounced", "expired", "discarded", "delivered", "rejected")
+REFUSED = "refused"
+"""The state of a connection ingress refused before any transaction (ConnectionRefused): a row with no recipients."""
 FAILED = ("bounced", "expired")
 PARTIAL = "partial"
 """Message state when, with no recipient waiting, some were delivered and others FAILED."""
@@ -52,6 +56,11 @@ _INSERT_EVENT = ("INSERT INTO events (part, kafka_offset, message_id, type, occu
 
 def domain_of(address: str | None) -> str:
     return address.rpartition("@")[2].lower() if address and "@" in address else ""
+
+
+def row_state(m: dict, rc: dict[str, list]) -> str:
+    """A row's state: its recipients', or `refused` for a refused connection (it has none)."""
+    return REFUSED if not rc and m.get("state") == REFUSED else message_state(s for s, _, _ in rc.values())
 
 
 def message_state(states: Iterable[str]) -> str:
@@ -103,7 +112,7 @@ class Batch:
         rows, rcpts = [], []
         for mid in self.dirty:
             m, rc = self.messages[mid], self.recipients.get(mid, {})
-            m["state"] = message_state(s for s, _, _ in rc.values())
+            m["state"] = row_state(m, rc)
             rows.append(tuple(m[c] for c in MESSAGE_COLUMNS))
             rcpts += [(mid, r, domain_of(r), s, reply, at) for r, (s, reply, at) in rc.items()]
         self.store.many(_UPSERT_MESSAGE, rows)
@@ -145,7 +154,7 @@ def apply(batch: Batch, name: str, e: dict) -> None:
     m["updated_at"] = max(m["updated_at"] or 0, at)
     if handler is not None:
         handler(m, rc, e)
-    state = message_state(s for s, _, _ in rc.values())
+    state = row_state(m, rc)
     m["finished_at"] = None if state in PENDING else (m["finished_at"] or at)
 
 
@@ -275,6 +284,11 @@ def _rejected(m: dict, rc: dict, e: dict) -> None:
     rc[e["recipient"]] = ["rejected", f"{e['reply_code']} {e['enhanced_code']} {e['reason']}", e["occurred_at"]]
 
 
+def _refused(m: dict, rc: dict, e: dict) -> None:
+    m.update(client_address=e["client_address"], state=REFUSED, last_reply=e["reply"], last_reason=e["reason"],
+             received_at=e["occurred_at"])
+
+
 def _tempfailed(m: dict, rc: dict, e: dict) -> None:
     if m["mail_from"] is None:
         m.update(mail_from=e["mail_from"], sender_domain=domain_of(e["mail_from"]),
@@ -286,6 +300,6 @@ HANDLERS: dict[str, Callable[[dict, dict, dict], None]] = {
     "DeliveryDeferred": _deferred, "DeliveryAttempted": _attempted, "MessageDelivered": _delivered,
     "MessageBounced": _bounced, "MessageExpired": _expired, "MessageDiscarded": _discarded,
     "DuplicateSuppressed": _duplicate, "MessageQuarantined": _quarantined, "QuarantineReleased": _released,
-    "RecipientRejected": _rejected, "TempfailedMessageStored": _tempfailed,
+    "RecipientRejected": _rejected, "TempfailedMessageStored": _tempfailed, "ConnectionRefused": _refused,
 }
 """What each event type changes; types not listed (RecipientVerified, ...) are kept as events only."""

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailgate.ops.queue.view import QueueView, Waiting
-from mailgate.ops.tracking.projector import PARTIAL, domain_of
+from mailgate.ops.tracking.projector import PARTIAL, REFUSED, domain_of
 from mailgate.ops.tracking.store import Store
 from schemas import decode
 
-STATES = ("queued", "deferred", "quarantined", "delivered", "bounced", "expired", "discarded", "rejected", "partial")
+STATES = ("queued", "deferred", "quarantined", "delivered", "bounced", "expired", "discarded", "rejected", "partial",
+          "refused")
 """Values of `--state`: a message matches when one of its recipients is in that state ('queued' includes
 recipients accepted and not yet routed); 'partial' matches the message state (some recipients delivered, the others
-bounced or expired)."""
+bounced or expired); 'refused' matches connections ingress refused before any transaction (ConnectionRefused)."""
 SEARCH_COLUMNS = ("message_id", "direction", "mail_from", "recipients", "client_address", "inbound_gateway",
                   "outbound_gateway", "destination", "header_message_id", "subject", "spam_level", "spam_score",
                   "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes",
@@ -77,8 +78,8 @@ class Search:
             self._add("m.received_at >= ?", self.since_ms)
         if self.until_ms is not None:
             self._add("m.received_at <= ?", self.until_ms)
-        if self.state == PARTIAL:
-            self._add("m.state = ?", PARTIAL)
+        if self.state in (PARTIAL, REFUSED):
+            self._add("m.state = ?", self.state)
         elif self.state:
             states = ("received", "queued") if self.state == "queued" else (self.state,)
             marks = ", ".join("?" for _ in states)
