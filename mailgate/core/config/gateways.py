@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from mailgate.core.config.antivirus import VirusActions
 from mailgate.core.config.base import SecretField, Strict
 from mailgate.core.config.spam import SpamActions
 from mailgate.core.netaddr import parse_address_spec
@@ -100,6 +101,9 @@ class InboundGateway(Strict):
                                            description="SmarterMail gateway mode.")
     defer_while_primary_up: bool = Field(False, description="Backup MX: 451 at RCPT while the primary is up.")
     spam_actions: SpamActions = Field(default_factory=SpamActions, description="Actions per spam level.")
+    virus: VirusActions = Field(default_factory=VirusActions,
+                                description="Virus scanning: the actions for infected and unscannable mail, and "
+                                            "scan_at_data (used while antivirus.enabled).")
 
     @field_validator("primary_addresses")
     @classmethod
