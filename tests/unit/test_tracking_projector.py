@@ -9,6 +9,7 @@ import pytest
 
 from mailgate.ops.queue.view import QueueView
 from mailgate.ops.tracking import queries
+from mailgate.ops.tracking import projector
 from mailgate.ops.tracking.projector import fold, project
 from mailgate.ops.tracking.schema import LATEST
 from mailgate.ops.tracking.store import Store
@@ -166,21 +167,27 @@ def test_one_recipient_delivered_and_one_bounced_is_a_partial_delivery(store):
                                                                         "gone@b.test": "bounced"}
 
 
-def test_an_old_store_is_migrated_in_place(tmp_path):
+def test_an_old_store_is_migrated_in_place(tmp_path, monkeypatch):
     path = tmp_path / "old.sqlite3"
     old = Store.sqlite(path)
     assert old.migrate(upto=1) == 1
+    # the projector of a release before version 5 wrote no virus column
+    before_v5 = tuple(c for c in projector.MESSAGE_COLUMNS if c != "virus")
+    monkeypatch.setattr(projector, "MESSAGE_COLUMNS", before_v5)
+    monkeypatch.setattr(projector, "_UPSERT_MESSAGE", projector.upsert_message_sql(before_v5))
     project(old, records(history() + partly_delivered()))
     old.run("UPDATE messages SET state = 'bounced' WHERE message_id = 'p1'")  # what releases before 3 kept
     old.close()
+    monkeypatch.undo()
     new = Store.sqlite(path)
-    assert new.migrate() == LATEST == 4
-    assert new.version() == 4
+    assert new.migrate() == LATEST == 5
+    assert new.version() == 5
     assert new.state() == {}  # version 4: which log the rows came from, not known for an old store
     assert queries.message(new, "m2")["state"] == "bounced"
     assert queries.message(new, "p1")["state"] == "partial"
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "messages_outbound_gateway" in indexes
+    assert "messages_outbound_gateway" in indexes and "messages_virus" in indexes  # version 5: the virus verdict
+    assert queries.message(new, "m2")["virus"] is None
     new.close()
 
 

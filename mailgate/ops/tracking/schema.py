@@ -62,5 +62,11 @@ _V4 = [
     "CREATE TABLE store_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+_V5 = [
+    # The virus scan's verdict (MessageScanned): `<result>` or `<result>: <signatures or reason>`.
+    "ALTER TABLE messages ADD COLUMN virus TEXT",
+    "CREATE INDEX messages_virus ON messages (virus)",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 LATEST = MIGRATIONS[-1][0]
