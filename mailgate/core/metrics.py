@@ -66,7 +66,8 @@ INGRESS_REJECTED_RECIPIENTS = Counter("mailgate_ingress_recipients_rejected",
                                       "Recipients refused at RCPT, by reason (relay_denied, user_unknown, ...).",
                                       ["reason"], registry=_ingress)
 INGRESS_REJECTED_MESSAGES = Counter("mailgate_ingress_messages_rejected",
-                                    "Messages refused at the end of DATA (bare_lf, too_big).", ["reason"],
+                                    "Messages refused at the end of DATA (bare_lf, too_big, virus, "
+                                    "virus_scanner_unavailable).", ["reason"],
                                     registry=_ingress)
 INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
                                     "Messages answered 451 4.3.0 because Kafka did not acknowledge them.",

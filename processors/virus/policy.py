@@ -22,10 +22,10 @@ from typing import Awaitable, Callable
 
 from mailgate.core import topics
 from mailgate.core.backoff import Backoff
-from mailgate.core.config import Config, VirusActions
+from mailgate.core.config import Config
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.antivirus.clamd import ClamdClient, ScannerUnavailable
-from mailgate.mail.antivirus.scan import Verdict, scan_message
+from mailgate.mail.antivirus.scan import Verdict, actions_for, scan_message
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
 from mailgate.mail.headers import header_block, set_header
 from mailgate.mail.outputs import Output, audit
@@ -56,23 +56,11 @@ class VirusPolicy:
         self.version = version
         self.route = route or RoutingPolicy(cfg, node)
         self.client = client or ClamdClient(self.av)
-        self.actions = {gw.name: gw.virus for gw in cfg.inbound_gateways}
         self.sleep = sleep
-
-    def actions_for(self, received) -> VirusActions | None:
-        """The actions that apply to `received`, or None when it is not scanned."""
-        if not self.av.enabled:
-            return None
-        if received.direction == "inbound":
-            return self.actions.get(received.inbound_gateway or "", VirusActions())
-        wanted = self.av.scan_outbound
-        if wanted == "all" or (wanted == "authenticated" and received.client_auth):
-            return self.av.outbound
-        return None
 
     async def __call__(self, received, recipients: list[str]) -> VirusDecision:
         body = received.body or b""
-        actions = self.actions_for(received)
+        actions = actions_for(self.cfg, received.direction, received.inbound_gateway, received.client_auth)
         if actions is None:
             return VirusDecision([], body, "deliver")
         verdict, attempts = await self.scan(received, body)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from mailgate.core.config import AntivirusConfig
+from mailgate.core.config import AntivirusConfig, Config, VirusActions
 from mailgate.mail.antivirus.clamd import ClamdClient
 from mailgate.mail.antivirus.content import Walk, walk
 
@@ -37,6 +37,21 @@ class Verdict:
         if self.result in ("unscannable", "error"):
             return f"{self.result} ({self.reason})"
         return "clean"
+
+
+def actions_for(cfg: Config, direction: str, inbound_gateway: str | None, login: str | None) -> VirusActions | None:
+    """The virus actions for a message, or None when it is not scanned: inbound mail while antivirus is on (the
+    gateway's actions; the defaults for a gateway no longer configured), outbound mail per `scan_outbound` (that of
+    SMTP AUTH logins by default) with `antivirus.outbound`."""
+    av = cfg.antivirus
+    if not av.enabled:
+        return None
+    if direction == "inbound":
+        gw = next((g for g in cfg.inbound_gateways if g.name == inbound_gateway), None)
+        return gw.virus if gw is not None else VirusActions()
+    if av.scan_outbound == "all" or (av.scan_outbound == "authenticated" and login):
+        return av.outbound
+    return None
 
 
 async def scan_message(cfg: AntivirusConfig, body: bytes, client: ClamdClient) -> Verdict:
