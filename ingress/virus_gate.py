@@ -2,7 +2,8 @@
 
 Reads: the message as received, its direction, gateway and login, and the transaction's configuration version
 (`antivirus`, the gateway's `virus.scan_at_data`). Emits: the refusal to give instead of queueing, or None to go on
-and queue: infected → 554 5.7.1 naming the signature (nothing is accepted, so nothing is written to Kafka and there
+and queue: infected, or a file an attachment rule with action reject matches → 554 5.7.1 naming the signature or
+the file and rule (nothing is accepted, so nothing is written to Kafka and there
 is no backscatter); no scanner answering under when_unavailable tempfail → 451 4.3.0; under accept, unscannable or
 clean → None (the processor scans the queued message again and applies the other actions). The same client,
 limits and verdict as the processor's scan step (mailgate/mail/antivirus).
@@ -15,6 +16,7 @@ from ingress.replies import Verdict
 from mailgate.core import metrics
 from mailgate.core.config import Config
 from mailgate.mail.antivirus.clamd import ClamdClient, ScannerUnavailable
+from mailgate.mail.antivirus.rules import strongest
 from mailgate.mail.antivirus.scan import actions_for, scan_message
 
 log = logging.getLogger("mailgate.ingress")
@@ -28,7 +30,7 @@ async def scan_at_data(cfg: Config, data: bytes, *, message_id: str, client: str
         return None
     extra = {"message_id": message_id}
     try:
-        verdict = await scan_message(cfg.antivirus, data, ClamdClient(cfg.antivirus))
+        verdict = await scan_message(cfg.antivirus, data, ClamdClient(cfg.antivirus), actions.attachments)
     except ScannerUnavailable as err:
         if cfg.antivirus.when_unavailable == "accept":
             log.warning("scan at DATA id=%s: no scanner answered; queued for the processor's scan (when_unavailable "
@@ -38,10 +40,11 @@ async def scan_at_data(cfg: Config, data: bytes, *, message_id: str, client: str
         log.warning("tempfail data id=%s client=%s reason=virus_scanner_unavailable: %s", message_id, client, err,
                     extra=extra)
         return Verdict.VIRUS_SCANNER_UNAVAILABLE.reply()
-    if verdict.result == "infected":
-        metrics.INGRESS_REJECTED_MESSAGES.labels("virus").inc()
-        log.info("reject data id=%s client=%s reason=virus signatures=%s scanner=%s", message_id, client,
-                 ",".join(verdict.signatures), verdict.scanner, extra=extra)
+    if verdict.result == "infected" and (verdict.signatures or strongest(list(verdict.findings)) == "reject"):
+        metrics.INGRESS_REJECTED_MESSAGES.labels("virus" if verdict.signatures else "attachment").inc()
+        log.info("reject data id=%s client=%s reason=%s signatures=%s scanner=%s", message_id, client,
+                 "virus" if verdict.signatures else "attachment", ",".join(verdict.signatures) or "-", verdict.scanner,
+                 extra=extra)
         return Verdict.VIRUS_FOUND.reply(what=verdict.summary())
     log.info("scan at DATA id=%s: %s by %s in %.3fs", message_id, verdict.summary(), verdict.scanner,
              verdict.duration_s, extra=extra)

@@ -2,7 +2,8 @@
 
 Reads: MessageReceived (and its body), `cfg.antivirus` (scanners, limits, when_unavailable, outbound actions) and
 the inbound gateway's `virus` actions. Emits: MessageScanned to mail.events, then per the action: nothing more
-(deliver; deliver_and_tag with the verdict in the tag header), MessageQuarantined with the MessageRouted to deliver
+(deliver; deliver_and_tag with the verdict in the tag header; strip: the parts with a dangerous file replaced by a
+note), MessageQuarantined with the MessageRouted to deliver
 on release (to mail.quarantine, and its audit copy; level `virus` or `unscannable`), MessageDiscarded (discard), or
 MessageBounced with a DSN to a non-null sender (bounce). Returns the (possibly tagged) body and the disposition.
 
@@ -14,6 +15,7 @@ unscanned; under `accept` it is delivered with result `error` and an `Unscanned`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -22,16 +24,17 @@ from typing import Awaitable, Callable
 
 from mailgate.core import topics
 from mailgate.core.backoff import Backoff
-from mailgate.core.config import Config
+from mailgate.core.config import Config, VirusActions
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.antivirus.clamd import ClamdClient, ScannerUnavailable
 from mailgate.mail.antivirus.scan import Verdict, actions_for, scan_message
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
-from mailgate.mail.headers import header_block, set_header
+from mailgate.mail.antivirus.rules import strip, strongest
+from mailgate.mail.headers import header_block, header_values, set_header
 from mailgate.mail.outputs import Output, audit
 from mailgate.mail.pipeline_replies import content_rejected
 from processors.routing import RoutingPolicy
-from schemas import MessageBounced, MessageDiscarded, MessageQuarantined, MessageScanned, encode
+from schemas import AttachmentFinding, MessageBounced, MessageDiscarded, MessageQuarantined, MessageScanned, encode
 
 log = logging.getLogger("mailgate.virus")
 
@@ -63,18 +66,21 @@ class VirusPolicy:
         actions = actions_for(self.cfg, received.direction, received.inbound_gateway, received.client_auth)
         if actions is None:
             return VirusDecision([], body, "deliver")
-        verdict, attempts = await self.scan(received, body)
-        if verdict.result == "clean":
-            action = "deliver"
-        elif verdict.result == "error":  # when_unavailable accept: delivered, and the tag says it was not scanned
-            action = "deliver_and_tag"
-        else:
-            action = actions.infected if verdict.result == "infected" else actions.unscannable
+        verdict, attempts = await self.scan(received, body, actions)
+        action = choose_action(verdict, actions)
+        stripped = None
+        if action == "strip":
+            assert verdict.walk is not None
+            stripped = strip(body, verdict.walk.spans, list(verdict.findings))
+            action = "strip" if stripped is not None else "quarantine"  # a single-part message: nothing to keep
         log.info("virus scan of %s: %s by %s in %.3fs; action %s", received.message_id, verdict.summary(),
                  verdict.scanner or "-", verdict.duration_s, action, extra={"message_id": received.message_id})
-        outputs = [audit(self._scanned(received, verdict, action, attempts))]
+        broken = stripped is not None and bool(header_values(body, "DKIM-Signature"))
+        outputs = [audit(self._scanned(received, verdict, action, attempts, broken))]
         if action == "deliver":
             return VirusDecision(outputs, body, "deliver")
+        if stripped is not None:
+            return VirusDecision(outputs, stripped, "deliver")
         if action == "deliver_and_tag":
             return VirusDecision(outputs, set_header(body, actions.tag_header, tag_value(verdict)), "deliver")
         if action == "quarantine":
@@ -92,14 +98,14 @@ class VirusPolicy:
             return VirusDecision(outputs, body, "discard")
         return VirusDecision(outputs + self._bounce(received, recipients, verdict), body, "bounce")
 
-    async def scan(self, received, body: bytes) -> tuple[Verdict, int]:
+    async def scan(self, received, body: bytes, actions: VirusActions) -> tuple[Verdict, int]:
         """(the verdict, tries); under tempfail, tries again with back-off until a scanner answers."""
         backoff = Backoff(self.av.retry_first_s, self.av.retry_max_s, self.sleep)
         began, tries = time.monotonic(), 0
         while True:
             tries += 1
             try:
-                verdict = await scan_message(self.av, body, self.client)
+                verdict = await scan_message(self.av, body, self.client, actions.attachments)
             except ScannerUnavailable as err:
                 if self.av.when_unavailable == "accept":
                     log.warning("virus scan of %s: no scanner answered; delivered unscanned (when_unavailable "
@@ -110,15 +116,16 @@ class VirusPolicy:
                             backoff.delay_s, err, extra={"message_id": received.message_id})
                 await backoff.wait()
                 continue
-            return Verdict(verdict.result, verdict.scanner, time.monotonic() - began, verdict.signatures,
-                           verdict.reason, verdict.failed, verdict.walk), tries
+            return dataclasses.replace(verdict, duration_s=time.monotonic() - began), tries
 
-    def _scanned(self, received, verdict: Verdict, action: str, attempts: int):
+    def _scanned(self, received, verdict: Verdict, action: str, attempts: int, broken: bool):
         return MessageScanned(
             message_id=received.message_id, occurred_at=now_ms(), node=self.node, scanner=verdict.scanner,
             duration_ms=int(verdict.duration_s * 1000), result=verdict.result, signatures=list(verdict.signatures),
             reason=verdict.reason, action=action, attempts=attempts, failed_scanners=list(verdict.failed),
-            findings=[], body_signature_broken=False, config_version=self.version)
+            findings=[AttachmentFinding(path=f.path, detected_type=f.detected_type, rule=f.rule, why=f.why,
+                                        action=f.action) for f in verdict.findings],
+            body_signature_broken=broken, config_version=self.version)
 
     def _bounce(self, received, recipients: list[str], verdict: Verdict) -> list[Output]:
         reply = content_rejected(verdict.summary())
@@ -144,10 +151,26 @@ class VirusPolicy:
         pass
 
 
+def choose_action(verdict: Verdict, actions: VirusActions) -> str:
+    """deliver, deliver_and_tag, quarantine, discard, bounce or strip: a signature takes the gateway's infected
+    action; an attachment rule its own (reject, which only scan_at_data can do, takes the infected action here);
+    unscannable mail the unscannable action; no scanner under accept is delivered tagged."""
+    if verdict.result == "clean":
+        return "deliver"
+    if verdict.result == "error":  # when_unavailable accept: delivered, and the tag says it was not scanned
+        return "deliver_and_tag"
+    if verdict.result == "unscannable":
+        return actions.unscannable
+    if verdict.signatures:
+        return actions.infected
+    wanted = strongest(list(verdict.findings))
+    return actions.infected if wanted == "reject" else str(wanted)
+
+
 def tag_value(verdict: Verdict) -> str:
     """The tag header's value: `Infected (<signatures>)`, `Unscannable (<reason>)`, `Unscanned (<why>)`."""
     word = {"infected": "Infected", "unscannable": "Unscannable", "error": "Unscanned"}[verdict.result]
-    detail = ", ".join(verdict.signatures) if verdict.result == "infected" else verdict.reason
+    detail = (", ".join(verdict.signatures) or verdict.summary()) if verdict.result == "infected" else verdict.reason
     return f"{word} ({detail})"[:900]
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from mailgate.core.config.antivirus import AntivirusConfig, ClamdScanner, VirusActions
+from mailgate.core.config.antivirus import (AntivirusConfig, AttachmentRule, AttachmentRules, ClamdScanner,
+                                            VirusActions)
 from mailgate.core.config.base import ConfigError, Secret, SecretField, Strict, cache_dir
 from mailgate.core.config.delivery import DeliveryConfig, DkimKey, DkimSigningConfig, SpoolConfig
 from mailgate.core.config.gateways import DomainVerification, InboundGateway, OutboundGateway, SmarterMailConfig
@@ -106,7 +107,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
     return parse_config(data, str(p))
 
-__all__ = ["AdminConfig", "AntivirusConfig", "AuthUser", "ClamdScanner", "Config",
+__all__ = ["AdminConfig", "AntivirusConfig", "AttachmentRule", "AttachmentRules", "AuthUser", "ClamdScanner", "Config",
            "ConfigError", "DeliveryConfig", "DkimKey", "DkimSigningConfig",
            "DnsConfig", "DomainVerification", "InboundGateway", "IngressConfig", "KafkaConfig", "KafkaSecurity",
            "ListenerConfig", "LocalBrokerConfig", "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig",

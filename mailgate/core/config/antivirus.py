@@ -30,6 +30,44 @@ class ClamdScanner(Strict):
         return f"unix:{self.socket}" if self.socket is not None else f"{self.host}:{self.port}"
 
 
+AttachmentAction = Literal["reject", "quarantine", "strip"]
+"""reject: refused at DATA with 554 5.7.1 when the gateway scans there (scan_at_data), else handled like infected
+mail (the `infected` action); quarantine: held; strip: the MIME part replaced by a short text note, the rest
+delivered (a DKIM signature over the body then no longer verifies, and MessageScanned says so)."""
+
+
+class AttachmentRule(Strict):
+    """Files (MIME parts, and members of archives to archive_max_depth) this rule matches: any of its conditions."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Named in events and replies.")
+    types: list[str] = Field(default_factory=list, description="Types read from the bytes: exe, elf, macho, lnk, "
+                             "office_macro, zip, 7z, tar, gzip, rar, cab, ole2, pdf, script, or puremagic's "
+                             "extension names.")
+    extensions: list[str] = Field(default_factory=list, description="File name extensions, without the dot (the "
+                                  "last one of the name; for invoice.pdf.exe that is exe).")
+    double_extension: bool = Field(False, description="Names with two extensions whose last is one of "
+                                   "`extensions` (or, with none listed, of the dangerous ones): invoice.pdf.exe.")
+    clsid_name: bool = Field(False, description="Names holding a Windows CLSID, such as "
+                             "report.{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}, which hide the real type.")
+    encrypted: bool = Field(False, description="Encrypted archives and their members.")
+    action: AttachmentAction = Field("quarantine", description="What to do with a message carrying such a file.")
+
+    @field_validator("types", "extensions")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [x.strip().lower().lstrip(".") for x in v if x.strip()]
+
+
+class AttachmentRules(Strict):
+    dangerous_files: bool = Field(
+        True, description="The built-in dangerous-files rule (executables, scripts, shortcuts, macro-enabled Office "
+        "files by type or extension, double extensions, CLSID names; the lists are in "
+        "mailgate/mail/antivirus/rules.py).")
+    dangerous_action: AttachmentAction = Field("quarantine", description="The built-in rule's action.")
+    rules: list[AttachmentRule] = Field(default_factory=list, description="Further rules, checked after the "
+                                                                          "built-in one.")
+
+
 class VirusActions(Strict):
     """What to do with a message the scan found infected or could not scan, for one inbound gateway (or, under
     `antivirus.outbound`, for outbound mail)."""
@@ -46,6 +84,8 @@ class VirusActions(Strict):
         "which applies the other actions.")
     tag_header: str = Field("X-Virus-Status", min_length=1, max_length=76, pattern=_HEADER_NAME,
                             description="The header deliver_and_tag sets (and the accept policy's verdict uses).")
+    attachments: AttachmentRules = Field(default_factory=AttachmentRules,
+                                         description="Rules on the files the message carries, by type and name.")
 
 
 class AntivirusConfig(Strict):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mailgate.mail.antivirus.archives import ARCHIVE_TYPES, CannotOpen, open_archive
 from mailgate.mail.antivirus.filetypes import detect
+from mailgate.mail.antivirus.mime_raw import leaf_ranges
 
 MAX_MEMBERS = 1000
 """Members read per archive (Proxmox's limit)."""
@@ -40,12 +41,15 @@ class File:
 class Walk:
     files: list[File] = field(default_factory=list)
     unscannable: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    """Each MIME leaf part's byte range in the message (File.part indexes it)."""
 
 
-def mime_parts(body: bytes) -> list[email.message.Message]:
-    """The message's leaf parts in order (message/rfc822 parts are walked into)."""
-    msg = email.message_from_bytes(body, policy=email.policy.compat32)
-    return [p for p in msg.walk() if not p.is_multipart()]
+def mime_parts(body: bytes) -> list[tuple[tuple[int, int], email.message.Message]]:
+    """The message's leaf parts in order (message/rfc822 parts are walked into): each part's byte range in `body`
+    (mime_raw.leaf_ranges) and the part parsed."""
+    return [((a, b), email.message_from_bytes(body[a:b], policy=email.policy.compat32))
+            for a, b in leaf_ranges(body)]
 
 
 def part_name(part: email.message.Message) -> str:
@@ -57,7 +61,8 @@ def part_name(part: email.message.Message) -> str:
 
 def walk(body: bytes, max_depth: int, max_bytes: int) -> Walk:
     out = Walk()
-    for i, part in enumerate(mime_parts(body)):
+    for i, (span, part) in enumerate(mime_parts(body)):
+        out.spans.append(span)
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             data = b""

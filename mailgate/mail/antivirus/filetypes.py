@@ -25,11 +25,17 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+VBA_PROJECT = "_VBA_PROJECT".encode("utf-16-le")
+"""The stream name of a VBA macro project inside an OLE2 file (a .doc/.xls with macros, or the vbaProject.bin of a
+macro-enabled OOXML file)."""
+
+
 def detect(data: bytes) -> str:
-    """The type of `data`: one of the names above, else puremagic's extension, else ''."""
+    """The type of `data`: one of the names above (`office_macro` for an OLE2 file with a VBA project), else
+    puremagic's extension, else ''."""
     for offset, magic, name in _MAGIC:
         if data[offset:offset + len(magic)] == magic:
-            return name
+            return "office_macro" if name == "ole2" and VBA_PROJECT in data else name
     if not data:
         return ""
     try:

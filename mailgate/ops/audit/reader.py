@@ -62,7 +62,8 @@ def _details(e) -> str:
 
 def scanned_details(e) -> str:
     """A virus scan's verdict in one line: the result (signatures, reason), scanner, time, action, findings."""
-    what = f"infected: {', '.join(e.signatures)}" if e.result == "infected" else e.result
+    what = (f"infected: {', '.join(e.signatures)}" if e.signatures else "dangerous attachment"
+            ) if e.result == "infected" else e.result
     parts = [what + (f" ({e.reason})" if e.reason else ""),
              f"scanner {e.scanner or '-'} in {e.duration_ms} ms" + (f" after {e.attempts} tries" if e.attempts > 1
                                                                     else ""),

@@ -192,7 +192,8 @@ def _classified(m: dict, rc: dict, e: dict) -> None:
 
 
 def _scanned(m: dict, rc: dict, e: dict) -> None:
-    detail = ", ".join(e["signatures"]) if e["result"] == "infected" else e["reason"]
+    detail = (", ".join(e["signatures"]) or ", ".join(f"{f['rule']} {f['path']}" for f in e["findings"])
+              if e["result"] == "infected" else e["reason"])
     m["virus"] = f"{e['result']}: {detail}" if detail else e["result"]
 
 

@@ -57,7 +57,8 @@ def _classified(e) -> tuple[str, list[str]]:
 
 
 def _scanned(e) -> tuple[str, list[str]]:
-    what = {"clean": "clean", "infected": f"infected: {', '.join(e.signatures)}",
+    what = {"clean": "clean", "infected": f"infected: {', '.join(e.signatures)}" if e.signatures
+            else "dangerous attachment",
             "unscannable": "unscannable", "error": "not scanned (no scanner answered)"}.get(e.result, e.result)
     lines = [f"Scanner {e.scanner or '-'}, {e.duration_ms} ms" + (f", {e.attempts} tries" if e.attempts > 1 else "")]
     if e.reason:
