@@ -30,7 +30,8 @@ async def scan_at_data(cfg: Config, data: bytes, *, message_id: str, client: str
         return None
     extra = {"message_id": message_id}
     try:
-        verdict = await scan_message(cfg.antivirus, data, ClamdClient(cfg.antivirus), actions.attachments)
+        clamd = ClamdClient(cfg.antivirus, on_try=metrics.clamd_try("ingress"))
+        verdict = await scan_message(cfg.antivirus, data, clamd, actions.attachments)
     except ScannerUnavailable as err:
         if cfg.antivirus.when_unavailable == "accept":
             log.warning("scan at DATA id=%s: no scanner answered; queued for the processor's scan (when_unavailable "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from mailgate.core import topics
+from mailgate.core import metrics, topics
 from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config, VirusActions
 from mailgate.core.ids import new_message_id, now_ms
@@ -58,7 +58,7 @@ class VirusPolicy:
         self.node = node
         self.version = version
         self.route = route or RoutingPolicy(cfg, node)
-        self.client = client or ClamdClient(self.av)
+        self.client = client or ClamdClient(self.av, on_try=metrics.clamd_try("processor"))
         self.sleep = sleep
 
     async def __call__(self, received, recipients: list[str]) -> VirusDecision:

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.scenario.test_spam_actions import strip_added
+from tests.scenario.test_observability import scrape, total
 from tests.scenario.test_spam_scanner_down import wait_log
 from tests.scenario.test_tracking import start_tracker, wait_caught_up
 from tests.scenario.test_walking_skeleton import queued_id, send
@@ -162,8 +163,10 @@ def test_under_accept_mail_is_delivered_unscanned_with_a_verdict_that_says_so(ga
 
 
 def test_with_two_clamd_hosts_and_one_stopped_the_scans_go_to_the_other(gateway, primary, clamd, tmp_path):
+    metrics_port = free_port()
     with running_clamd(tmp_path / "first") as first:
-        gateway.configure(av_config(primary.port, [first.scanner, clamd.scanner]))
+        gateway.configure({**av_config(primary.port, [first.scanner, clamd.scanner]),
+                           "metrics": {"processor_port": metrics_port, "ingress_port": 0, "egress_port": 0}})
         gateway.start_broker()
         gateway.start_all()
         first.stop()
@@ -178,3 +181,10 @@ def test_with_two_clamd_hosts_and_one_stopped_the_scans_go_to_the_other(gateway,
         assert verdicts[0].failed_scanners[0].startswith(f"127.0.0.1:{first.port}: cannot connect")
         assert verdicts[-1].failed_scanners == []  # the stopped host is asked after the other for a while
         assert all(s.attempts == 1 for s in verdicts) and primary.messages == []
+        # the processor's metrics: tries per host and outcome, latency per host, verdicts with their action
+        samples = scrape(metrics_port)
+        assert total(samples, "mailgate_clamd_scans_total", host=f"127.0.0.1:{first.port}", outcome="error") == 1
+        assert total(samples, "mailgate_clamd_scans_total", host=f"127.0.0.1:{clamd.port}", outcome="infected") == 3
+        assert total(samples, "mailgate_clamd_scan_seconds_count", host=f"127.0.0.1:{clamd.port}") == 3
+        assert total(samples, "mailgate_processor_virus_verdicts_total", result="infected",
+                     action="quarantine") == 3

@@ -77,7 +77,7 @@ def tarred(*files: tuple[str, bytes]) -> bytes:
 
 
 def gzipped(data: bytes) -> bytes:
-    return gzip.compress(data)
+    return gzip.compress(data, mtime=0)
 
 
 MZ_EXECUTABLE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 44 + b"\x80\x00\x00\x00" + (

@@ -22,7 +22,8 @@ def findings(*files, rules=None):
 @pytest.mark.parametrize("data, kind", [(MZ_EXECUTABLE, "exe"), (b"\x7fELF\x02\x01", "elf"), (zipped(("a", b"b")), "zip"),
                                         (seven_zip(("a", b"b")), "7z"), (gzipped(b"x"), "gzip"),
                                         (tarred(("a", b"b")), "tar"), (b"%PDF-1.7\n", "pdf"), (OLE2, "ole2"),
-                                        (OLE2 + VBA_PROJECT, "office_macro"), (b"", "")])
+                                        (OLE2 + VBA_PROJECT, "office_macro"), (b"", "")],
+                         ids=lambda v: v if isinstance(v, str) else None)
 def test_types_come_from_the_bytes(data, kind):
     assert detect(data) == kind
 

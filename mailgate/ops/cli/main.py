@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_dkim_commands(sub, with_config)
     from mailgate.ops.tracking.cli import register as register_tracking_commands
     register_tracking_commands(sub, with_config)
+    from mailgate.ops.scan_cli import register as register_scan_command
+    register_scan_command(sub, with_config)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))
     c.add_argument("action", choices=["purge"])
     c.add_argument("target", nargs="?", help="an address, a domain, or nothing for every cached answer")
