@@ -1,4 +1,5 @@
-"""The aiosmtpd handler: SMTP hooks that ask the policy, and DATA that publishes before it answers 250.
+"""The aiosmtpd handler: SMTP hooks that ask the policy, and DATA that publishes before it answers 250 (after the
+virus scan, for gateways with scan_at_data: ingress/virus_gate.py).
 
 Reads: SMTP commands of one session. Emits: MessageReceived (via the Publisher) for accepted mail and
 RecipientRejected audit events for refused recipients. Replies come only from ingress.replies.
@@ -23,6 +24,7 @@ from ingress.publisher import PublishFailed, Publisher
 from ingress.replies import Verdict, ehlo_lines
 from ingress.recipient_lookup import VERIFIED, RecipientVerifier
 from ingress.envelope import GatewayEnvelope
+from ingress.virus_gate import scan_at_data
 from mailgate.core import metrics
 from mailgate.mail.header_fields import header_value
 from mailgate.mail.line_endings import has_bare_line_ending, to_crlf
@@ -231,6 +233,11 @@ class IngressHandler:
             return Verdict.MESSAGE_TOO_BIG.reply()
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
         mid = envelope.mg_id
+        refused = await scan_at_data(s.cfg, data, message_id=mid, client=session.peer[0],
+                                     direction=envelope.mg_direction or "", gateway=envelope.mg_gateway,
+                                     login=session.auth_data if session.authenticated else None)
+        if refused is not None:
+            return refused
         when = datetime.now(timezone.utc)
         score = NOT_LISTED
         if not session.authenticated and hasattr(server, "dnsbl_score"):  # recorded and scored; exempt: none

@@ -29,6 +29,8 @@ class Verdict(enum.Enum):
     MESSAGE_TOO_BIG = (552, "5.3.4", "Error: message size exceeds fixed limit")
     BARE_LF = (550, "5.5.2", "Error: bare <LF> received; lines must end with <CR><LF>")
     QUEUE_UNAVAILABLE = (451, "4.3.0", "Error: queue file write error, try again later")
+    VIRUS_FOUND = (554, "5.7.1", "Message content rejected: {what}")  # scan_at_data; pipeline_replies.content_rejected
+    VIRUS_SCANNER_UNAVAILABLE = (451, "4.3.0", "Error: virus scanner unavailable, try again later")
     LOCAL_ERROR = (451, "4.3.0", "Error: local error in processing, try again later")
     IDLE_TIMEOUT = (421, "4.4.2", "{host} Error: timeout exceeded")
     TOO_MANY_ERRORS = (421, "4.7.0", "{host} Error: too many errors")

@@ -1,7 +1,8 @@
-"""The processor pipeline, listed explicitly: verify → authenticate sender → classify → route.
+"""The processor pipeline, listed explicitly: verify → authenticate sender → scan → classify → route.
 
 Reads: one MessageReceived. Emits: the Outputs of each step in order. A step may end the message (every recipient
-rejected, spam deleted or quarantined); the steps after it then do not run, and that step emitted the terminal event.
+rejected, malware held or dropped, spam deleted or quarantined); the steps after it then do not run, and that step
+emitted the terminal event.
 Configuration: each version of the live configuration (mail.config) gets its own set of step policies; a message is
 judged entirely by the version current when its handling began, and its events name that version
 (`config_version`). Directory caches carry over between versions for gateways whose verification did not change.
@@ -23,6 +24,7 @@ from mailgate.mail.outputs import Output, audit
 from processors.routing import RoutingPolicy
 from processors.sender_auth import SenderAuthPolicy
 from processors.spam.policy import SpamPolicy, check_gateway_actions
+from processors.virus.policy import VirusPolicy
 from processors.recipient_recheck import VerificationPolicy
 from schemas import MessageDiscarded
 
@@ -33,6 +35,7 @@ class Steps:
     """The step policies of one configuration version."""
     version: str | None
     verify: VerificationPolicy
+    scan: VirusPolicy
     classify: SpamPolicy
     route: RoutingPolicy
 
@@ -52,8 +55,9 @@ class Pipeline:
         verify = VerificationPolicy(cfg, self.node, directories, version=route.version,
                                     domain_lists=dict(self.domain_lists))
         verify.config_following = self.config_following
+        scan = VirusPolicy(cfg, self.node, route=route, version=route.version)
         classify = SpamPolicy(cfg, self.node, route=route, version=route.version)
-        return Steps(route.version, verify, classify, route)
+        return Steps(route.version, verify, scan, classify, route)
 
     def follow(self, following: asyncio.Event) -> None:
         """The process's mail.config follower: verification waits (bounded) for it before its first lookup, so a
@@ -78,6 +82,12 @@ class Pipeline:
             return outputs
         if auth.score is not None:  # the body now carries Authentication-Results; the score joins the spam total
             received = dataclasses.replace(received, body=auth.body, body_crlf_only=False)  # a header added: unknown
+        virus = await steps.scan(received, recipients)
+        outputs += virus.outputs
+        if virus.disposition != "deliver":
+            return outputs
+        if virus.body is not received.body:  # tagged (deliver_and_tag)
+            received = dataclasses.replace(received, body=virus.body, body_crlf_only=False)
         spam = await steps.classify(received, recipients, auth.extra_scorers)
         outputs += spam.outputs
         if spam.disposition != "deliver":

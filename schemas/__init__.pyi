@@ -3,6 +3,15 @@ from typing import ClassVar
 
 from schemas.codec import REGISTRY as REGISTRY, UndecodableRecord as UndecodableRecord, UnknownSchemaVersion as UnknownSchemaVersion, decode as decode, encode as encode, event_name as event_name, to_json_dict as to_json_dict
 
+class AttachmentFinding:
+    SCHEMA_NAME: ClassVar[str]
+    path: str
+    detected_type: str
+    rule: str
+    why: str
+    action: str
+    def __init__(self, path: str, detected_type: str, rule: str, why: str, action: str) -> None: ...
+
 class CachePurgeRequested:
     SCHEMA_NAME: ClassVar[str]
     occurred_at: int
@@ -268,13 +277,32 @@ class MessageRouted:
     dsn_recipients: list[DsnRecipient]
     def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, route: Route, mail_from: str, recipients: list[str], received_at: int, not_before: int, expires_at: int, attempt: int = ..., retry_tier: int = ..., force_redeliver: bool = ..., body: None | bytes = ..., config_version: None | str = ..., body_crlf_only: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ...) -> None: ...
 
+class MessageScanned:
+    SCHEMA_NAME: ClassVar[str]
+    message_id: str
+    occurred_at: int
+    node: str
+    scanner: str
+    duration_ms: int
+    result: str
+    signatures: list[str]
+    reason: str
+    action: str
+    attempts: int
+    failed_scanners: list[str]
+    findings: list[AttachmentFinding]
+    body_signature_broken: bool
+    config_version: None | str
+    def __init__(self, message_id: str, occurred_at: int, node: str, scanner: str, duration_ms: int, result: str, signatures: list[str] = ..., reason: str = ..., action: str = ..., attempts: int = ..., failed_scanners: list[str] = ..., findings: list[AttachmentFinding] = ..., body_signature_broken: bool = ..., config_version: None | str = ...) -> None: ...
+
 class QuarantineReleased:
     SCHEMA_NAME: ClassVar[str]
     message_id: str
     occurred_at: int
     node: str
     operator: str
-    def __init__(self, message_id: str, occurred_at: int, node: str, operator: str) -> None: ...
+    malware_confirmed: bool
+    def __init__(self, message_id: str, occurred_at: int, node: str, operator: str, malware_confirmed: bool = ...) -> None: ...
 
 class QueueCommandApplied:
     SCHEMA_NAME: ClassVar[str]

@@ -1,8 +1,8 @@
 """Configuration as events, the stages' side: the fold of `mail.config` into the configuration in effect. Gateways
 live in the compacted topic as GatewayConfigured/GatewayRemoved (key `<kind>/<name>`), the live settings sections
-`spam` (thresholds, scorers, weights), `relay_networks`, `auth_users` (SMTP AUTH logins, password hashes only) and
-`dkim_keys` (DKIM signing keys, private keys as references or sealed) as SettingsConfigured (key
-`settings/<section>`).
+`spam` (thresholds, scorers, weights), `antivirus` (clamd hosts, limits, outbound actions), `relay_networks`,
+`auth_users` (SMTP AUTH logins, password hashes only) and `dkim_keys` (DKIM signing keys, private keys as references
+or sealed) as SettingsConfigured (key `settings/<section>`).
 
 Reads: `mail.config` (the latest record per key is its state; compaction keeps history for the events' retention
 period). Emits: that state (`read_state`, `read_state_to`), the effective Config (the YAML file with its gateways
@@ -24,8 +24,10 @@ from schemas import GatewayConfigured, GatewayRemoved, SettingsConfigured
 
 GATEWAY_EVENTS = (GatewayConfigured, GatewayRemoved)
 """The records of `mail.config` that configure gateways (isinstance-ready)."""
-KINDS = {"inbound": ("inbound_gateways", InboundGateway), "outbound": ("outbound_gateways", OutboundGateway)}
-SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "relay_networks": ("ingress", "relay_networks"),
+KINDS: dict[str, tuple[str, type[InboundGateway] | type[OutboundGateway]]] = {
+    "inbound": ("inbound_gateways", InboundGateway), "outbound": ("outbound_gateways", OutboundGateway)}
+SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {"spam": ("spam",), "antivirus": ("antivirus",),
+                                                  "relay_networks": ("ingress", "relay_networks"),
                                                   "auth_users": ("ingress", "auth", "users"),
                                                   "dkim_keys": ("dkim_signing", "keys")}
 """Settings outside the gateways that every running stage applies live: section name -> its path in the file.
@@ -56,7 +58,7 @@ def state_entry(event) -> "GatewayState":
 def config_version(cfg: Config) -> str:
     """A short hash of everything that can change live (the gateways and every settings section): replicas that
     apply the same configuration report the same version, so an operator can see when every replica applied it."""
-    live = cfg.model_dump(mode="json", include={"inbound_gateways", "outbound_gateways", "spam"})
+    live = cfg.model_dump(mode="json", include={"inbound_gateways", "outbound_gateways", "spam", "antivirus"})
     live["relay_networks"] = list(cfg.ingress.relay_networks)
     live["auth_users"] = section_value(cfg, "auth_users")
     live["dkim_keys"] = section_value(cfg, "dkim_keys")

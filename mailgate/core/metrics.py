@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from mailgate.core import topics
 from mailgate.core.config import MetricsConfig
 from mailgate.core.topology import STAGES
-from schemas import (DeliveryDeferred, MessageBounced, MessageClassified,
+from schemas import (DeliveryDeferred, MessageBounced, MessageClassified, MessageScanned,
                      MessageDelivered, MessageDiscarded, MessageExpired, MessageQuarantined, MessageRouted,
                      RecipientRejected, RecipientVerified)
 
@@ -66,7 +66,8 @@ INGRESS_REJECTED_RECIPIENTS = Counter("mailgate_ingress_recipients_rejected",
                                       "Recipients refused at RCPT, by reason (relay_denied, user_unknown, ...).",
                                       ["reason"], registry=_ingress)
 INGRESS_REJECTED_MESSAGES = Counter("mailgate_ingress_messages_rejected",
-                                    "Messages refused at the end of DATA (bare_lf, too_big).", ["reason"],
+                                    "Messages refused at the end of DATA (bare_lf, too_big, virus, "
+                                    "virus_scanner_unavailable).", ["reason"],
                                     registry=_ingress)
 INGRESS_QUEUE_UNAVAILABLE = Counter("mailgate_ingress_queue_unavailable",
                                     "Messages answered 451 4.3.0 because Kafka did not acknowledge them.",
@@ -96,6 +97,28 @@ PROCESSOR_SPAM_LEVELS = Counter("mailgate_processor_spam_classified", "Messages 
 PROCESSOR_VERIFICATIONS = Counter("mailgate_processor_recipient_verifications",
                                   "Inbound recipients re-verified against the directory, by decision (verified, "
                                   "rejected, fail_open).", ["decision"], registry=_processor)
+PROCESSOR_VIRUS_VERDICTS = Counter("mailgate_processor_virus_verdicts",
+                                   "Messages through the scan step, by result (clean, infected, unscannable, error) "
+                                   "and action.", ["result", "action"], registry=_processor)
+
+# ingress (scan_at_data) and processor: every try of one clamd host
+_SCANNING = ("ingress", "processor")
+CLAMD_SCANS = {stage: Counter("mailgate_clamd_scans", "Scans sent to a clamd host, by host and outcome (clean, "
+                              "infected, unscannable, error).", ["host", "outcome"], registry=REGISTRIES[stage])
+               for stage in _SCANNING}
+CLAMD_SECONDS = {stage: Histogram("mailgate_clamd_scan_seconds", "How long one clamd host took to answer a scan "
+                                  "(errors included), by host.", ["host"],
+                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
+                                  registry=REGISTRIES[stage]) for stage in _SCANNING}
+
+
+def clamd_try(stage: str) -> Callable[[str, str, float], None]:
+    """The ClamdClient hook that counts each try of `stage` (ingress or processor) per host."""
+    def observe(host: str, outcome: str, seconds: float) -> None:
+        CLAMD_SCANS[stage].labels(host, outcome).inc()
+        CLAMD_SECONDS[stage].labels(host).observe(seconds)
+    return observe
+
 
 # egress
 EGRESS_ATTEMPTS = Counter("mailgate_egress_attempts",
@@ -187,6 +210,7 @@ _PIPELINE_COUNTS: dict[type, Callable[[Any], None]] = {
     RecipientVerified: lambda r: PROCESSOR_VERIFICATIONS.labels(
         "fail_open" if r.method == "fail_open" else "verified").inc(),
     RecipientRejected: lambda r: PROCESSOR_VERIFICATIONS.labels("rejected").inc(),
+    MessageScanned: lambda r: PROCESSOR_VIRUS_VERDICTS.labels(r.result, r.action).inc(),
 }
 """Event type → what counting it in the processor's metrics means."""
 

@@ -39,9 +39,10 @@ DLQ = "mail.dlq"
 
 CONFIG = "mail.config"
 """Compacted configuration: the latest `GatewayConfigured` / `GatewayRemoved` per gateway (key `<kind>/<name>`), the
-latest `SettingsConfigured` per live settings section (key `settings/<section>`: `spam`, `relay_networks`,
-`auth_users`, `dkim_keys`; mailgate/core/config_events.py), and `CachePurgeRequested` (key `cache-purge`), which
-every ingress and processor follows from its end. Every stage follows the topic (mailgate/core/live_config.py)."""
+latest `SettingsConfigured` per live settings section (key `settings/<section>`: `spam`, `antivirus`,
+`relay_networks`, `auth_users`, `dkim_keys`; mailgate/core/config_events.py), and `CachePurgeRequested` (key
+`cache-purge`), which every ingress and processor follows from its end. Every stage follows the topic
+(mailgate/core/live_config.py)."""
 
 
 RECORD_OVERHEAD_BYTES = 1024 * 1024

@@ -25,6 +25,12 @@ DOMAIN_NOT_ACCEPTED = Reply(554, "5.7.1", "Recipient address rejected: domain no
 domain verification: the SmarterMail server no longer lists it)."""
 
 
+def content_rejected(verdict: str) -> Reply:
+    """The message's content was refused by the virus scan or an attachment rule: `verdict` names what was found
+    (the signature, or the file and rule). The reply scan_at_data gives at DATA and a bounce action's DSN reports."""
+    return Reply(554, "5.7.1", f"Message content rejected: {verdict}")
+
+
 def no_connection(detail: str) -> Reply:
     """A transient failure without a usable server reply (connect, TLS, AUTH, timeout, lost connection)."""
     return Reply(451, "4.4.1", detail)
@@ -36,4 +42,4 @@ def refused(detail: str) -> Reply:
 
 
 __all__ = ["DOMAIN_NOT_ACCEPTED", "INTERNAL_DELIVERY_ERROR", "NO_USABLE_GATEWAY", "QUEUE_LIFETIME_EXCEEDED",
-           "USER_UNKNOWN", "no_connection", "refused"]
+           "USER_UNKNOWN", "content_rejected", "no_connection", "refused"]

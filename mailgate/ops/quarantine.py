@@ -1,4 +1,6 @@
-"""Operator commands for quarantined spam: `mailgate quarantine list | show <id> | release <id> | delete <id>`.
+"""Operator commands for quarantined mail: `mailgate quarantine list | show <id> | release <id> | delete <id>`.
+Held spam, and mail the virus scan held (level `virus` or `unscannable`), whose release needs `--confirm-malware`
+and is recorded so (`QuarantineReleased.malware_confirmed`, with the operator).
 
 Reads: the tracking store (`mailgate tracker` keeps it; a message is in quarantine while its row says
 `quarantine = 'held'`) for which messages are held and their headers, envelope and route. Release also needs the
@@ -30,6 +32,8 @@ from schemas import MessageDiscarded, MessageQuarantined, QuarantineReleased, de
 from processors.routing import split_by_domain
 
 RESOLVED_DISCARD_REASON = "quarantine_delete"
+MALWARE_LEVELS = ("virus", "unscannable")
+"""Levels of a message the scan step held (processors/virus/policy.py): releasing one needs confirm_malware."""
 HELD_SLACK_MS = 60_000
 """Release reads mail.quarantine from this long before the time the store says the message was held."""
 
@@ -198,9 +202,25 @@ async def cmd_show(cfg: Config, message_id: str, as_json: bool = False, from_log
     return 0
 
 
-async def cmd_release(cfg: Config, message_id: str, operator: str | None = None, from_log: bool = False) -> int:
+class MalwareNotConfirmed(Exception):
+    """A release of a message held for malware without the operator's explicit confirmation."""
+
+
+def check_release(q: Held, confirm_malware: bool) -> None:
+    if q.level in MALWARE_LEVELS and not confirm_malware:
+        raise MalwareNotConfirmed(f"{q.message_id} is held by the virus scan ({q.level}): releasing it delivers "
+                                  "possible malware; confirm with --confirm-malware")
+
+
+async def cmd_release(cfg: Config, message_id: str, operator: str | None = None, from_log: bool = False,
+                      confirm_malware: bool = False) -> int:
     q = await _one(cfg, message_id, from_log)
     if q is None:
+        return 1
+    try:
+        check_release(q, confirm_malware)
+    except MalwareNotConfirmed as err:
+        print(err)
         return 1
     stored = await routed_record(cfg, q)
     if stored is None:
@@ -212,7 +232,8 @@ async def cmd_release(cfg: Config, message_id: str, operator: str | None = None,
     routed = dataclasses.replace(routed, occurred_at=now, node=cfg.node_name, not_before=now,
                                  expires_at=max(routed.expires_at, now + lifetime_ms))
     released = QuarantineReleased(message_id=message_id, occurred_at=now, node=cfg.node_name,
-                                  operator=operator or getpass.getuser())
+                                  operator=operator or getpass.getuser(),
+                                  malware_confirmed=q.level in MALWARE_LEVELS)
     parts = split_by_domain(routed)  # a direct route: one record per recipient domain, as the processor writes it
     out = [Output(topics.OUTBOUND, part.route.destination or "unrouted", part) for part in parts]
     out.append(Output(topics.EVENTS, message_id, released))
@@ -234,7 +255,7 @@ async def cmd_delete(cfg: Config, message_id: str, operator: str | None = None, 
 
 
 async def run(cfg: Config, action: str, message_id: str | None, operator: str | None = None,
-              as_json: bool = False, from_log: bool = False) -> int:
+              as_json: bool = False, from_log: bool = False, confirm_malware: bool = False) -> int:
     """One operator command; exit status 0 on success, 1 when the message is not in quarantine, 2 on usage.
     `from_log`: scan the topics instead of reading the tracking store."""
     if action == "list":
@@ -244,5 +265,5 @@ async def run(cfg: Config, action: str, message_id: str | None, operator: str | 
     if action == "show":
         return await cmd_show(cfg, message_id, as_json, from_log)
     if action == "release":
-        return await cmd_release(cfg, message_id, operator, from_log)
+        return await cmd_release(cfg, message_id, operator, from_log, confirm_malware)
     return await cmd_delete(cfg, message_id, operator, from_log)

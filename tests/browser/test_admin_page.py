@@ -164,6 +164,10 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(pipeline, ses
     fill(browser, "f-sm-url", "https://mail.example.org")
     fill(browser, "f-sm-username", "gateway")
     fill(browser, "f-sm-password", BROWSER_SMARTERMAIL_PASSWORD)
+    assert visible(browser, "card-virus")
+    Select(browser.find_element(By.ID, "f-virus-infected")).select_by_value("discard")
+    Select(browser.find_element(By.ID, "f-virus-dangerous")).select_by_value("strip")
+    browser.find_element(By.ID, "f-virus-at-data").click()
     shot(browser, "gateway-form-domain-forward.png")
     _save_and_wait_listed(browser, "forward1")
 
@@ -179,6 +183,10 @@ def test_create_each_gateway_type_through_the_form_and_disable_one(pipeline, ses
     assert state["outbound/unreachable"].settings["sender_domains"] == ["sales.example.test", "billing.example.test"]
     assert state["inbound/forward1"].settings["domain_verification"]["mode"] == "all_but_specified_domains"
     assert state["inbound/backup1"].settings["mode"] == "backup_mx"
+    virus = state["inbound/forward1"].settings["virus"]
+    assert (virus["infected"], virus["unscannable"], virus["scan_at_data"]) == ("discard", "quarantine", True)
+    assert virus["attachments"]["dangerous_action"] == "strip" and virus["attachments"]["dangerous_files"]
+    assert state["inbound/backup1"].settings["virus"]["infected"] == "quarantine"  # the defaults
     for secret in (BROWSER_RELAY_PASSWORD, BROWSER_SMARTERMAIL_PASSWORD):
         assert all(secret not in s.event.settings_json for s in state.values())
         assert secret not in gw.logs()  # admin.log and every stage's log

@@ -234,7 +234,7 @@ async def test_verify_before_save_with_a_password_from_an_unset_variable_is_422_
     assert "MAILGATE_TEST_UNSET_VARIABLE is not set" in (await r.json())["fields"]["auth_password"]
 
 
-async def _hold(cfg, mid: str) -> None:
+async def _hold(cfg, mid: str, level: str = "high") -> None:
     """Put a message in quarantine as the processor's spam policy does (mail.quarantine + the audit copy)."""
     from mailgate.core import kafka, topics
     from mailgate.core.ids import now_ms
@@ -244,7 +244,7 @@ async def _hold(cfg, mid: str) -> None:
                            route=Route(kind="primary", destination="primary", candidates=[], hosts=["127.0.0.1:25"]),
                            mail_from="spammer@spam.test", recipients=["bob@example.test"], received_at=now,
                            not_before=now, expires_at=now + 86_400_000, retry_tier=0, body=b"Subject: buy\r\n\r\nx")
-    held = MessageQuarantined(message_id=mid, occurred_at=now, node="t", level="high", total_score=12.5,
+    held = MessageQuarantined(message_id=mid, occurred_at=now, node="t", level=level, total_score=12.5,
                               headers="From: spammer@spam.test\r\nSubject: buy now\r\n", routed=encode(routed))
     p = kafka.producer(cfg, "test-admin")
     await p.start()
@@ -273,3 +273,14 @@ async def test_quarantine_list_release_and_delete(api, broker_gw):
     deleted = (await (await api.get("/api/messages/QDEL1")).json())["events"]
     assert [e["operator"] for e in deleted if e["type"] == "MessageDiscarded"] == ["root"]
     assert (await api.post("/api/quarantine/QREL1/release", headers=_h(api))).status == 404
+
+
+async def test_releasing_malware_needs_confirm_malware_and_is_audited(api, broker_gw):
+    await _hold(broker_gw.cfg, "QVIR1", level="virus")
+    refused = await api.post("/api/quarantine/QVIR1/release", headers=_h(api))
+    assert refused.status == 409 and "confirm_malware=true" in (await refused.json())["error"]
+    r = await api.post("/api/quarantine/QVIR1/release?confirm_malware=true", headers=_h(api))
+    assert r.status == 200 and (await r.json())["result"] == "released"
+    trace = await (await api.get("/api/messages/QVIR1")).json()
+    released = [e for e in trace["events"] if e["type"] == "QuarantineReleased"]
+    assert [(e["operator"], e["malware_confirmed"]) for e in released] == [("root", True)]

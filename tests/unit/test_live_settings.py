@@ -116,3 +116,18 @@ async def test_a_message_in_flight_is_routed_by_the_version_it_started_with():
     after = [o.record for o in await pipeline.handle(_received("m2")) if type(o.record).__name__ == "MessageRouted"]
     assert after[0].config_version == config_version(changed) and after[0].route.hosts == ["10.0.0.9:25"]
     await pipeline.aclose()
+
+
+def test_the_antivirus_section_is_live_and_a_gateways_virus_actions_change_with_it():
+    running = cfg()
+    desired = cfg(antivirus={"enabled": True, "scanners": [{"host": "10.0.0.5", "port": 3310}],
+                             "when_unavailable": "accept"})
+    events = [e for e in diff({}, desired, "dana", running=running) if isinstance(e, SettingsConfigured)]
+    assert [e.section for e in events] == ["antivirus"]
+    live = effective_config(running, state_of(events))
+    assert live.antivirus.enabled and live.antivirus.scanners[0].name == "10.0.0.5:3310"
+    assert config_version(live) != config_version(running)
+    assert non_live_changes(running, desired) == []
+    tagged = cfg(inbound_gateways=[{"name": "gw", "mode": "domain_forward", "primary_addresses": ["127.0.0.1"],
+                                    "virus": {"infected": "deliver_and_tag", "scan_at_data": True}}])
+    assert config_version(tagged) != config_version(running) and non_live_changes(running, tagged) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 from mailgate.core import config_events
 
 ROOT = Path(__file__).resolve().parents[2]
-STEP_NAMES = {"verify": "verify", "sender_auth": "authenticate", "classify": "classify", "route": "route"}
+STEP_NAMES = {"verify": "verify", "sender_auth": "authenticate", "scan": "scan", "classify": "classify", "route": "route"}
 """The attribute Pipeline.handle calls each step by → the step's name in the pictures."""
 
 
@@ -24,7 +24,7 @@ def steps_in_code() -> list[str]:
 
 def test_the_pipeline_pictures_name_the_processors_steps_in_the_order_it_runs_them():
     steps = steps_in_code()
-    assert steps == ["verify", "authenticate", "classify", "route"]
+    assert steps == ["verify", "authenticate", "scan", "classify", "route"]
     for doc in ("README.md", "docs/architecture.md"):
         picture = re.sub(r"\(\w+\)", "", (ROOT / doc).read_text().split("```")[1])  # classify(spam) -> classify
         assert " ─► ".join(steps) in picture, doc

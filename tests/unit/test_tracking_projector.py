@@ -9,6 +9,7 @@ import pytest
 
 from mailgate.ops.queue.view import QueueView
 from mailgate.ops.tracking import queries
+from mailgate.ops.tracking import projector
 from mailgate.ops.tracking.projector import fold, project
 from mailgate.ops.tracking.schema import LATEST
 from mailgate.ops.tracking.store import Store
@@ -167,27 +168,27 @@ def test_one_recipient_delivered_and_one_bounced_is_a_partial_delivery(store):
 
 
 def test_an_old_store_is_migrated_in_place(tmp_path, monkeypatch):
-    from mailgate.ops.tracking import projector as module
     path = tmp_path / "old.sqlite3"
     old = Store.sqlite(path)
     assert old.migrate(upto=1) == 1
-    columns = tuple(c for c in module.MESSAGE_COLUMNS if c != "dsn_request")  # as a release of version 1 wrote
-    monkeypatch.setattr(module, "MESSAGE_COLUMNS", columns)
-    monkeypatch.setattr(module, "_UPSERT_MESSAGE", module._UPSERT_MESSAGE
-                        .replace(", dsn_request = excluded.dsn_request", "").replace(", dsn_request", "")
-                        .replace(", ?) ON", ") ON"))
+    # the projector of a release before version 5 wrote neither the DSN request nor the virus column
+    before_v5 = tuple(c for c in projector.MESSAGE_COLUMNS if c not in ("dsn_request", "virus"))
+    monkeypatch.setattr(projector, "MESSAGE_COLUMNS", before_v5)
+    monkeypatch.setattr(projector, "_UPSERT_MESSAGE", projector.upsert_message_sql(before_v5))
     project(old, records(history() + partly_delivered()))
     monkeypatch.undo()
     old.run("UPDATE messages SET state = 'bounced' WHERE message_id = 'p1'")  # what releases before 3 kept
     old.close()
+    monkeypatch.undo()
     new = Store.sqlite(path)
-    assert new.migrate() == LATEST == 5
-    assert new.version() == 5
+    assert new.migrate() == LATEST == 6
+    assert new.version() == 6
     assert new.state() == {}  # version 4: which log the rows came from, not known for an old store
     assert queries.message(new, "m2")["state"] == "bounced"
     assert queries.message(new, "p1")["state"] == "partial"
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "messages_outbound_gateway" in indexes
+    assert "messages_outbound_gateway" in indexes and "messages_virus" in indexes  # version 5: the virus verdict
+    assert queries.message(new, "m2")["virus"] is None
     new.close()
 
 

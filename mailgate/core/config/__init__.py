@@ -3,7 +3,8 @@
 Reads: the YAML file named by `--config`. Emits: a frozen `Config` value, or a `ConfigError` whose message names
 each bad key by its path (`outbound_gateways.0.port: Input should be less than or equal to 65535`).
 Every model forbids unknown keys; units are in field names (`_s`, `_bytes`). The sections' models live in one module
-each (base, kafka, ingress, delivery, spam, gateways, operations); this one assembles `Config` and reads the file.
+each (base, kafka, ingress, delivery, spam, antivirus, gateways, operations); this one assembles `Config` and reads
+the file.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from mailgate.core.config.antivirus import (AntivirusConfig, AttachmentRule, AttachmentRules, ClamdScanner,
+                                            VirusActions)
 from mailgate.core.config.base import ConfigError, Secret, SecretField, Strict, cache_dir
 from mailgate.core.config.delivery import DeliveryConfig, DkimKey, DkimSigningConfig, SpoolConfig
 from mailgate.core.config.gateways import (AccessRule, DomainVerification, InboundGateway, OutboundGateway,
@@ -34,6 +37,8 @@ class Config(Strict):
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Spool settings.")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Egress delivery engine.")
     spam: SpamConfig = Field(default_factory=SpamConfig, description="Spam scoring of inbound mail.")
+    antivirus: AntivirusConfig = Field(default_factory=AntivirusConfig,
+                                       description="Virus scanning with clamd, in the processor and at DATA.")
     inbound_gateways: list[InboundGateway] = Field(default_factory=list, description="Backup MX / Domain Forward.")
     outbound_gateways: list[OutboundGateway] = Field(default_factory=list, description="Outbound relays.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Administration web page and API.")
@@ -104,10 +109,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
     return parse_config(data, str(p))
 
-__all__ = ["AccessRule", "AdminConfig", "AuthUser", "Config", "ConfigError", "DeliveryConfig", "DkimKey",
-           "DkimSigningConfig", "DnsConfig", "DnsListSite", "DnsblConfig", "DomainVerification", "InboundGateway",
-           "IngressConfig", "KafkaConfig", "KafkaSecurity", "ListenerConfig", "LocalBrokerConfig",
-           "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig", "OutboundGateway", "PregreetConfig", "Secret",
-           "SecretField", "SenderAuthConfig", "SenderAuthScores", "SmarterMailConfig", "SmtpAuthConfig", "SpamAction",
-           "SpamActions", "SpamConfig", "SpamScorer", "SpoolConfig", "TlsServerConfig", "TrackingConfig", "cache_dir",
-           "load_config", "parse_config"]
+__all__ = ["AccessRule", "AdminConfig", "AntivirusConfig", "AttachmentRule", "AttachmentRules", "AuthUser",
+           "ClamdScanner", "Config", "ConfigError", "DeliveryConfig", "DkimKey", "DkimSigningConfig", "DnsConfig",
+           "DnsListSite", "DnsblConfig", "DomainVerification", "InboundGateway", "IngressConfig", "KafkaConfig",
+           "KafkaSecurity", "ListenerConfig", "LocalBrokerConfig", "LocalBrokerSaslSsl", "LoginLimits", "MetricsConfig",
+           "OutboundGateway", "PregreetConfig", "Secret", "SecretField", "SenderAuthConfig", "SenderAuthScores",
+           "SmarterMailConfig", "SmtpAuthConfig", "SpamAction", "SpamActions", "SpamConfig", "SpamScorer",
+           "SpoolConfig", "TlsServerConfig", "TrackingConfig", "VirusActions", "cache_dir", "load_config",
+           "parse_config"]

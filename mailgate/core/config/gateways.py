@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from mailgate.core.config.antivirus import VirusActions
 from mailgate.core.config.base import SecretField, Strict
 from mailgate.core.config.spam import SpamActions
 from mailgate.core.netaddr import AddressSet, parse_address_spec
@@ -121,6 +122,9 @@ class InboundGateway(Strict):
         default_factory=list, description="Allow and block entries for mail to this gateway's domains (clients, "
         "senders, HELO names): a matching block entry wins over allow entries. Live (mail.config): "
         "`mailgate access list|add|remove`.")
+    virus: VirusActions = Field(default_factory=VirusActions,
+                                description="Virus scanning: the actions for infected and unscannable mail, and "
+                                            "scan_at_data (used while antivirus.enabled).")
 
     @field_validator("primary_addresses")
     @classmethod

@@ -214,11 +214,18 @@ async def quarantine_list(request: web.Request) -> web.Response:
 
 async def _quarantine_action(request: web.Request, action: str) -> web.Response:
     cfg, mid = request.app[CFG], request.match_info["message_id"]
-    if mid not in await quarantine.held(cfg):
+    held = (await quarantine.held(cfg)).get(mid)
+    if held is None:
         return error(404, f"{mid} is not in quarantine (never held, or already released or deleted)")
+    confirmed = request.query.get("confirm_malware") == "true"
+    if action == "release":
+        try:
+            quarantine.check_release(held, confirmed)
+        except quarantine.MalwareNotConfirmed as err:
+            return error(409, str(err).replace("--confirm-malware", "confirm_malware=true"))
     with contextlib.redirect_stdout(io.StringIO()):  # the operator commands print for a terminal
         if action == "release":
-            await quarantine.cmd_release(cfg, mid, operator(request))
+            await quarantine.cmd_release(cfg, mid, operator(request), confirm_malware=confirmed)
         else:
             await quarantine.cmd_delete(cfg, mid, operator(request))
     return web.json_response({"message_id": mid, "result": action + "d"})

@@ -31,6 +31,9 @@ INVALID = {"422": _json("Error", "invalid: `fields` maps each field path to its 
 KIND = {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["inbound", "outbound"]}}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 MID = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+CONFIRM_MALWARE = {"name": "confirm_malware", "in": "query", "required": False,
+                   "schema": {"type": "string", "enum": ["true", "false"]},
+                   "description": "true: release a message the virus scan held (audited as confirmed)."}
 
 
 def _op(summary: str, responses: dict, *, params: list | None = None, body: dict | str | None = None,
@@ -115,8 +118,10 @@ def spec() -> dict:
                                              "messages": {"type": "integer"}, "recipients": {"type": "integer"}}})})},
         "/api/quarantine": {"get": _op("Messages held in quarantine", {"200": _json({"type": "object"})})},
         "/api/quarantine/{message_id}/release": {"post": _op(
-            "Release a quarantined message for delivery", {"200": _json({"type": "object"}), **NOT_FOUND},
-            params=[MID], mutating=True)},
+            "Release a quarantined message for delivery (mail held by the virus scan needs confirm_malware=true, "
+            "else 409)", {"200": _json({"type": "object"}), "409": _json("Error", "held for malware, not confirmed"),
+                          **NOT_FOUND},
+            params=[MID, CONFIRM_MALWARE], mutating=True)},
         "/api/quarantine/{message_id}": {"delete": _op(
             "Delete a quarantined message", {"200": _json({"type": "object"}), **NOT_FOUND}, params=[MID],
             mutating=True)},

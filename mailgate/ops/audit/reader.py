@@ -53,9 +53,26 @@ def _details(e) -> str:
     if name == "DeliveryDeferred":
         return (f"attempt={e.attempt} {','.join(e.recipients)} reason: {e.reason}; "
                 f"next attempt {when(e.next_attempt_at)} via {e.retry_topic}")
+    if name == "MessageScanned":
+        return scanned_details(e)
     d = to_json_dict(e)
     skip = {"type", "message_id", "occurred_at", "node", "body", "body_sha256"}
     return ", ".join(f"{k}={_value(k, v)}" for k, v in d.items() if k not in skip and _shown(v))
+
+
+def scanned_details(e) -> str:
+    """A virus scan's verdict in one line: the result (signatures, reason), scanner, time, action, findings."""
+    what = (f"infected: {', '.join(e.signatures)}" if e.signatures else "dangerous attachment"
+            ) if e.result == "infected" else e.result
+    parts = [what + (f" ({e.reason})" if e.reason else ""),
+             f"scanner {e.scanner or '-'} in {e.duration_ms} ms" + (f" after {e.attempts} tries" if e.attempts > 1
+                                                                    else ""),
+             f"action {e.action}"]
+    parts += [f"failed: {f}" for f in e.failed_scanners]
+    parts += [f"rule {f.rule}: {f.path} ({f.why}) -> {f.action}" for f in e.findings]
+    if e.body_signature_broken:
+        parts.append("a part was stripped: a DKIM signature over the body no longer verifies")
+    return "; ".join(parts)
 
 
 def _shown(v: Any) -> bool:

@@ -18,8 +18,9 @@ from mailgate.core.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "/etc/mailgate/mailgate.yaml"
 CONFIG_ENV = "MAILGATE_CONFIG"
-NO_SECURITY_CHECK = {"broker"}
-"""Commands that load the configuration without asking Kafka first (the local broker may not be running yet)."""
+NO_SECURITY_CHECK = {"broker", "scan"}
+"""Commands that load the configuration without asking Kafka first (the local broker may not be running yet;
+`scan` needs only clamd)."""
 
 
 def config_path(given: str | None) -> str:

@@ -168,7 +168,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from mailgate.ops.quarantine import run
     return asyncio.run(run(command.load(args), args.action, args.message_id, args.operator, as_json=args.json,
-                           from_log=args.from_log))
+                           from_log=args.from_log, confirm_malware=args.confirm_malware))
 
 
 class Parser(argparse.ArgumentParser):
@@ -223,12 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="one JSON object per event")
     t.add_argument("--from-log", action="store_true", help="scan mail.events instead of the tracking store")
     t.set_defaults(func=cmd_trace)
-    q = with_config(sub.add_parser("quarantine", help="list, show, release or delete quarantined spam"))
+    q = with_config(sub.add_parser("quarantine", help="list, show, release or delete quarantined mail"))
     q.add_argument("action", choices=["list", "show", "release", "delete"])
     q.add_argument("message_id", nargs="?", help="the message (show, release, delete)")
     q.add_argument("--operator", help="who releases it, for the audit log (default: the OS user)")
     q.add_argument("--json", action="store_true", help="list, show: JSON instead of text")
     q.add_argument("--from-log", action="store_true", help="scan the topics, not the tracking store")
+    q.add_argument("--confirm-malware", action="store_true",
+                   help="release: needed for mail the virus scan held (levels virus, unscannable); audited")
     q.set_defaults(func=cmd_quarantine)
     _operator_commands(sub, with_config)
     a = with_config(sub.add_parser("admin", help="the administration web page and HTTP API"))
@@ -246,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_dkim_commands(sub, with_config)
     from mailgate.ops.tracking.cli import register as register_tracking_commands
     register_tracking_commands(sub, with_config)
+    from mailgate.ops.scan_cli import register as register_scan_command
+    register_scan_command(sub, with_config)
     c = with_config(sub.add_parser("cache", help="user-verification caches of every ingress and processor"))
     c.add_argument("action", choices=["purge"])
     c.add_argument("target", nargs="?", help="an address, a domain, or nothing for every cached answer")

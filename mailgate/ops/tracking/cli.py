@@ -111,7 +111,7 @@ def search_from_args(args: argparse.Namespace) -> queries.Search:
                           since_ms=parse_time(args.since) if args.since else None,
                           until_ms=parse_time(args.until) if args.until else None, state=args.state,
                           client=args.client, gateway=args.gateway, header_message_id=args.message_id_header,
-                          limit=args.limit, offset=args.offset)
+                          virus=args.virus, limit=args.limit, offset=args.offset)
 
 
 def _recipients(r: dict) -> str:
@@ -131,8 +131,9 @@ def render_search(rows: list[dict]) -> str:
                          f"[{r['client_address']}] {r['last_reply'] or r['last_reason'] or ''}")
             continue
         dsn = f"  (DSN {r['dsn_request']})" if r.get("dsn_request") else ""
+        virus = f"  virus {r['virus']}" if r.get("virus") and r["virus"] != "clean" else ""
         lines.append(f"{_when(r['received_at']):19}  {r['message_id']:26}  {r['state']:11}  "
-                     f"<{r['mail_from'] or ''}> -> {_recipients(r)}{subject}{dsn}")
+                     f"<{r['mail_from'] or ''}> -> {_recipients(r)}{subject}{dsn}{virus}")
     lines.append(f"{len(rows)} message(s)")
     return "\n".join(lines)
 
@@ -222,6 +223,7 @@ def register(sub, with_config) -> None:
     s.add_argument("--client", help="client IP address that sent it to us")
     s.add_argument("--gateway", help="inbound or outbound gateway name")
     s.add_argument("--message-id-header", help="the Message-ID header (with or without <>)")
+    s.add_argument("--virus", choices=queries.VIRUS_RESULTS, help="the virus scan's result")
     s.add_argument("--limit", type=int, default=100, help="at most this many messages (newest first)")
     s.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
     s.add_argument("--json", action="store_true", help="a JSON array of message rows")

@@ -32,7 +32,7 @@ MESSAGE_COLUMNS = (
     "destination", "relay_host", "spam_level", "spam_score", "spam_actions", "spam_scores", "state", "attempts",
     "last_reply", "last_reason", "tier", "next_attempt_at", "received_at", "routed_at", "delivered_at",
     "finished_at", "updated_at", "quarantine", "quarantine_level", "quarantine_score", "quarantine_headers",
-    "quarantined_at", "dsn_request")
+    "quarantined_at", "dsn_request", "virus")
 PENDING = ("received", "queued", "deferred", "quarantined")
 WAITING = ("queued", "deferred")
 """Recipient states that `mailgate queue` counts (routed and not finished)."""
@@ -44,9 +44,14 @@ PARTIAL = "partial"
 """Message state when, with no recipient waiting, some were delivered and others FAILED."""
 ACTIVE_TIER = "active"
 
-_UPSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
-                   f"({', '.join('?' for _ in MESSAGE_COLUMNS)}) ON CONFLICT (message_id) DO UPDATE SET "
-                   + ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS[1:]))
+
+
+def upsert_message_sql(columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            "ON CONFLICT (message_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:]))
+
+
+_UPSERT_MESSAGE = upsert_message_sql(MESSAGE_COLUMNS)
 _UPSERT_RECIPIENT = ("INSERT INTO recipients (message_id, recipient, domain, state, reply, updated_at) "
                      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id, recipient) DO UPDATE SET "
                      "state = excluded.state, reply = excluded.reply, updated_at = excluded.updated_at")
@@ -198,6 +203,12 @@ def _classified(m: dict, rc: dict, e: dict) -> None:
              spam_scores=json.dumps(e["scores"]))
 
 
+def _scanned(m: dict, rc: dict, e: dict) -> None:
+    detail = (", ".join(e["signatures"]) or ", ".join(f"{f['rule']} {f['path']}" for f in e["findings"])
+              if e["result"] == "infected" else e["reason"])
+    m["virus"] = f"{e['result']}: {detail}" if detail else e["result"]
+
+
 def _routed(m: dict, rc: dict, e: dict) -> None:
     route = e["route"]
     if not _waiting(rc):  # a new wait starts (QueueView: a new Waiting)
@@ -296,7 +307,8 @@ def _tempfailed(m: dict, rc: dict, e: dict) -> None:
 
 
 HANDLERS: dict[str, Callable[[dict, dict, dict], None]] = {
-    "MessageReceived": _received, "MessageClassified": _classified, "MessageRouted": _routed,
+    "MessageReceived": _received, "MessageClassified": _classified, "MessageScanned": _scanned,
+    "MessageRouted": _routed,
     "DeliveryDeferred": _deferred, "DeliveryAttempted": _attempted, "MessageDelivered": _delivered,
     "MessageBounced": _bounced, "MessageExpired": _expired, "MessageDiscarded": _discarded,
     "DuplicateSuppressed": _duplicate, "MessageQuarantined": _quarantined, "QuarantineReleased": _released,

@@ -21,7 +21,9 @@ bounced or expired); 'refused' matches connections ingress refused before any tr
 SEARCH_COLUMNS = ("message_id", "direction", "mail_from", "recipients", "client_address", "inbound_gateway",
                   "outbound_gateway", "destination", "header_message_id", "subject", "spam_level", "spam_score",
                   "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes",
-                  "dsn_request")
+                  "dsn_request", "virus")
+VIRUS_RESULTS = ("clean", "infected", "unscannable", "error")
+"""Values of `--virus`: the virus scan's result (MessageScanned.result)."""
 
 
 def events(store: Store, message_id: str) -> list:
@@ -54,6 +56,7 @@ class Search:
     client: str | None = None
     gateway: str | None = None
     header_message_id: str | None = None
+    virus: str | None = None
     limit: int = 100
     offset: int = 0
     where: list[str] = field(default_factory=list, init=False)
@@ -93,6 +96,8 @@ class Search:
             hid = self.header_message_id.strip()
             hid = hid if hid.startswith("<") else f"<{hid}>"
             self._add("m.header_message_id = ?", hid)
+        if self.virus:
+            self._add("(m.virus = ? OR m.virus LIKE ?)", self.virus, self.virus + ":%")
         return (" WHERE " + " AND ".join(self.where)) if self.where else "", self.params
 
 

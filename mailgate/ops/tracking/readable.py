@@ -61,6 +61,27 @@ def _classified(e) -> tuple[str, list[str]]:
             scores + ([f"Actions: {', '.join(e.actions)}"] if e.actions else []))
 
 
+def _scanned(e) -> tuple[str, list[str]]:
+    what = {"clean": "clean", "infected": f"infected: {', '.join(e.signatures)}" if e.signatures
+            else "dangerous attachment",
+            "unscannable": "unscannable", "error": "not scanned (no scanner answered)"}.get(e.result, e.result)
+    lines = [f"Scanner {e.scanner or '-'}, {e.duration_ms} ms" + (f", {e.attempts} tries" if e.attempts > 1 else "")]
+    if e.reason:
+        lines.append(f"Reason: {e.reason}")
+    lines += [f"Scanner failed: {f}" for f in e.failed_scanners]
+    lines += [f"Attachment rule {f.rule}: {f.path} ({f.why}) → {f.action}" for f in e.findings]
+    if e.body_signature_broken:
+        lines.append("A part was stripped: a DKIM signature over the body no longer verifies")
+    lines.append(f"Action: {e.action}")
+    return f"Virus scan: {what}", lines
+
+
+def _quarantined(e) -> tuple[str, list[str]]:
+    if e.level in ("virus", "unscannable"):
+        return f"Quarantined by the virus scan ({e.level})", []
+    return f"Quarantined (spam level {e.level}, score {e.total_score:.1f})", []
+
+
 def _routed(e) -> tuple[str, list[str]]:
     r = e.route
     where = (f"the primary server of inbound gateway {r.destination}" if r.kind == "primary"
@@ -96,6 +117,7 @@ def _simple(title: str, detail):
 _DESCRIBE = {
     "MessageReceived": _received,
     "MessageClassified": _classified,
+    "MessageScanned": _scanned,
     "MessageRouted": _routed,
     "DeliveryAttempted": _attempted,
     "MessageDelivered": _simple("Delivered via {e.gateway} ({e.host})",
@@ -108,8 +130,9 @@ _DESCRIBE = {
                               + ([f"DSN sent as {e.dsn_message_id}"] if e.dsn_message_id else [])),
     "MessageExpired": _simple("Expired in the queue",
                               lambda e: [f"For {_list(e.recipients)}", f"Last reason: {e.last_reason}"]),
-    "MessageQuarantined": _simple("Quarantined (spam level {e.level}, score {e.total_score:.1f})", lambda e: []),
-    "QuarantineReleased": _simple("Released from quarantine by {e.operator}", lambda e: []),
+    "MessageQuarantined": _quarantined,
+    "QuarantineReleased": _simple("Released from quarantine by {e.operator}",
+                                  lambda e: ["Held for malware: release confirmed"] if e.malware_confirmed else []),
     "MessageDiscarded": _simple("Discarded", lambda e: [f"Reason: {e.reason}"]
                                 + ([f"By {e.operator}"] if e.operator else [])),
     "DuplicateSuppressed": _simple("Not delivered again (already delivered)",

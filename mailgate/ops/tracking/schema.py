@@ -67,5 +67,11 @@ _V5 = [
     "ALTER TABLE messages ADD COLUMN dsn_request TEXT",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
+_V6 = [
+    # The virus scan's verdict (MessageScanned): `<result>` or `<result>: <signatures or reason>`.
+    "ALTER TABLE messages ADD COLUMN virus TEXT",
+    "CREATE INDEX messages_virus ON messages (virus)",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6)]
 LATEST = MIGRATIONS[-1][0]

@@ -3,7 +3,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 let csrf = null;
-let editing = null; // {kind, name} when the form edits an existing gateway
+let editing = null; // {kind, name, virus} when the form edits an existing gateway (virus: its stored settings)
 const MODES = {round_robin: ["outbound", "Round Robin"], specific_domains: ["outbound", "Specific Domains"],
                backup_mx: ["inbound", "Backup MX"], domain_forward: ["inbound", "Domain Forward"]};
 const LEVELS = [["low", "Low"], ["medium", "Medium"], ["high", "High"], ["none", "Not spam"]];
@@ -160,6 +160,13 @@ function collect() {
       if (action === "add_header") { a.header_name = text; a.header_value = value; }
       doc.spam_actions[lvl] = [a];
     }
+    // the form shows the main virus settings; the rest (tag header, own attachment rules) is kept as stored
+    const stored = (editing && editing.virus) || {};
+    const dangerous = $("f-virus-dangerous").value;
+    doc.virus = {...stored, infected: $("f-virus-infected").value, unscannable: $("f-virus-unscannable").value,
+      scan_at_data: $("f-virus-at-data").checked,
+      attachments: {...(stored.attachments || {}), dangerous_files: dangerous !== "off",
+        dangerous_action: dangerous === "off" ? ((stored.attachments || {}).dangerous_action || "quarantine") : dangerous}};
   }
   return doc;
 }
@@ -190,7 +197,7 @@ function showVerify(v) {
 }
 
 function openForm(g) {
-  editing = g ? {kind: g.kind, name: g.name} : null;
+  editing = g ? {kind: g.kind, name: g.name, virus: g.virus} : null;
   $("gateway-form").reset(); spamRows(); clearErrors();
   $("form-title").textContent = g ? `Edit Gateway ${g.name}` : "New Gateway";
   $("f-name").readOnly = !!g;
@@ -220,6 +227,10 @@ function openForm(g) {
         $(`f-spam-${lvl}-text`).value = a.action === "add_header" ? a.header_name : a.text;
         $(`f-spam-${lvl}-value`).value = a.header_value;
       }
+      const v = g.virus || {}, att = v.attachments || {};
+      $("f-virus-infected").value = v.infected || "quarantine"; $("f-virus-unscannable").value = v.unscannable || "quarantine";
+      $("f-virus-dangerous").value = att.dangerous_files === false ? "off" : (att.dangerous_action || "quarantine");
+      $("f-virus-at-data").checked = !!v.scan_at_data;
     }
   }
   applyMode(); show("gateway-form");
@@ -314,9 +325,14 @@ async function loadQuarantine() {
       if (res.status !== 200) $("quarantine-summary").textContent = res.data.error; else loadQuarantine();
     };
     const id = encodeURIComponent(m.message_id);
+    const malware = m.level === "virus" || m.level === "unscannable"; // held by the virus scan: release needs a yes
+    const release = malware ? async () => {
+      if (!window.confirm(`${m.message_id} was held by the virus scan (${m.level}). Deliver it anyway?`)) return;
+      await act("POST", `/api/quarantine/${id}/release?confirm_malware=true`)();
+    } : act("POST", `/api/quarantine/${id}/release`);
     rows.append(el("tr", {"data-message-id": m.message_id}, el("td", {class: "mono"}, m.message_id), el("td", {}, when(m.quarantined_at)),
       el("td", {}, m.level), el("td", {}, m.score.toFixed(1)), el("td", {}, m.from), el("td", {}, m.subject),
-      el("td", {}, el("button", {type: "button", class: "release", onclick: act("POST", `/api/quarantine/${id}/release`)}, "Release"), " ",
+      el("td", {}, el("button", {type: "button", class: "release", onclick: release}, "Release"), " ",
         el("button", {type: "button", class: "danger", onclick: act("DELETE", `/api/quarantine/${id}`)}, "Delete"))));
   }
 }
