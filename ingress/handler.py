@@ -233,11 +233,13 @@ class IngressHandler:
             return Verdict.MESSAGE_TOO_BIG.reply()
         # original_content keeps dot-stuffing undone and CRLFs; content may be str if decode_data were set.
         mid = envelope.mg_id
-        refused = await scan_at_data(s.cfg, data, message_id=mid, client=session.peer[0],
+        scanned = await scan_at_data(s.cfg, data, message_id=mid, client=session.peer[0],
                                      direction=envelope.mg_direction or "", gateway=envelope.mg_gateway,
-                                     login=session.auth_data if session.authenticated else None)
-        if refused is not None:
-            return refused
+                                     login=session.auth_data if session.authenticated else None,
+                                     mail_from=_sender(envelope), rcpt_to=envelope.rcpt_tos, version=s.version,
+                                     note=self.publisher.note_until_stored)
+        if scanned.refusal is not None:
+            return scanned.refusal
         when = datetime.now(timezone.utc)
         score = NOT_LISTED
         if not session.authenticated and hasattr(server, "dnsbl_score"):  # recorded and scored; exempt: none
@@ -263,6 +265,7 @@ class IngressHandler:
             dsn_ret=envelope.mg_dsn.ret, dsn_envid=envelope.mg_dsn.envid,
             dsn_recipients=[DsnRecipient(recipient=r, notify=list(d.notify), orcpt=d.orcpt)
                             for r, d in envelope.mg_dsn_rcpts],
+            **scanned.received_fields(),  # the verdict of scan_at_data, which the processor reuses when clean
             **domain_fields(getattr(envelope, "mg_domain", None)))  # `data` has none left: refused or repaired above
         began = time.monotonic()
         try:

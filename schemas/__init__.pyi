@@ -252,7 +252,10 @@ class MessageReceived:
     dsn_recipients: list[DsnRecipient]
     dnsbl_score: int
     dnsbl_listings: list[str]
-    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ..., dnsbl_score: int = ..., dnsbl_listings: list[str] = ...) -> None: ...
+    data_scan_result: None | str
+    data_scan_scanner: str
+    data_scan_duration_ms: int
+    def __init__(self, message_id: str, occurred_at: int, node: str, direction: str, client_address: str, client_helo: str, mail_from: str, rcpt_to: list[str], size_bytes: int, body_sha256: str, inbound_gateway: None | str = ..., client_auth: None | str = ..., tls: None | str = ..., body: None | bytes = ..., verified_recipients: list[str] = ..., config_version: None | str = ..., header_message_id: None | str = ..., subject: None | str = ..., body_crlf_only: bool = ..., domain_decision: None | str = ..., domain_source: None | str = ..., domain_list_fetched_at: None | int = ..., domain_list_stale: bool = ..., dsn_ret: None | str = ..., dsn_envid: None | str = ..., dsn_recipients: list[DsnRecipient] = ..., dnsbl_score: int = ..., dnsbl_listings: list[str] = ..., data_scan_result: None | str = ..., data_scan_scanner: str = ..., data_scan_duration_ms: int = ...) -> None: ...
 
 class MessageRouted:
     SCHEMA_NAME: ClassVar[str]
@@ -293,7 +296,12 @@ class MessageScanned:
     findings: list[AttachmentFinding]
     body_signature_broken: bool
     config_version: None | str
-    def __init__(self, message_id: str, occurred_at: int, node: str, scanner: str, duration_ms: int, result: str, signatures: list[str] = ..., reason: str = ..., action: str = ..., attempts: int = ..., failed_scanners: list[str] = ..., findings: list[AttachmentFinding] = ..., body_signature_broken: bool = ..., config_version: None | str = ...) -> None: ...
+    scanned_at: str
+    reply: str
+    client_address: None | str
+    mail_from: None | str
+    rcpt_to: list[str]
+    def __init__(self, message_id: str, occurred_at: int, node: str, scanner: str, duration_ms: int, result: str, signatures: list[str] = ..., reason: str = ..., action: str = ..., attempts: int = ..., failed_scanners: list[str] = ..., findings: list[AttachmentFinding] = ..., body_signature_broken: bool = ..., config_version: None | str = ..., scanned_at: str = ..., reply: str = ..., client_address: None | str = ..., mail_from: None | str = ..., rcpt_to: list[str] = ...) -> None: ...
 
 class QuarantineReleased:
     SCHEMA_NAME: ClassVar[str]

@@ -8,9 +8,11 @@ on release (to mail.quarantine, and its audit copy; level `virus` or `unscannabl
 MessageBounced with a DSN to a non-null sender (bounce). Returns the (possibly tagged) body and the disposition.
 
 Which mail: inbound mail of every gateway while `antivirus.enabled`; outbound mail per `antivirus.scan_outbound`
-(that of SMTP AUTH logins by default). When no scanner answers: under `tempfail` the step retries with back-off
-(`mailgate/core/backoff.py`) until one does, so the message (and its partition) waits in Kafka and is never passed
-unscanned; under `accept` it is delivered with result `error` and an `Unscanned` tag header.
+(that of SMTP AUTH logins by default). A message ingress found clean at DATA (scan_at_data,
+MessageReceived.data_scan_result) is not scanned again: its MessageScanned says scanned_at ingress. When no scanner
+answers: under `tempfail` the step retries with back-off (`mailgate/core/backoff.py`) until one does, so the
+message (and its partition) waits in Kafka and is never passed unscanned; under `accept` it is delivered with
+result `error` and an `Unscanned` tag header.
 """
 from __future__ import annotations
 
@@ -27,14 +29,14 @@ from mailgate.core.backoff import Backoff
 from mailgate.core.config import Config, VirusActions
 from mailgate.core.ids import new_message_id, now_ms
 from mailgate.mail.antivirus.clamd import ClamdClient, ScannerUnavailable
-from mailgate.mail.antivirus.scan import Verdict, actions_for, scan_message
+from mailgate.mail.antivirus.scan import Verdict, actions_for, scan_message, scanned_event
 from mailgate.mail.dsn import build_dsn, dsn_received, should_send_dsn
 from mailgate.mail.antivirus.rules import strip, strongest
 from mailgate.mail.headers import header_block, header_values, set_header
 from mailgate.mail.outputs import Output, audit
 from mailgate.mail.pipeline_replies import content_rejected
 from processors.routing import RoutingPolicy
-from schemas import AttachmentFinding, MessageBounced, MessageDiscarded, MessageQuarantined, MessageScanned, encode
+from schemas import MessageBounced, MessageDiscarded, MessageQuarantined, encode
 
 log = logging.getLogger("mailgate.virus")
 
@@ -99,7 +101,10 @@ class VirusPolicy:
         return VirusDecision(outputs + self._bounce(received, recipients, verdict), body, "bounce")
 
     async def scan(self, received, body: bytes, actions: VirusActions) -> tuple[Verdict, int]:
-        """(the verdict, tries); under tempfail, tries again with back-off until a scanner answers."""
+        """(the verdict, tries); a clean verdict made at DATA (scan_at_data) as it is, without asking clamd
+        again; else scanned, and under tempfail tried again with back-off until a scanner answers."""
+        if reused_at_data(received):
+            return Verdict("clean", received.data_scan_scanner, received.data_scan_duration_ms / 1000), 1
         backoff = Backoff(self.av.retry_first_s, self.av.retry_max_s, self.sleep)
         began, tries = time.monotonic(), 0
         while True:
@@ -119,13 +124,9 @@ class VirusPolicy:
             return dataclasses.replace(verdict, duration_s=time.monotonic() - began), tries
 
     def _scanned(self, received, verdict: Verdict, action: str, attempts: int, broken: bool):
-        return MessageScanned(
-            message_id=received.message_id, occurred_at=now_ms(), node=self.node, scanner=verdict.scanner,
-            duration_ms=int(verdict.duration_s * 1000), result=verdict.result, signatures=list(verdict.signatures),
-            reason=verdict.reason, action=action, attempts=attempts, failed_scanners=list(verdict.failed),
-            findings=[AttachmentFinding(path=f.path, detected_type=f.detected_type, rule=f.rule, why=f.why,
-                                        action=f.action) for f in verdict.findings],
-            body_signature_broken=broken, config_version=self.version)
+        return scanned_event(verdict, message_id=received.message_id, occurred_at=now_ms(), node=self.node,
+                             action=action, version=self.version, attempts=attempts, broken=broken,
+                             scanned_at="ingress" if reused_at_data(received) else "processor")
 
     def _bounce(self, received, recipients: list[str], verdict: Verdict) -> list[Output]:
         reply = content_rejected(verdict.summary())
@@ -165,6 +166,13 @@ def choose_action(verdict: Verdict, actions: VirusActions) -> str:
         return actions.infected
     wanted = strongest(list(verdict.findings))
     return actions.infected if wanted == "reject" else str(wanted)
+
+
+def reused_at_data(received) -> bool:
+    """Whether ingress scanned the message at DATA and found it clean (MessageReceived.data_scan_result): the
+    scan step reuses that verdict rather than scanning the same bytes again. Any other verdict made at DATA
+    (unscannable; a rule that does not reject) is scanned again, for the walk and findings its action needs."""
+    return received.data_scan_result == "clean"
 
 
 def tag_value(verdict: Verdict) -> str:

@@ -3,6 +3,7 @@ which mail is scanned, what each action emits, the tempfail wait with back-off a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -133,3 +134,22 @@ def test_over_the_size_limit_is_unscannable_and_gets_that_action():
     d = run(config({"unscannable": "discard"}), Client(ClamdReply("unscannable", reason="too big")))
     assert d.disposition == "discard" and d.outputs[0].record.reason == "too big"
     assert d.outputs[1].record.reason == "virus_unscannable"
+
+
+def test_a_clean_verdict_made_at_data_is_reused_without_asking_clamd_again():
+    client = Client(INFECTED)  # would say infected, were it asked
+    msg = dataclasses.replace(received(), data_scan_result="clean", data_scan_scanner="127.0.0.1:3310",
+                              data_scan_duration_ms=12)
+    d = run(config({"scan_at_data": True}), client, msg)
+    s = d.outputs[0].record
+    assert client.calls == 0 and d.disposition == "deliver"
+    assert (s.result, s.scanned_at, s.scanner, s.duration_ms, s.action) == (
+        "clean", "ingress", "127.0.0.1:3310", 12, "deliver")
+
+
+def test_another_verdict_made_at_data_is_scanned_again_and_mail_not_scanned_there_says_processor():
+    client = Client(INFECTED)
+    d = run(config(), client, dataclasses.replace(received(), data_scan_result="unscannable"))
+    assert client.calls == 1 and d.outputs[0].record.scanned_at == "processor"
+    assert d.disposition == "quarantine"
+    assert run(config(), Client(CLEAN)).outputs[0].record.scanned_at == "processor"

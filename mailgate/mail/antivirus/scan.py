@@ -4,7 +4,8 @@ Reads: the raw message, `AntivirusConfig` and a `ClamdClient`. Emits: a `Verdict
 signatures, unscannable with the reason) combined with the walk of the message's files (`content.walk`: encrypted
 archives and archives nested deeper than `archive_max_depth` are unscannable). Infected wins over unscannable, which
 wins over clean; attachment rules (`rules`) that match make it infected too, with their findings. Raises
-`ScannerUnavailable` when no clamd host answered; the caller applies `when_unavailable`.
+`ScannerUnavailable` when no clamd host answered; the caller applies `when_unavailable`. `scanned_event` is the
+verdict as the MessageScanned event that ingress (a refusal at DATA) and the processor record.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mailgate.core.config import AntivirusConfig, AttachmentRules, Config, Virus
 from mailgate.mail.antivirus.clamd import ClamdClient
 from mailgate.mail.antivirus.content import Walk, walk
 from mailgate.mail.antivirus.rules import Finding, check
+from schemas import AttachmentFinding, MessageScanned
 
 Result = Literal["clean", "infected", "unscannable", "error"]
 
@@ -82,3 +84,15 @@ async def scan_message(cfg: AntivirusConfig, body: bytes, client: ClamdClient,
         return Verdict("unscannable", clamd.scanner, took, clamd.reply.signatures, "; ".join(reasons), clamd.failed,
                        files)
     return Verdict("clean", clamd.scanner, took, (), "", clamd.failed, files)
+
+
+def scanned_event(verdict: Verdict, *, message_id: str, occurred_at: int, node: str, action: str,
+                  version: str | None, attempts: int = 1, broken: bool = False, **where) -> MessageScanned:
+    """The verdict as a MessageScanned; `where` are its scanned_at, reply and envelope fields (a refusal at DATA)."""
+    return MessageScanned(
+        message_id=message_id, occurred_at=occurred_at, node=node, scanner=verdict.scanner,
+        duration_ms=int(verdict.duration_s * 1000), result=verdict.result, signatures=list(verdict.signatures),
+        reason=verdict.reason, action=action, attempts=attempts, failed_scanners=list(verdict.failed),
+        findings=[AttachmentFinding(path=f.path, detected_type=f.detected_type, rule=f.rule, why=f.why,
+                                    action=f.action) for f in verdict.findings],
+        body_signature_broken=broken, config_version=version, **where)

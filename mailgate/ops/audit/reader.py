@@ -72,6 +72,9 @@ def scanned_details(e) -> str:
     parts += [f"rule {f.rule}: {f.path} ({f.why}) -> {f.action}" for f in e.findings]
     if e.body_signature_broken:
         parts.append("a part was stripped: a DKIM signature over the body no longer verifies")
+    if e.scanned_at == "ingress":  # scan_at_data: refused at DATA (reply set), or a clean verdict reused
+        parts.append(f"at DATA: replied {e.reply}; from=<{e.mail_from}> client={e.client_address} "
+                     f"to={','.join(e.rcpt_to)}" if e.reply else "scanned by ingress at DATA, verdict reused")
     return "; ".join(parts)
 
 

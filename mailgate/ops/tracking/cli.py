@@ -126,9 +126,10 @@ def render_search(rows: list[dict]) -> str:
     lines = [f"{'RECEIVED (UTC)':19}  {'MESSAGE ID':26}  {'STATE':11}  FROM -> TO  [SUBJECT]"]
     for r in rows:
         subject = f"  [{r['subject']}]" if r.get("subject") else ""
-        if r["state"] == "refused":  # a connection refused before any transaction: the client and its reply
+        if r["state"] == "refused":  # a connection refused before any transaction, or a message at DATA
+            envelope = f"<{r['mail_from']}> -> {r['recipients']} " if r.get("mail_from") is not None else ""
             lines.append(f"{_when(r['received_at']):19}  {r['message_id']:26}  {r['state']:11}  "
-                         f"[{r['client_address']}] {r['last_reply'] or r['last_reason'] or ''}")
+                         f"[{r['client_address']}] {envelope}{r['last_reply'] or r['last_reason'] or ''}")
             continue
         dsn = f"  (DSN {r['dsn_request']})" if r.get("dsn_request") else ""
         virus = f"  virus {r['virus']}" if r.get("virus") and r["virus"] != "clean" else ""

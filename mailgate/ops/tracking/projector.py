@@ -12,7 +12,8 @@ of its recipients' (queued, deferred, quarantined); once none waits, `partial` w
 and others bounced or expired (the sender got a DSN for those only), else the most telling final one (bounced,
 expired, discarded, delivered, rejected: a recipient refused at RCPT time was answered in the SMTP session). A
 connection refused before any transaction (ConnectionRefused) is a row of its own with no recipients, state
-`refused`, its client address and reply: `mailgate search --client IP` lists it. Queue
+`refused`, its client address and reply: `mailgate search --client IP` lists it; so is a message ingress refused
+at DATA after its virus scan (a MessageScanned with a reply: scan_at_data), with its sender and recipients. Queue
 fields (destination, tier, reason) follow `mailgate.ops.queue.view.QueueView`'s rules.
 """
 from __future__ import annotations
@@ -207,6 +208,11 @@ def _scanned(m: dict, rc: dict, e: dict) -> None:
     detail = (", ".join(e["signatures"]) or ", ".join(f"{f['rule']} {f['path']}" for f in e["findings"])
               if e["result"] == "infected" else e["reason"])
     m["virus"] = f"{e['result']}: {detail}" if detail else e["result"]
+    if e.get("reply"):  # refused at DATA by ingress (scan_at_data): a refused row, like a ConnectionRefused one
+        m.update(client_address=e["client_address"], mail_from=e["mail_from"],
+                 sender_domain=domain_of(e["mail_from"]), recipients=", ".join(e["rcpt_to"]), state=REFUSED,
+                 last_reply=e["reply"], last_reason=f"virus scan at DATA: {e['action']}",
+                 received_at=e["occurred_at"])
 
 
 def _routed(m: dict, rc: dict, e: dict) -> None:

@@ -17,7 +17,8 @@ STATES = ("queued", "deferred", "quarantined", "delivered", "bounced", "expired"
           "refused")
 """Values of `--state`: a message matches when one of its recipients is in that state ('queued' includes
 recipients accepted and not yet routed); 'partial' matches the message state (some recipients delivered, the others
-bounced or expired); 'refused' matches connections ingress refused before any transaction (ConnectionRefused)."""
+bounced or expired); 'refused' matches connections ingress refused before any transaction (ConnectionRefused) and
+messages it refused at DATA after their virus scan (scan_at_data: MessageScanned with a reply)."""
 SEARCH_COLUMNS = ("message_id", "direction", "mail_from", "recipients", "client_address", "inbound_gateway",
                   "outbound_gateway", "destination", "header_message_id", "subject", "spam_level", "spam_score",
                   "state", "attempts", "last_reply", "last_reason", "received_at", "finished_at", "size_bytes",

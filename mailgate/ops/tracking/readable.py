@@ -73,6 +73,11 @@ def _scanned(e) -> tuple[str, list[str]]:
     if e.body_signature_broken:
         lines.append("A part was stripped: a DKIM signature over the body no longer verifies")
     lines.append(f"Action: {e.action}")
+    if e.scanned_at == "ingress":  # scan_at_data: a refusal at DATA (reply set), or a clean verdict reused
+        lines.append(f"Scanned by ingress at DATA; replied {e.reply}" if e.reply
+                     else "Scanned by ingress at DATA (the processor reused the verdict)")
+    if e.reply:
+        lines.append(f"From {e.mail_from or '<>'} at {e.client_address} to {_list(e.rcpt_to)}")
     return f"Virus scan: {what}", lines
 
 
