@@ -14,8 +14,8 @@ from mailgate.ops.tracking.projector import fold, project
 from mailgate.ops.tracking.schema import LATEST
 from mailgate.ops.tracking.store import Store
 from schemas import (DeliveryAttempted, DeliveryDeferred, MessageBounced, MessageClassified, MessageDelivered,
-                     MessageDiscarded, MessageQuarantined, MessageReceived, MessageRouted, QuarantineReleased,
-                     RecipientResult, Route, ScorerScore, SmtpReply, encode)
+                     MessageDiscarded, MessageQuarantined, MessageReceived, MessageRouted, MessageScanned,
+                     QuarantineReleased, RecipientRejected, RecipientResult, Route, ScorerScore, SmtpReply, encode)
 
 T0 = 1_790_000_000_000
 
@@ -219,3 +219,22 @@ def test_an_outcome_logged_before_its_routing_still_stands(store):
     for e in late:
         view.apply(e)
     assert view.waiting == {}
+
+
+
+@pytest.mark.parametrize("refused_first", [True, False])  # two background writes: either may land first
+def test_a_message_refused_at_data_by_the_virus_scan_is_a_refused_row_with_its_envelope(store, refused_first):
+    rejected = RecipientRejected(message_id="d1", occurred_at=T0 + 70, node="n", recipient="nobody@b.test",
+                                 stage="ingress", reason="unknown_user", reply_code=550, enhanced_code="5.1.1",
+                                 client_address="192.0.2.9", mail_from="mal@e.test")
+    refused = MessageScanned(message_id="d1", occurred_at=T0 + 71, node="n", scanner="127.0.0.1:3310",
+                             duration_ms=5, result="infected", signatures=["Eicar"], action="reject",
+                             scanned_at="ingress", reply="554 5.7.1 Message content rejected: infected (Eicar)",
+                             client_address="192.0.2.9", mail_from="mal@e.test", rcpt_to=["bob@b.test"])
+    project(store, records(history() + ([refused, rejected] if refused_first else [rejected, refused])))
+    row = queries.message(store, "d1")
+    assert (row["state"], row["client_address"], row["mail_from"], row["recipients"], row["virus"]) == (
+        "refused", "192.0.2.9", "mal@e.test", "bob@b.test", "infected: Eicar")
+    assert row["last_reply"] == refused.reply
+    found = lambda **kw: [r["message_id"] for r in queries.search(store, queries.Search(**kw))]  # noqa: E731
+    assert found(state="refused") == ["d1"] and found(client="192.0.2.9") == ["d1"]

@@ -65,8 +65,11 @@ def domain_of(address: str | None) -> str:
 
 
 def row_state(m: dict, rc: dict[str, list]) -> str:
-    """A row's state: its recipients', or `refused` for a refused connection (it has none)."""
-    return REFUSED if not rc and m.get("state") == REFUSED else message_state(s for s, _, _ in rc.values())
+    """A row's state: its recipients', or `refused` for a refused connection (it has none) or a message refused at
+    DATA (its only recipient rows are those refused at RCPT)."""
+    if m.get("state") == REFUSED and all(s == "rejected" for s, _, _ in rc.values()):
+        return REFUSED
+    return message_state(s for s, _, _ in rc.values())
 
 
 def message_state(states: Iterable[str]) -> str:
