@@ -77,3 +77,7 @@ def test_reject_with_scan_at_data_refuses_a_dangerous_file_with_554_and_stores_n
     ok = queued_id(send(gateway.smtp_port, "bob@strict.test", message(("invoice.pdf", b"%PDF-1.4\n")))[1])
     gateway.wait_events(ok, "MessageDelivered", timeout_s=120)
     assert [r.message_id for r in records(gateway, topics.RECEIVED)] == [ok]
+    [refusal] = [e for e in records(gateway, topics.EVENTS) if e.message_id != ok]  # the 554 is an event
+    assert (type(refusal).__name__, refusal.action, refusal.scanned_at, refusal.rcpt_to) == (
+        "MessageScanned", "reject", "ingress", ["bob@strict.test"])
+    assert [(f.path, f.rule) for f in refusal.findings] == [("invoice.pdf.exe", "dangerous_files")]
