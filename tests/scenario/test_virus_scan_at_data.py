@@ -126,10 +126,10 @@ def test_infected_mail_is_refused_at_data_naming_the_signature_and_nothing_reach
         assert "at DATA: replied 554 5.7.1" in trace.stdout and "state: refused" in trace.stdout
 
         # the clean message was scanned once, at DATA: the processor reused that verdict
+        assert clamd_scans(clamd.workdir) == {"OK": 1, "FOUND": 3}  # 2 refused at DATA, 1 by the processor
         s = scanned(gateway, clean)
         assert (s.result, s.action, s.scanned_at, s.scanner) == ("clean", "deliver", "ingress",
                                                                  f"127.0.0.1:{clamd.port}")
-        assert clamd_scans(clamd.workdir) == {"OK": 1, "FOUND": 3}  # 2 refused at DATA, 1 by the processor
 
 
 def test_with_clamd_stopped_the_client_gets_451_and_is_accepted_once_clamd_is_back(gateway, primary, tmp_path):
