@@ -124,29 +124,45 @@ async def _open(scanner: ClamdScanner, timeout_s: float) -> tuple[asyncio.Stream
         raise ClamdError(f"cannot connect: {err.strerror or err}") from None
 
 
+async def _read_reply(reader: asyncio.StreamReader) -> bytes:
+    """clamd's reply: up to its terminator (NUL for the z-commands), end of stream, or MAX_REPLY_BYTES."""
+    reply = await reader.read(MAX_REPLY_BYTES)
+    while reply and not reply.endswith((b"\0", b"\n")) and len(reply) < MAX_REPLY_BYTES:
+        more = await reader.read(MAX_REPLY_BYTES - len(reply))
+        if not more:
+            break
+        reply += more
+    return reply
+
+
 async def instream(scanner: ClamdScanner, data: bytes, *, timeout_s: float, connect_timeout_s: float,
                    chunk_bytes: int) -> bytes:
     """Send `data` to one clamd by INSTREAM and return its raw reply; ClamdError on any failure or after
     `timeout_s` for the whole exchange."""
     async def exchange() -> bytes:
         reader, writer = await _open(scanner, connect_timeout_s)
+        # The reply is read while the stream is sent: clamd answers `INSTREAM size limit exceeded` as soon as its
+        # StreamMaxLength is reached and closes, and once a later write fails asyncio raises that error from every
+        # read, reply or not. Read at once, the reply is in hand before the broken pipe.
+        answer = asyncio.ensure_future(_read_reply(reader))
         try:
             try:
                 for frame in instream_frames(data, chunk_bytes):
+                    if answer.done():
+                        break  # clamd answered before the end of the stream: it stopped reading
                     writer.write(frame)
                     await writer.drain()
+                    await asyncio.sleep(0)  # let a reply that arrived be read before the next write
             except (ConnectionResetError, BrokenPipeError):
-                pass  # clamd stops reading past its StreamMaxLength and says so: read what it said
-            reply = await reader.read(MAX_REPLY_BYTES)
-            while reply and not reply.endswith((b"\0", b"\n")) and len(reply) < MAX_REPLY_BYTES:
-                more = await reader.read(MAX_REPLY_BYTES - len(reply))
-                if not more:
-                    break
-                reply += more
-            return reply
+                pass  # clamd stopped reading (past its StreamMaxLength) and said so: the reply is being read
+            return await answer
         except OSError as err:
             raise ClamdError(f"connection failed: {err.strerror or err}") from None
         finally:
+            if not answer.done():
+                answer.cancel()
+            elif not answer.cancelled():
+                answer.exception()  # retrieved (raised above if it mattered), so asyncio does not log it again
             writer.close()
             try:
                 await writer.wait_closed()
