@@ -10,6 +10,8 @@ Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stop
     Domain Forward gateway for example.test whose primary is the sink;
   * once, a private Postfix instance (`postfix -c DIR`, own queue dir, relayhost = the sink, no local delivery).
 Each workload is `smtp-source -s SESSIONS -m N -l SIZE [-r RCPTS]` against mailgate, then against Postfix.
+The scanning workloads (5k-av, 1m-av; bench/scan.py) send a message file (`-F`) with antivirus on, against one clamd
+(tests/support/clamd.py) and a second Postfix whose smtpd asks Debian's clamav-milter; clamd's CPU is counted for both.
 Measured: accept rate (smtp-source wall time), end-to-end rate (until the sink counted N), mailgate latency
 accept -> downstream 250 from MessageDelivered events, peak RSS and CPU seconds per 1,000 messages per process.
 With --paced RATES, instead: per rate, fresh stages and a fast sink, `rate` msg/s of 5 KB for --paced-seconds
