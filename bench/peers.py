@@ -27,6 +27,7 @@ class Workload:
     sessions: int = 20
     slow_ms: int = 0
     egress_replicas: int = 1
+    scan: bool = False  # virus scanning on: mailgate's antivirus with clamd, Postfix with clamav-milter
 
 
 def free_port() -> int:
@@ -83,9 +84,11 @@ class Sink:
         self.fh.close()
 
 
-def smtp_source(port: int, w: Workload, n: int, sessions: int | None = None) -> tuple[float, str]:
-    cmd = ["smtp-source", "-s", str(sessions or w.sessions), "-m", str(n), "-l", str(w.size), "-f", SENDER,
-           "-t", RCPT]
+def smtp_source(port: int, w: Workload, n: int, sessions: int | None = None,
+                message_file: Path | None = None) -> tuple[float, str]:
+    """smtp-source's wall time and what it said; `message_file` is sent as the message (`-F`) instead of -l's."""
+    cmd = ["smtp-source", "-s", str(sessions or w.sessions), "-m", str(n), "-f", SENDER, "-t", RCPT]
+    cmd += ["-F", str(message_file)] if message_file is not None else ["-l", str(w.size)]
     if w.rcpts > 1:
         cmd += ["-r", str(w.rcpts)]
     cmd.append(f"127.0.0.1:{port}")
@@ -126,8 +129,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class Postfix:
     """A private Postfix instance: own config dir and queue dir, 127.0.0.1 only, relaying everything to the sink."""
 
-    def __init__(self, workdir: Path, sink_port: int) -> None:
-        self.dir = workdir / "postfix"
+    def __init__(self, workdir: Path, sink_port: int, name: str = "postfix", extra: dict | None = None) -> None:
+        """`extra`: further main.cf settings (e.g. smtpd_milters); `name`: the instance's directory."""
+        self.dir = workdir / name
         self.port = free_port()
         conf, queue, data = self.dir / "etc", self.dir / "queue", self.dir / "data"
         for d in (conf, queue, data):
@@ -146,6 +150,7 @@ class Postfix:
             "maillog_file": str(self.dir / "maillog"), "maillog_file_prefixes": str(self.dir),
             "smtputf8_enable": "no", "biff": "no",
             "smtpd_banner": "$myhostname ESMTP", "message_size_limit": "26214400",
+            **(extra or {}),
         }
         (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
         (conf / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{self.port}"))

@@ -10,6 +10,8 @@ Starts (all on free 127.0.0.1 ports, all under one temporary directory, all stop
     Domain Forward gateway for example.test whose primary is the sink;
   * once, a private Postfix instance (`postfix -c DIR`, own queue dir, relayhost = the sink, no local delivery).
 Each workload is `smtp-source -s SESSIONS -m N -l SIZE [-r RCPTS]` against mailgate, then against Postfix.
+The scanning workloads (5k-av, 1m-av; bench/scan.py) send a message file (`-F`) with antivirus on, against one clamd
+(tests/support/clamd.py) and a second Postfix whose smtpd asks Debian's clamav-milter; clamd's CPU is counted for both.
 Measured: accept rate (smtp-source wall time), end-to-end rate (until the sink counted N), mailgate latency
 accept -> downstream 250 from MessageDelivered events, peak RSS and CPU seconds per 1,000 messages per process.
 With --paced RATES, instead: per rate, fresh stages and a fast sink, `rate` msg/s of 5 KB for --paced-seconds
@@ -39,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from mailgate.ops.kafka import local_broker as broker  # noqa: E402
-from bench import paced  # noqa: E402
+from bench import paced, scan  # noqa: E402
 from bench.peers import RCPT, SENDER, Postfix, Sink, Workload, free_port, smtp_source  # noqa: E402
+from tests.support.clamd import Clamd  # noqa: E402
 from bench.procstats import RssPoller, cpu_s, status_kb, tree_cpu_s  # noqa: E402
 from bench.sink_view import describe, sink_view  # noqa: E402
 
@@ -60,6 +63,9 @@ WORKLOADS = [
     Workload("slow-e1", 5000, 2000, 400, slow_ms=50, egress_replicas=1),
     Workload("slow-e2", 5000, 2000, 400, slow_ms=50, egress_replicas=2),
     Workload("slow-e4", 5000, 2000, 400, slow_ms=50, egress_replicas=4),
+    # virus scanning on (bench/scan.py): mailgate's processor asks clamd; Postfix's smtpd asks clamav-milter
+    Workload("5k-av", 5000, 3000, 500, scan=True),
+    Workload("1m-av", 1_000_000, 300, 60, scan=True),
 ]
 
 
@@ -90,7 +96,8 @@ class Mailgate:
         self.config_path = workdir / "mailgate.yaml"
         self.write_config()
 
-    def write_config(self) -> None:
+    def write_config(self, antivirus: dict | None = None) -> None:
+        """The bench's configuration; with `antivirus`, that section (the scanning workloads), else none."""
         data = {
             "node_name": "bench",
             "kafka": {"bootstrap_servers": [f"127.0.0.1:{self.kafka_port}"], "partitions": 4},
@@ -110,6 +117,8 @@ class Mailgate:
                 "primary_port": self.sink_port,
                 "domain_verification": {"mode": "specified_domains", "domains": ["example.test"]}}],
         }
+        if antivirus:
+            data["antivirus"] = antivirus
         apply_settings(data, self.settings)
         self.cfg = parse_config(data)
         self.config_path.write_text(yaml.safe_dump(data))
@@ -197,19 +206,23 @@ def timeout_for(w: Workload, n: int) -> float:
     return 60 + n * (0.05 if w.size < 50_000 else 0.2 if w.size < 500_000 else 1.0) + (n * w.slow_ms / 1000)
 
 
-def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str | None) -> Result:
+def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str | None,
+                 clamd: Clamd | None = None) -> Result:
+    """One workload through fresh stages; with `clamd` (a scanning workload) antivirus is on and clamd's CPU counts."""
     res = Result("mailgate", w.name, n)
     t0 = time.monotonic()
+    mg.write_config(scan.antivirus_settings(clamd.port) if clamd else None)
+    message = scan.message_file(mg.workdir, w.name, w.size) if w.scan else None
     sink = Sink(mg.workdir, mg.sink_port, w.slow_ms)
     try:
         mg.start_stages(w.egress_replicas)
         # Warm-up: the processor (faust) is ready when it was assigned partitions; prove the whole path works.
-        _, errs = smtp_source(mg.smtp_port, w, WARMUP, sessions=2)
+        _, errs = smtp_source(mg.smtp_port, w, WARMUP, sessions=2, message_file=message)
         if sink.wait(WARMUP, 120) is None:
             raise RuntimeError(f"warm-up not delivered ({sink.count()}/{WARMUP}); {errs}")
         time.sleep(1)
         base = sink.count()
-        pids = {**mg.pids(), "broker": broker_pid}
+        pids = {**mg.pids(), "broker": broker_pid, **({"clamd": clamd.proc.pid} if clamd and clamd.proc else {})}
         cpu0 = {k: cpu_s(p) for k, p in pids.items()}
         poller = RssPoller({"broker": broker_pid})
         poller.start()
@@ -224,7 +237,7 @@ def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str
                 print(f"  py-spy recording {stage} (pid {pid}) into {out}", flush=True)
         since_ms = int(time.time() * 1000)
         t0 = time.monotonic()
-        res.accept_s, res.errors = smtp_source(mg.smtp_port, w, n)
+        res.accept_s, res.errors = smtp_source(mg.smtp_port, w, n, message_file=message)
         done = sink.wait(base + n, timeout_for(w, n))
         res.delivered_s = None if done is None else done - t0
         res.sink_count = sink.count() - base
@@ -246,9 +259,14 @@ def run_mailgate(mg: Mailgate, broker_pid: int, w: Workload, n: int, py_spy: str
 
 def check_events(res: Result, events: list, n: int, w: Workload) -> None:
     received, delivered, rcpts, dups, deferred = {}, Counter(), Counter(), 0, 0
+    scanned: Counter = Counter()
+    scan_ms: list[int] = []
     lat = []
     for e in events:
         name = type(e).__name__
+        if name == "MessageScanned":
+            scanned[e.result] += 1
+            scan_ms.append(e.duration_ms)
         if name == "MessageReceived":
             received[e.message_id] = e.occurred_at
         elif name == "MessageDelivered":
@@ -265,32 +283,42 @@ def check_events(res: Result, events: list, n: int, w: Workload) -> None:
     wrong_rcpts = sum(1 for m in ours if delivered[m] and rcpts[m] != w.rcpts)
     lat.sort()
     res.latency_ms = {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99), "max": pct(lat, 100)}
-    ok = (len(ours) == n and missing == 0 and twice == 0 and wrong_rcpts == 0 and res.sink_count == n)
+    ok = (len(ours) == n and missing == 0 and twice == 0 and wrong_rcpts == 0 and res.sink_count == n
+          and (not w.scan or scanned == Counter(clean=n)))
     res.check = (f"{'OK' if ok else 'MISMATCH'}: received={len(ours)} delivered-once={len(ours) - missing - twice} "
                  f"missing={missing} twice={twice} wrong-rcpt-count={wrong_rcpts} dup-suppressed={dups} "
-                 f"deferred/bounced/dlq={deferred} sink={res.sink_count}")
+                 f"deferred/bounced/dlq={deferred} sink={res.sink_count}"
+                 + (" scanned " + ",".join(f"{k}={v}" for k, v in sorted(scanned.items()))
+                    + f" (scan p50/p95 {pct(sorted(scan_ms), 50):.0f}/{pct(sorted(scan_ms), 95):.0f} ms)"
+                    if w.scan else ""))
 
 
-def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: Workload, n: int) -> Result:
-    res = Result("postfix", w.name, n)
+def run_postfix(pf: Postfix, workdir: Path, sink_port: int, broker_pid: int, w: Workload, n: int,
+                scanners: dict[str, int] | None = None) -> Result:
+    """One workload through Postfix; `scanners` (clamav-milter's and clamd's pids) are counted in its CPU."""
+    res = Result("postfix+clamav-milter" if w.scan else "postfix", w.name, n)
     t0 = time.monotonic()
+    message = scan.message_file(workdir, w.name, w.size) if w.scan else None
+    scanners = scanners or {}
     sink = Sink(workdir, sink_port, w.slow_ms)
     try:
-        _, errs = smtp_source(pf.port, w, WARMUP, sessions=2)
+        _, errs = smtp_source(pf.port, w, WARMUP, sessions=2, message_file=message)
         if sink.wait(WARMUP, 60) is None:
             raise RuntimeError(f"postfix warm-up not delivered ({sink.count()}/{WARMUP}); {errs}")
         time.sleep(1)
         base = sink.count()
         master = pf.master_pid()
         cpu0 = tree_cpu_s(master)
+        scan0 = {k: cpu_s(p) for k, p in scanners.items()}
         poller = RssPoller({}, {"postfix": master})
         poller.start()
         t0 = time.monotonic()
-        res.accept_s, res.errors = smtp_source(pf.port, w, n)
+        res.accept_s, res.errors = smtp_source(pf.port, w, n, message_file=message)
         done = sink.wait(base + n, timeout_for(w, n))
         res.delivered_s = None if done is None else done - t0
         res.sink_count = sink.count() - base
-        res.cpu_s = {"postfix": round(tree_cpu_s(master) - cpu0, 2)}
+        res.cpu_s = {"postfix": round(tree_cpu_s(master) - cpu0, 2),
+                     **{k: round(cpu_s(p) - scan0[k], 2) for k, p in scanners.items()}}
         res.peak_rss_mb = {"postfix (all procs, PSS)": round(poller.stop()["postfix"] / 1024, 1)}
         res.check = f"{'OK' if res.sink_count == n else 'MISMATCH'}: sink={res.sink_count}"
     finally:
@@ -372,7 +400,7 @@ def print_table(results: list[Result]) -> str:
     lines = ["| workload | msgs | system | accepted msg/s | delivered msg/s | ratio mg/pf (delivered) | "
              "latency p50/p95/p99 ms | CPU s per 1k msgs | peak RSS MB | check |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    by = {(r.workload, r.system): r for r in results}
+    by = {(r.workload, r.system.split("+")[0]): r for r in results}
     for r in results:
         other = by.get((r.workload, "postfix"))
         ratio = ""
@@ -380,6 +408,8 @@ def print_table(results: list[Result]) -> str:
             ratio = f"{(r.messages / r.delivered_s) / (other.messages / other.delivered_s):.2f}"
         lat = "/".join(f"{r.latency_ms[k]:,.0f}" for k in ("p50", "p95", "p99")) if r.latency_ms else "-"
         cpu = ", ".join(f"{k} {v / r.messages * 1000:.1f}" for k, v in r.cpu_s.items())
+        if "clamd" in r.cpu_s:  # the scanning workloads: the sum, clamd (and clamav-milter) included
+            cpu += f"; total {sum(r.cpu_s.values()) / r.messages * 1000:.1f}"
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
         lines.append(f"| {r.workload} | {r.messages} | {r.system} | {rate(r.messages, r.accept_s)} | "
                      f"{rate(r.messages, r.delivered_s)} | {ratio} | {lat} | {cpu} | {rss} | {r.check} |")
@@ -415,7 +445,13 @@ def main() -> int:
     workdir.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach their queue and data dirs
     sink_port = free_port()
     mg = Mailgate(workdir, sink_port, args.set)
-    pf = None if args.skip_postfix else Postfix(workdir, sink_port)
+    scanning = any(w.scan for w in chosen)
+    pf = None if args.skip_postfix or all(w.scan for w in chosen) else Postfix(workdir, sink_port)
+    clamd = scan.start_clamd(workdir) if scanning else None
+    milter = scan.ClamavMilter(workdir, clamd.port) if clamd and not args.skip_postfix else None
+    pf_av = (Postfix(workdir, sink_port, "postfix-av", {"smtpd_milters": milter.socket, "milter_protocol": "6",
+                                                         "milter_default_action": "tempfail"}) if milter else None)
+    scanners: dict[str, int] = {}
     results: list[Result] = []
     started = time.monotonic()
     print(f"work dir {workdir}; broker 127.0.0.1:{mg.kafka_port}; mailgate 127.0.0.1:{mg.smtp_port}; "
@@ -425,29 +461,34 @@ def main() -> int:
         broker_pid = mg.start_broker()
         if pf:
             pf.start()
+        if milter and pf_av and clamd and clamd.proc:
+            scanners = {"clamav-milter": milter.start(), "clamd": clamd.proc.pid}
+            pf_av.start()
         for i, w in enumerate(chosen):
             n = w.quick_messages if args.quick else w.messages
             if args.messages:
                 n = max(20, int(args.messages * w.messages / WORKLOADS[0].messages))
             print(f"[{time.monotonic() - started:5.0f}s] {w.name}: {n} x {w.size} B, {w.rcpts} rcpt, "
                   f"{w.sessions} sessions, slow={w.slow_ms} ms, egress x{w.egress_replicas}", flush=True)
-            r = run_mailgate(mg, broker_pid, w, n, args.py_spy if i == 0 else None)
+            r = run_mailgate(mg, broker_pid, w, n, args.py_spy if i == 0 else None, clamd if w.scan else None)
             results.append(r)
             print(f"  mailgate: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
                   + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
             if r.sink_view:
                 print(f"    sink's view: {describe(r.sink_view)}", flush=True)
-            if pf:
-                r = run_postfix(pf, workdir, sink_port, broker_pid, w, n)
+            peer = pf_av if w.scan else pf
+            if peer:
+                r = run_postfix(peer, workdir, sink_port, broker_pid, w, n, scanners if w.scan else None)
                 results.append(r)
-                print(f"  postfix: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
+                print(f"  {r.system}: accept {r.accept_s:.1f}s, delivered {r.delivered_s}, {r.check}"
                       + (f"; smtp-source said: {r.errors}" if r.errors else ""), flush=True)
                 if r.sink_view:
                     print(f"    sink's view: {describe(r.sink_view)}", flush=True)
     finally:
         mg.stop_stages()
-        if pf:
-            pf.stop()
+        for p in (pf, pf_av, milter, clamd):
+            if p:
+                p.stop()
         mg.stop_broker()
     print(f"\ntotal {time.monotonic() - started:.0f}s; {os.cpu_count()} cores; "
           f"load average now {os.getloadavg()[0]:.2f} (other work on the machine disturbs these numbers)\n")
