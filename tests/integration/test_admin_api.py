@@ -115,6 +115,15 @@ async def test_created_outbound_gateway_is_in_mail_config_and_listed_and_its_pas
     assert again.status == 409
 
 
+async def test_an_outbound_body_put_at_an_inbound_path_is_a_conflict_and_changes_nothing(api, broker_gw):
+    doc = {"kind": "outbound", "name": "mixed", "address": "10.0.0.7"}
+    r = await api.put("/api/gateways/inbound/mixed", json=doc, headers=_h(api))
+    body = await r.json()
+    assert r.status == 409 and "'outbound'" in body["fields"]["kind"], body
+    state, _ = await read_state(broker_gw.cfg)
+    assert "inbound/mixed" not in state and "outbound/mixed" not in state
+
+
 async def test_update_without_password_keeps_it_then_disable_and_delete(api, broker_gw):
     doc = {"kind": "outbound", "name": "relay2", "address": "10.0.0.2", "auth_username": "u2",
            "auth_password": RELAY_PW}

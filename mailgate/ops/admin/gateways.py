@@ -38,6 +38,10 @@ class GatewayExists(Exception):
     """Create of a name that is taken."""
 
 
+class GatewayKindMismatch(Exception):
+    """The body says one kind of gateway, the path another (an outbound body PUT at /api/gateways/inbound/...)."""
+
+
 class VerifyFailed(Exception):
     """"Verify connection before save" failed; `result` says at which step."""
 
@@ -168,6 +172,8 @@ async def live_version(cfg: Config) -> str:
 
 async def save(cfg: Config, kind: str, doc: dict, operator: str, *, create: bool, name: str | None = None) -> dict:
     """Create (`create`) or replace the gateway; verify first when it asks for that; the stored document back."""
+    if kind in KINDS and doc.get("kind", kind) != kind:  # before "no such gateway": the request contradicts itself
+        raise GatewayKindMismatch(f"the body is an {doc.get('kind')!r} gateway, the path names {kind!r}")
     state, live = await _live(cfg)
     if name is not None:
         doc = {**doc, "name": name}

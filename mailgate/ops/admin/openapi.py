@@ -24,7 +24,7 @@ def _body(schema: dict | str) -> dict:
 
 ERR = {"401": _json("Error", "not logged in"), "403": _json("Error", "missing or wrong X-CSRF-Token")}
 CONFLICT = ("name taken (create), or settings that conflict: domain verification web_service without SmarterMail "
-            "gateway mode (fields names it)")
+            "gateway mode, or a body whose kind is not the path's (fields names it)")
 NOT_FOUND = {"404": _json("Error", "no such gateway / message")}
 INVALID = {"422": _json("Error", "invalid: `fields` maps each field path to its message; `verify` tells the "
                                   "failed step of verify connection before save")}

@@ -66,6 +66,8 @@ async def domain_errors(request: web.Request, handler) -> web.StreamResponse:
         return error(422, "invalid gateway", fields={"": f"a secret cannot be used: {err}"})
     except gateways.GatewayExists as err:
         return error(409, str(err), fields={"name": str(err)})
+    except gateways.GatewayKindMismatch as err:
+        return error(409, "conflicting gateway settings", fields={"kind": str(err)})
     except gateways.VerifyFailed as err:
         return error(422, f"verify connection failed at {err.result.get('step')}: {err.result.get('message')}",
                      verify=err.result)
